@@ -1,0 +1,353 @@
+"""One decoder-only transformer for Llama 2/3 (SmolLM2), Qwen2/2.5 and Qwen3.
+
+The NNX module `Transformer` owns parameter creation and their logical axis names; the math is
+pure functions over the plain params pytree (`Transformer.params`), so jitted steps take and
+return pytrees. Layers are stacked on a leading `layers` axis and run with `lax.scan`, which keeps
+compile time independent of depth.
+
+Params pytree (shapes; logical axes in `param_axes`):
+  embed [V, D]; final_norm [D]; lm_head [D, V] (untied only)
+  layers: attn_norm [L, D], wq [L, D, H, Dh], wk/wv [L, D, K, Dh], wo [L, H, Dh, D],
+          bq [L, H, Dh], bk/bv [L, K, Dh] (qwen2), q_norm/k_norm [L, Dh] (qwen3),
+          mlp_norm [L, D], w_gate/w_up [L, D, F], w_down [L, F, D]
+          lora (optional): {name: {"a": [L, *in, r], "b": [L, r, *out]}} for any projection.
+KV cache: {"k": [L, B, S, K, Dh], "v": [L, B, S, K, Dh]}; row b holds `lengths[b]` valid tokens.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from negojax.models.config import ModelConfig
+
+# Logical axis names of every parameter; the sharding layer maps them onto a mesh.
+_LAYER_AXES = {
+    "attn_norm": ("layers", "embed"),
+    "wq": ("layers", "embed", "heads", "head_dim"),
+    "wk": ("layers", "embed", "kv_heads", "head_dim"),
+    "wv": ("layers", "embed", "kv_heads", "head_dim"),
+    "wo": ("layers", "heads", "head_dim", "embed"),
+    "bq": ("layers", "heads", "head_dim"),
+    "bk": ("layers", "kv_heads", "head_dim"),
+    "bv": ("layers", "kv_heads", "head_dim"),
+    "q_norm": ("layers", "head_dim"),
+    "k_norm": ("layers", "head_dim"),
+    "mlp_norm": ("layers", "embed"),
+    "w_gate": ("layers", "embed", "mlp"),
+    "w_up": ("layers", "embed", "mlp"),
+    "w_down": ("layers", "mlp", "embed"),
+}
+# How many leading (after `layers`) dims of each projection are its input.
+PROJECTION_INPUT_DIMS = {"wq": 1, "wk": 1, "wv": 1, "wo": 2, "w_gate": 1, "w_up": 1,
+                         "w_down": 1}
+CACHE_AXES = ("layers", "act_batch", "cache_length", "act_kv_heads", "head_dim")
+
+Constrain = Callable[[jax.Array, tuple], jax.Array]
+
+
+def _no_constraint(x, _names):
+    return x
+
+
+def layer_param_names(config: ModelConfig) -> list[str]:
+    names = ["attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate", "w_up", "w_down"]
+    if config.attention_bias:
+        names += ["bq", "bk", "bv"]
+    if config.qk_norm:
+        names += ["q_norm", "k_norm"]
+    return names
+
+
+def param_shapes(config: ModelConfig) -> dict:
+    c = config
+    L, D, H, K, Dh, F, V = (c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads,
+                            c.head_dim, c.intermediate_size, c.vocab_size)
+    layer = {
+        "attn_norm": (L, D), "wq": (L, D, H, Dh), "wk": (L, D, K, Dh), "wv": (L, D, K, Dh),
+        "wo": (L, H, Dh, D), "bq": (L, H, Dh), "bk": (L, K, Dh), "bv": (L, K, Dh),
+        "q_norm": (L, Dh), "k_norm": (L, Dh), "mlp_norm": (L, D), "w_gate": (L, D, F),
+        "w_up": (L, D, F), "w_down": (L, F, D),
+    }
+    shapes = {"embed": (V, D), "final_norm": (D,),
+              "layers": {k: layer[k] for k in layer_param_names(config)}}
+    if not c.tie_word_embeddings:
+        shapes["lm_head"] = (D, V)
+    return shapes
+
+
+def param_axes(params: dict) -> dict:
+    """Logical axis names for every leaf of a params pytree (LoRA adapters included)."""
+    axes = {"embed": ("vocab", "embed"), "final_norm": ("embed",),
+            "lm_head": ("embed", "vocab")}
+    out = {k: axes[k] for k in params if k != "layers"}
+    layers = {}
+    for name, value in params["layers"].items():
+        if name == "lora":
+            layers["lora"] = {}
+            for proj, ab in value.items():
+                full = _LAYER_AXES[proj]
+                n_in = PROJECTION_INPUT_DIMS[proj]
+                layers["lora"][proj] = {"a": full[:1 + n_in] + ("lora_rank",),
+                                        "b": ("layers", "lora_rank") + full[1 + n_in:]}
+        else:
+            layers[name] = _LAYER_AXES[name]
+    out["layers"] = layers
+    return out
+
+
+class _Layers(nnx.Module):
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        shapes = param_shapes(config)["layers"]
+        pd = config.param_dtype
+        for name, shape in shapes.items():
+            if name.endswith("norm"):
+                value = jnp.ones(shape, pd)
+            elif name.startswith("b"):
+                value = jnp.zeros(shape, pd)
+            else:
+                fan_in = math.prod(shape[1:1 + PROJECTION_INPUT_DIMS[name]])
+                value = (jax.random.normal(rngs.params(), shape, jnp.float32)
+                         / math.sqrt(fan_in)).astype(pd)
+            setattr(self, name, nnx.Param(value, logical_axes=_LAYER_AXES[name]))
+
+
+class Transformer(nnx.Module):
+    """Parameters with logical axis metadata; call it or use the pure functions below."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        pd = config.param_dtype
+        V, D = config.vocab_size, config.hidden_size
+        self.embed = nnx.Param(jax.random.normal(rngs.params(), (V, D), jnp.float32)
+                               .astype(pd) * 0.02, logical_axes=("vocab", "embed"))
+        self.layers = _Layers(config, rngs)
+        self.final_norm = nnx.Param(jnp.ones((D,), pd), logical_axes=("embed",))
+        if not config.tie_word_embeddings:
+            self.lm_head = nnx.Param((jax.random.normal(rngs.params(), (D, V), jnp.float32)
+                                      / math.sqrt(D)).astype(pd),
+                                     logical_axes=("embed", "vocab"))
+
+    @property
+    def params(self) -> dict:
+        return nnx.state(self, nnx.Param).to_pure_dict()
+
+    def __call__(self, ids):
+        return forward(self.params, self.config, ids)
+
+
+def init_params(config: ModelConfig, seed: int = 0) -> dict:
+    return Transformer(config, rngs=nnx.Rngs(seed)).params
+
+
+# ----------------------------------------------------------------------------------- math
+
+
+def rms_norm(x, weight, eps):
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return weight.astype(x.dtype) * normed.astype(x.dtype)
+
+
+def rope_inv_freq(config: ModelConfig) -> jax.Array:
+    dim = config.head_dim
+    inv_freq = 1.0 / (config.rope_theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+    scaling = config.rope_scaling_dict()
+    if scaling:
+        factor = scaling["factor"]
+        low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+        old = scaling["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv_freq
+        scaled = jnp.where(wavelen > old / low, inv_freq / factor, inv_freq)
+        smooth = (old / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= old / high) & (wavelen <= old / low)
+        inv_freq = jnp.where(medium, smoothed, scaled)
+    return inv_freq
+
+
+def apply_rope(x, positions, inv_freq):
+    """x [B, T, N, Dh], positions [B, T]; HF's rotate-half convention."""
+    freqs = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, Dh/2]
+    emb = jnp.concatenate([freqs, freqs], axis=-1)[:, :, None, :]
+    cos, sin = jnp.cos(emb).astype(x.dtype), jnp.sin(emb).astype(x.dtype)
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return x * cos + rotated * sin
+
+
+def _project(x, layer, name, n_in, dtype, scale):
+    """x @ W over the first n_in dims of W, plus the LoRA path when adapters are present."""
+    w = layer[name].astype(dtype)
+    x_axes = "".join("xyz"[:n_in])
+    lhs = "...{}".format(x_axes)
+    out_axes = "".join("pqr"[: w.ndim - n_in])
+    y = jnp.einsum(f"{lhs},{x_axes}{out_axes}->...{out_axes}", x, w)
+    lora = layer.get("lora", {}).get(name)
+    if lora is not None:
+        a, b = lora["a"].astype(dtype), lora["b"].astype(dtype)
+        h = jnp.einsum(f"{lhs},{x_axes}r->...r", x, a)
+        y = y + scale * jnp.einsum(f"...r,r{out_axes}->...{out_axes}", h, b)
+    return y
+
+
+def _attention(q, k, v, mask, constrain):
+    """q [B, T, H, Dh]; k, v [B, S, K, Dh]; mask [B, T, S] (True = attend)."""
+    B, T, H, Dh = q.shape
+    K = k.shape[2]
+    q = q.reshape(B, T, K, H // K, Dh)
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k).astype(jnp.float32) / math.sqrt(Dh)
+    scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(B, T, H, Dh)
+    return constrain(out, ("act_batch", "act_length", "act_heads", "head_dim"))
+
+
+def _layer(config, x, layer, positions, inv_freq, kv_fn, constrain):
+    """One block. kv_fn(k, v) -> (keys, values, mask) supplies the attended keys."""
+    dt, scale = config.dtype, config.lora_scale
+    h = rms_norm(x, layer["attn_norm"], config.rms_norm_eps)
+    q = _project(h, layer, "wq", 1, dt, scale)
+    k = _project(h, layer, "wk", 1, dt, scale)
+    v = _project(h, layer, "wv", 1, dt, scale)
+    if config.attention_bias:
+        q, k, v = (q + layer["bq"].astype(dt), k + layer["bk"].astype(dt),
+                   v + layer["bv"].astype(dt))
+    if config.qk_norm:
+        q = rms_norm(q, layer["q_norm"], config.rms_norm_eps)
+        k = rms_norm(k, layer["k_norm"], config.rms_norm_eps)
+    q = constrain(apply_rope(q, positions, inv_freq),
+                  ("act_batch", "act_length", "act_heads", "head_dim"))
+    k = apply_rope(k, positions, inv_freq)
+    keys, values, mask, extra = kv_fn(k, v)
+    attn = _attention(q, keys, values, mask, constrain)
+    x = x + _project(attn, layer, "wo", 2, dt, scale)
+    x = constrain(x, ("act_batch", "act_length", "act_embed"))
+    h = rms_norm(x, layer["mlp_norm"], config.rms_norm_eps)
+    gate = _project(h, layer, "w_gate", 1, dt, scale)
+    up = _project(h, layer, "w_up", 1, dt, scale)
+    act = constrain(jax.nn.silu(gate) * up, ("act_batch", "act_length", "act_mlp"))
+    x = x + _project(act, layer, "w_down", 1, dt, scale)
+    return constrain(x, ("act_batch", "act_length", "act_embed")), extra
+
+
+def embed_tokens(params, config, ids):
+    return params["embed"].astype(config.dtype)[ids]
+
+
+def unembed(params, config, hidden):
+    """Final hidden [..., D] -> logits [..., V] in float32."""
+    w = (params["embed"].T if config.tie_word_embeddings else params["lm_head"])
+    return jnp.einsum("...d,dv->...v", hidden, w.astype(config.dtype)).astype(jnp.float32)
+
+
+def hidden_states(params, config: ModelConfig, ids, positions=None,
+                  constrain: Constrain = _no_constraint):
+    """Full-sequence causal forward up to the final norm: ids [B, T] -> [B, T, D]."""
+    B, T = ids.shape
+    if positions is None:
+        positions = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
+    inv_freq = rope_inv_freq(config)
+    causal = jnp.tril(jnp.ones((T, T), bool))
+    mask = jnp.broadcast_to(causal, (B, T, T))
+
+    def kv_fn(k, v):
+        return k, v, mask, None
+
+    def body(x, layer):
+        x, _ = _layer(config, x, layer, positions, inv_freq, kv_fn, constrain)
+        return x, None
+
+    x = constrain(embed_tokens(params, config, ids), ("act_batch", "act_length", "act_embed"))
+    x, _ = jax.lax.scan(body, x, params["layers"])
+    return rms_norm(x, params["final_norm"], config.rms_norm_eps)
+
+
+def forward(params, config: ModelConfig, ids, positions=None,
+            constrain: Constrain = _no_constraint):
+    """Full-sequence causal forward: ids int32[B, T] -> logits float32[B, T, V]."""
+    h = hidden_states(params, config, ids, positions, constrain)
+    return constrain(unembed(params, config, h), ("act_batch", "act_length", "act_vocab"))
+
+
+def token_logprobs(params, config: ModelConfig, ids, targets, *, chunk: int = 128,
+                   constrain: Constrain = _no_constraint):
+    """log p(targets[:, t] | ids[:, :t+1]) and the entropy at each position, both [B, T].
+
+    Logits are formed `chunk` positions at a time, so at most [B, chunk, V] exists at once.
+    """
+    h = hidden_states(params, config, ids, constrain=constrain)
+    return logprobs_from_hidden(params, config, h, targets, chunk=chunk)
+
+
+def logprobs_from_hidden(params, config, h, targets, *, chunk: int = 128):
+    B, T, D = h.shape
+    chunk = min(chunk, T)
+    pad = (-T) % chunk
+    h = jnp.pad(h, ((0, 0), (0, pad), (0, 0)))
+    tg = jnp.pad(targets, ((0, 0), (0, pad)))
+    n = h.shape[1] // chunk
+    h = h.reshape(B, n, chunk, D).swapaxes(0, 1)
+    tg = tg.reshape(B, n, chunk).swapaxes(0, 1)
+
+    @jax.checkpoint
+    def one(hc, tc):
+        logits = unembed(params, config, hc)
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        picked = jnp.take_along_axis(logp, tc[..., None], axis=-1)[..., 0]
+        entropy = -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+        return picked, entropy
+
+    picked, entropy = jax.lax.map(lambda a: one(*a), (h, tg))
+    unchunk = lambda a: a.swapaxes(0, 1).reshape(B, n * chunk)[:, :T]
+    return unchunk(picked), unchunk(entropy)
+
+
+# ------------------------------------------------------------------------------ KV cache
+
+
+def init_cache(config: ModelConfig, batch: int, max_len: int, dtype=None) -> dict:
+    shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
+    dtype = dtype or config.dtype
+    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+
+
+def forward_cached(params, config: ModelConfig, ids, cache: dict, lengths,
+                   constrain: Constrain = _no_constraint):
+    """Append ids [B, T] to a KV cache and return (logits [B, T, V], new cache).
+
+    Row b's tokens take positions lengths[b] .. lengths[b] + T - 1; query t attends to cache
+    slots j <= lengths[b] + t. Right padding inside the T block is harmless: the caller
+    advances lengths by the number of real tokens, so padded slots are overwritten later.
+    The caller keeps lengths[b] + T <= S.
+    """
+    B, T = ids.shape
+    S = cache["k"].shape[2]
+    lengths = lengths.astype(jnp.int32)
+    positions = lengths[:, None] + jnp.arange(T, dtype=jnp.int32)[None, :]
+    mask = jnp.arange(S, dtype=jnp.int32)[None, None, :] <= positions[:, :, None]
+    inv_freq = rope_inv_freq(config)
+    rows = jnp.arange(B)[:, None]
+
+    def body(carry, layer_and_index):
+        x, ck, cv = carry
+        layer, i = layer_and_index
+
+        def kv_fn(k, v):
+            nk = ck.at[i, rows, positions].set(k.astype(ck.dtype), mode="drop")
+            nv = cv.at[i, rows, positions].set(v.astype(cv.dtype), mode="drop")
+            return nk[i].astype(k.dtype), nv[i].astype(v.dtype), mask, (nk, nv)
+
+        x, (ck, cv) = _layer(config, x, layer, positions, inv_freq, kv_fn, constrain)
+        return (x, ck, cv), None
+
+    x = constrain(embed_tokens(params, config, ids), ("act_batch", "act_length", "act_embed"))
+    (x, ck, cv), _ = jax.lax.scan(
+        body, (x, cache["k"], cache["v"]),
+        (params["layers"], jnp.arange(config.num_layers)))
+    h = rms_norm(x, params["final_norm"], config.rms_norm_eps)
+    logits = constrain(unembed(params, config, h), ("act_batch", "act_length", "act_vocab"))
+    return logits, {"k": ck, "v": cv}

@@ -1,0 +1,35 @@
+"""negojax: teach language models to negotiate, in JAX."""
+from setuptools import find_packages, setup
+
+setup(
+    name="negojax",
+    version="0.1.0",
+    description="Multi-agent negotiation self-play with GRPO for collective value alignment, in JAX.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["negojax", "negojax.*"]),
+    package_data={"negojax": ["data/resources/*.jsonl"]},
+    install_requires=[
+        "jax>=0.10,<0.12",
+        "flax>=0.12,<0.13",
+        "optax>=0.2.5",
+        "orbax-checkpoint>=0.11",
+        "transformers>=4.57,<6",
+        "sentencepiece>=0.2",
+        "tensorflow-datasets>=4.9.9",
+        "array-record>=0.8",
+        "ml-collections>=1.1",
+        "safetensors>=0.5",
+        "tokenizers>=0.21",
+        "gguf>=0.17",
+        "absl-py>=2.1",
+        "numpy>=1.26",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+        "jinja2>=3.1",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "torch==2.13.0"],
+    },
+)
