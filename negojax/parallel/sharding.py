@@ -1,0 +1,99 @@
+"""The (data, fsdp, tensor) device mesh and the logical-axis rules that place arrays on it.
+
+Models name their axes logically ("embed", "heads", "act_batch", ...); `LogicalRules` maps those
+names onto mesh axes. A mesh axis that does not divide a dimension is dropped for that array
+(replication instead of an error), so one rule table serves every model size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Optional, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# Parameters: FSDP shards the embed dimension, Megatron-style tensor parallelism shards heads,
+# MLP and vocabulary. Activations: batch over data and fsdp, the same model dims over tensor.
+DEFAULT_RULES: dict[str, Any] = {
+    "vocab": "tensor",
+    "embed": "fsdp",
+    "heads": "tensor",
+    "kv_heads": "tensor",
+    "mlp": "tensor",
+    "head_dim": None,
+    "layers": None,
+    "lora_rank": None,
+    "act_batch": ("data", "fsdp"),
+    "act_length": None,
+    "act_embed": None,
+    "act_heads": "tensor",
+    "act_kv_heads": "tensor",
+    "act_mlp": "tensor",
+    "act_vocab": "tensor",
+    "cache_length": None,
+}
+
+
+def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices=None) -> Mesh:
+    """A (data, fsdp, tensor) mesh; one size may be -1 to take the remaining devices."""
+    devices = list(jax.devices() if devices is None else devices)
+    sizes = [data, fsdp, tensor]
+    if sizes.count(-1) > 1:
+        raise ValueError("mesh: at most one of data/fsdp/tensor may be -1")
+    known = math.prod(s for s in sizes if s != -1)
+    if -1 in sizes:
+        if len(devices) % known:
+            raise ValueError(f"mesh: {len(devices)} devices are not divisible by "
+                             f"fsdp*tensor*data = {known}; change mesh sizes")
+        sizes[sizes.index(-1)] = len(devices) // known
+    if math.prod(sizes) != len(devices):
+        raise ValueError(f"mesh: data*fsdp*tensor = {math.prod(sizes)} but {len(devices)} "
+                         "devices are present; set mesh sizes whose product is the device count")
+    return Mesh(np.asarray(devices).reshape(sizes), MESH_AXES)
+
+
+@dataclasses.dataclass(frozen=True)
+class LogicalRules:
+    mesh: Mesh
+    rules: Mapping[str, Any] = dataclasses.field(default_factory=lambda: dict(DEFAULT_RULES))
+
+    def spec(self, names: Sequence[Optional[str]], shape: Optional[Sequence[int]] = None
+             ) -> PartitionSpec:
+        used: set[str] = set()
+        out = []
+        for i, name in enumerate(names):
+            target = self.rules.get(name) if name is not None else None
+            axes = (target,) if isinstance(target, str) else tuple(target or ())
+            kept = []
+            for axis in axes:
+                size = self.mesh.shape[axis]
+                dim = None if shape is None else shape[i]
+                divisible = dim is None or dim % (size * math.prod(
+                    self.mesh.shape[a] for a in kept)) == 0
+                if axis not in used and size > 1 and divisible:
+                    kept.append(axis)
+            used.update(kept)
+            out.append(None if not kept else kept[0] if len(kept) == 1 else tuple(kept))
+        return PartitionSpec(*out)
+
+    def sharding(self, names, shape=None) -> NamedSharding:
+        return NamedSharding(self.mesh, self.spec(names, shape))
+
+    def constrain(self, x, names):
+        return jax.lax.with_sharding_constraint(x, self.sharding(names, x.shape))
+
+    def tree_shardings(self, axes_tree, shapes_tree):
+        """Shardings for a pytree given matching trees of axis-name tuples and shapes."""
+        return jax.tree.map(lambda names, x: self.sharding(names, np.shape(x)),
+                            axes_tree, shapes_tree, is_leaf=lambda t: isinstance(t, tuple))
+
+    @property
+    def batch_size_multiple(self) -> int:
+        return self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+
+    def replicated(self) -> NamedSharding:
+        return NamedSharding(self.mesh, PartitionSpec())
