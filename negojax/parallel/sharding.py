@@ -1,4 +1,4 @@
-"""The (data, fsdp, tensor) device mesh and the logical-axis rules that place arrays on it.
+"""Logical-axis rules that place arrays on the (data, fsdp, tensor) mesh.
 
 Models name their axes logically ("embed", "heads", "act_batch", ...); `LogicalRules` maps those
 names onto mesh axes. A mesh axis that does not divide a dimension is dropped for that array
@@ -13,8 +13,6 @@ from typing import Any, Mapping, Optional, Sequence
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-MESH_AXES = ("data", "fsdp", "tensor")
 
 # Parameters: FSDP shards the embed dimension, Megatron-style tensor parallelism shards heads,
 # MLP and vocabulary. Activations: batch over data and fsdp, the same model dims over tensor.
@@ -36,24 +34,6 @@ DEFAULT_RULES: dict[str, Any] = {
     "act_vocab": "tensor",
     "cache_length": None,
 }
-
-
-def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices=None) -> Mesh:
-    """A (data, fsdp, tensor) mesh; one size may be -1 to take the remaining devices."""
-    devices = list(jax.devices() if devices is None else devices)
-    sizes = [data, fsdp, tensor]
-    if sizes.count(-1) > 1:
-        raise ValueError("mesh: at most one of data/fsdp/tensor may be -1")
-    known = math.prod(s for s in sizes if s != -1)
-    if -1 in sizes:
-        if len(devices) % known:
-            raise ValueError(f"mesh: {len(devices)} devices are not divisible by "
-                             f"fsdp*tensor*data = {known}; change mesh sizes")
-        sizes[sizes.index(-1)] = len(devices) // known
-    if math.prod(sizes) != len(devices):
-        raise ValueError(f"mesh: data*fsdp*tensor = {math.prod(sizes)} but {len(devices)} "
-                         "devices are present; set mesh sizes whose product is the device count")
-    return Mesh(np.asarray(devices).reshape(sizes), MESH_AXES)
 
 
 @dataclasses.dataclass(frozen=True)
