@@ -1,0 +1,102 @@
+"""Group-relative advantages over rewards shaped [prompts, G] (and per-seat [prompts, G, seats]).
+
+Every prompt is sampled G times; each sample's advantage is its reward against a baseline computed
+from its own group only. Methods:
+
+- ``grpo``:    (r - mean) / (std + eps).  ``std`` is the POPULATION std (ddof=0, like ``jnp.std``).
+  TRL and verl use ``torch.std`` (Bessel-corrected, ddof=1); the two differ by the constant factor
+  sqrt(G / (G - 1)) for full groups, which Adam largely absorbs. ddof=0 stays defined when a
+  ``valid`` mask leaves a single sample in a group (its advantage is then 0, not 0/0).
+- ``dr_grpo``: r - mean (Dr. GRPO drops the std division, which up-weights near-uniform groups).
+- ``rloo``:    r - mean of the OTHER samples of the group (leave-one-out); a group with a single
+  valid sample has no baseline and gets advantage 0.
+
+``valid`` (same leading shape, bool or 0/1) drops samples, e.g. a judge failure: they are left out of
+the group statistics and get advantage 0. All functions are pure jax.numpy and jit-friendly with
+``method`` static.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+METHODS = ("grpo", "dr_grpo", "rloo")
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown advantage method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def _float(x) -> jnp.ndarray:
+    x = jnp.asarray(x)
+    return x.astype(jnp.result_type(x.dtype, jnp.float32))
+
+
+def _valid_weights(rewards: jnp.ndarray, valid, name: str) -> jnp.ndarray:
+    if valid is None:
+        return jnp.ones_like(rewards)
+    valid = jnp.asarray(valid)
+    if valid.shape != rewards.shape:
+        raise ValueError(f"{name}: valid has shape {valid.shape}, expected the rewards' shape {rewards.shape}")
+    return valid.astype(rewards.dtype)
+
+
+def _group_advantages(rewards: jnp.ndarray, weights: jnp.ndarray, method: str, eps: float) -> jnp.ndarray:
+    """Advantages with the group along axis 1; any trailing axes (seats) get their own baseline."""
+    count = weights.sum(axis=1, keepdims=True)
+    total = (rewards * weights).sum(axis=1, keepdims=True)
+    mean = total / jnp.maximum(count, 1.0)
+    if method == "grpo":
+        var = (((rewards - mean) * weights) ** 2).sum(axis=1, keepdims=True) / jnp.maximum(count, 1.0)
+        adv = (rewards - mean) / (jnp.sqrt(var) + eps)
+    elif method == "dr_grpo":
+        adv = rewards - mean
+    else:  # rloo
+        others = (total - rewards) / jnp.maximum(count - 1.0, 1.0)
+        adv = jnp.where(count > 1.0, rewards - others, 0.0)
+    return jnp.where(weights > 0, adv, 0.0)
+
+
+def advantages(rewards, method: str, eps: float = 1e-6, valid=None) -> jnp.ndarray:
+    """Group-relative advantages for ``rewards`` [prompts, G]; returns the same shape.
+
+    ``method``: one of ``grpo``, ``dr_grpo``, ``rloo`` (see the module docstring).
+    ``valid``: optional [prompts, G] mask; dropped samples are excluded from the group's mean/std and
+    get advantage 0.
+    """
+    _check_method(method)
+    rewards = _float(rewards)
+    if rewards.ndim != 2:
+        raise ValueError(f"advantages: rewards must be [prompts, G], got shape {rewards.shape}; "
+                         "use seat_advantages for [prompts, G, seats]")
+    return _group_advantages(rewards, _valid_weights(rewards, valid, "advantages"), method, eps)
+
+
+def seat_advantages(rewards, method: str, eps: float = 1e-6, valid=None) -> jnp.ndarray:
+    """Per-seat baselines for multi-agent groups: ``rewards`` [prompts, G, seats] -> same shape.
+
+    Each seat of a prompt is its own group of G samples, so a seat's reward is compared only with the
+    same seat's rewards in the other samples of that prompt. ``valid``: optional [prompts, G, seats].
+    """
+    _check_method(method)
+    rewards = _float(rewards)
+    if rewards.ndim != 3:
+        raise ValueError(f"seat_advantages: rewards must be [prompts, G, seats], got shape {rewards.shape}")
+    return _group_advantages(rewards, _valid_weights(rewards, valid, "seat_advantages"), method, eps)
+
+
+def zero_advantage_fraction(rewards, valid=None) -> jnp.ndarray:
+    """Share of (valid) samples whose group's (valid) rewards are all equal, i.e. carry no signal.
+
+    ``rewards`` [prompts, G] (groups along axis 1). The method reports about 25% in training.
+    """
+    rewards = _float(rewards)
+    if rewards.ndim != 2:
+        raise ValueError(f"zero_advantage_fraction: rewards must be [prompts, G], got shape {rewards.shape}")
+    weights = _valid_weights(rewards, valid, "zero_advantage_fraction")
+    present = weights > 0
+    high = jnp.where(present, rewards, -jnp.inf).max(axis=1)
+    low = jnp.where(present, rewards, jnp.inf).min(axis=1)
+    flat_group = high <= low  # also true for groups with one valid sample
+    zero_samples = (weights.sum(axis=1) * flat_group).sum()
+    return zero_samples / jnp.maximum(weights.sum(), 1.0)
