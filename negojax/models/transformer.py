@@ -181,7 +181,9 @@ def apply_rope(x, positions, inv_freq):
 
 def _project(x, layer, name, n_in, dtype, scale):
     """x @ W over the first n_in dims of W, plus the LoRA path when adapters are present."""
-    w = layer[name].astype(dtype)
+    w = layer[name]
+    # An int8 frozen base (negojax.models.lora.quantize_int8) is dequantised per output channel.
+    w = w["q"].astype(dtype) * w["scale"].astype(dtype) if isinstance(w, dict) else w.astype(dtype)
     x_axes = "".join("xyz"[:n_in])
     lhs = "...{}".format(x_axes)
     out_axes = "".join("pqr"[: w.ndim - n_in])

@@ -1,0 +1,107 @@
+"""Conflict-resolution metrics, percentile-bootstrap confidence intervals and pairwise win-rate bookkeeping.
+
+Transcript contract (one dict per dialogue, as the negotiation engine writes them):
+  "turns": list of turns; the engine stops at the agreeing turn, so for an agreed dialogue len(turns) is the
+           number of turns it took to agree ("rounds to agreement" counts turns, as in the method's 2.3 -> 1.9),
+  "agreement_turn": int or None (None: no agreement within the cap),
+  "reward_components": {"ca_score": float in [0, 5], ...} - the judge's CA score of the final solution, which
+           evaluation always writes, agreed or not (the training reward would be 0 without agreement).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+CA_SCORE_KEY = "ca_score"
+
+
+def bootstrap_ci(
+    values: Sequence[float],
+    statistic: Callable[[np.ndarray], float] = np.mean,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of `statistic` over `values`; (nan, nan) for no values."""
+    data = np.asarray(values, dtype=np.float64)
+    if data.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, data.size, size=(n_resamples, data.size))
+    stats = np.array([statistic(data[row]) for row in indices])
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(stats, [tail, 100.0 - tail])
+    return (float(low), float(high))
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def agreed(transcript: dict) -> bool:
+    return transcript["agreement_turn"] is not None
+
+
+def agreement_rate(transcripts: Sequence[dict]) -> float:
+    return _mean([float(agreed(t)) for t in transcripts])
+
+
+def rounds_to_agreement(transcripts: Sequence[dict]) -> list[int]:
+    """Turns taken by each agreed dialogue; dialogues without agreement are left out."""
+    return [len(t["turns"]) for t in transcripts if agreed(t)]
+
+
+def ca_scores(transcripts: Sequence[dict]) -> list[float]:
+    return [float(t["reward_components"][CA_SCORE_KEY]) for t in transcripts]
+
+
+def conflict_metrics(transcripts: Sequence[dict], *, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """Agreement rate, mean rounds to agreement (agreed dialogues only) and mean CA score, each with a 95% CI."""
+    agreements = [float(agreed(t)) for t in transcripts]
+    rounds = rounds_to_agreement(transcripts)
+    scores = ca_scores(transcripts)
+    ci = lambda values: list(bootstrap_ci(values, n_resamples=n_resamples, seed=seed))  # noqa: E731
+    return {
+        "n": len(transcripts),
+        "agreement_rate": _mean(agreements),
+        "agreement_rate_ci": ci(agreements),
+        "mean_rounds": _mean(rounds),
+        "mean_rounds_ci": ci(rounds),
+        "mean_ca_score": _mean(scores),
+        "mean_ca_score_ci": ci(scores),
+    }
+
+
+WIN, LOSS, TIE = 1.0, 0.0, 0.5
+
+
+def pairwise_outcomes(p_a_first: Sequence[float], p_b_first: Sequence[float]) -> np.ndarray:
+    """Per-item outcome for A from a judge run in both orders: 1 win, 0 loss, 0.5 tie.
+
+    p_a_first[i] = P(first answer better) when the judge saw (A, B); p_b_first[i] = P(first answer better) when
+    it saw (B, A). A wins only when both orders prefer A (p_a_first > 0.5 and p_b_first < 0.5), loses only when
+    both prefer B (p_a_first < 0.5 and p_b_first > 0.5); an order-dependent verdict or an exact 0.5 is a tie.
+    """
+    first = np.asarray(p_a_first, dtype=np.float64)
+    swapped = np.asarray(p_b_first, dtype=np.float64)
+    if first.shape != swapped.shape:
+        raise ValueError(f"win rate needs one judgement per item in each order; got {first.shape} and {swapped.shape}")
+    outcomes = np.full(first.shape, TIE)
+    outcomes[(first > 0.5) & (swapped < 0.5)] = WIN
+    outcomes[(first < 0.5) & (swapped > 0.5)] = LOSS
+    return outcomes
+
+
+def win_rate(p_a_first: Sequence[float], p_b_first: Sequence[float], *, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """Wins, losses, ties and win_rate = (wins + ties / 2) / n for A, so 0.5 means even; with a 95% CI."""
+    outcomes = pairwise_outcomes(p_a_first, p_b_first)
+    return {
+        "n": int(outcomes.size),
+        "wins": int(np.sum(outcomes == WIN)),
+        "losses": int(np.sum(outcomes == LOSS)),
+        "ties": int(np.sum(outcomes == TIE)),
+        "win_rate": _mean(outcomes),
+        "win_rate_ci": list(bootstrap_ci(outcomes, n_resamples=n_resamples, seed=seed)),
+    }
