@@ -318,8 +318,12 @@ def init_cache(config: ModelConfig, batch: int, max_len: int, dtype=None) -> dic
 
 
 def forward_cached(params, config: ModelConfig, ids, cache: dict, lengths,
-                   constrain: Constrain = _no_constraint):
+                   constrain: Constrain = _no_constraint, logits_at=None):
     """Append ids [B, T] to a KV cache and return (logits [B, T, V], new cache).
+
+    With `logits_at` (int [B]) only that block position of each row is unembedded and the
+    logits are [B, V]: a prefill needs just the last real token, and the vocabulary projection
+    dominates small models.
 
     Row b's tokens take positions lengths[b] .. lengths[b] + T - 1; query t attends to cache
     slots j <= lengths[b] + t. Right padding inside the T block is harmless: the caller
@@ -350,6 +354,10 @@ def forward_cached(params, config: ModelConfig, ids, cache: dict, lengths,
     (x, ck, cv), _ = jax.lax.scan(
         body, (x, cache["k"], cache["v"]),
         (params["layers"], jnp.arange(config.num_layers)))
+    if logits_at is not None:
+        x = x[jnp.arange(B), logits_at]
     h = rms_norm(x, params["final_norm"], config.rms_norm_eps)
-    logits = constrain(unembed(params, config, h), ("act_batch", "act_length", "act_vocab"))
+    names = ("act_batch", "act_vocab") if logits_at is not None else (
+        "act_batch", "act_length", "act_vocab")
+    logits = constrain(unembed(params, config, h), names)
     return logits, {"k": ck, "v": cv}
