@@ -124,3 +124,22 @@ def params_from_state_dict(config: ModelConfig, get: Callable[[str], np.ndarray]
             for i in range(config.num_layers)])
         for k in shapes["layers"]}
     return out
+
+
+def hf_tensor_shapes(config: ModelConfig, params: dict) -> list[tuple[str, tuple]]:
+    """(hf_name, hf shape) of every tensor `iter_hf_tensors` yields, in the same order, without
+    touching any values (so an exporter can plan shards before reading weights)."""
+    out = [(_OURS_TO_HF_TOP[k], hf_shape(config, k)) for k in params if k != "layers"]
+    for key in params["layers"]:
+        if key == "lora":
+            raise ValueError("merge LoRA adapters (negojax.models.lora.merge) before export")
+        out += [(f"model.layers.{i}.{_OURS_TO_HF_LAYER[key]}", hf_shape(config, key))
+                for i in range(config.num_layers)]
+    return out
+
+
+def hf_name(key: str, layer=None) -> str:
+    """Our param name (and layer index for stacked ones) -> the HF tensor name."""
+    if layer is None:
+        return _OURS_TO_HF_TOP[key]
+    return f"model.layers.{layer}.{_OURS_TO_HF_LAYER[key]}"
