@@ -1,0 +1,51 @@
+"""From judge outputs to per-sample rewards: CA score if agreed, else 0, plus named extras.
+
+Extra components are off by default; each is switched on by giving it a coefficient, reads its
+per-dialogue statistic from `dialogue_stats`, and comes back in `parts` under its own name so it
+can be logged on its own.
+"""
+import numpy as np
+
+from negojax.rewards import judge
+
+
+def overlong_turn_penalty(coefficient: float, dialogue_stats) -> np.ndarray:
+    """-coefficient per turn that hit the token cap (stat "overlong_turns": count per dialogue)."""
+    return -coefficient * np.asarray(dialogue_stats["overlong_turns"], dtype=np.float64)
+
+
+COMPONENTS = {"overlong_turn_penalty": overlong_turn_penalty}
+
+
+def compose_rewards(ca_scores, agreed, *, fallback: str, components=None, dialogue_stats=None):
+    """Rewards for a batch of dialogues of any shape (e.g. [prompts, G]).
+
+    ca_scores: float, NaN where the judge failed (only read where agreed).
+    agreed: bool, whether the dialogue reached agreement.
+    fallback: "zero" turns a failed score into reward 0; "drop" marks the sample invalid so GRPO
+        leaves it out of its group.
+    components: {name: coefficient} for names in COMPONENTS; dialogue_stats: {stat: array}.
+    Returns (rewards float64, valid bool, parts {"ca": ..., name: ...}); rewards are 0 where invalid.
+    """
+    judge.check_fallback(fallback)
+    ca_scores = np.asarray(ca_scores, dtype=np.float64)
+    agreed = np.asarray(agreed)
+    if agreed.dtype != np.bool_:
+        raise ValueError("compose_rewards: `agreed` must be booleans; threshold the judge's "
+                         "agreement probabilities first")
+    if agreed.shape != ca_scores.shape:
+        raise ValueError(f"compose_rewards: ca_scores {ca_scores.shape} and agreed "
+                         f"{agreed.shape} differ in shape")
+    failed = agreed & np.isnan(ca_scores)
+    valid = ~failed if fallback == "drop" else np.ones_like(agreed)
+    parts = {"ca": np.where(agreed & ~failed, ca_scores, 0.0)}
+    for name, coefficient in (components or {}).items():
+        if name not in COMPONENTS:
+            raise ValueError(f"unknown reward component {name!r}; known: {sorted(COMPONENTS)}")
+        try:
+            part = COMPONENTS[name](coefficient, dialogue_stats or {})
+        except KeyError as missing:
+            raise ValueError(f"reward component {name!r} needs dialogue_stats[{missing}]") from None
+        parts[name] = np.broadcast_to(part, ca_scores.shape).astype(np.float64)
+    rewards = np.where(valid, sum(parts.values()), 0.0)
+    return rewards, valid, parts

@@ -1,0 +1,298 @@
+"""HttpJudge against a real HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions schema
+and injects faults on demand. Nothing here reaches beyond 127.0.0.1."""
+import dataclasses
+import http.server
+import json
+import logging
+import math
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from negojax.rewards import CA_SCORE, HttpJudge, JudgeUnreachable
+from negojax.rewards.http_judge import normalize_base_url
+
+PERSONAS = [{"name": "Ada", "core_value": "thrift", "wants": "low cost", "fears": "waste",
+             "style": "blunt"},
+            {"name": "Ben", "core_value": "quality", "wants": "durable work", "fears": "failure",
+             "style": "careful"}]
+
+
+@dataclasses.dataclass
+class Reply:
+    content: str = "4"
+    status: int = 200
+    delay_s: float = 0.0
+    headers: dict = dataclasses.field(default_factory=dict)
+    raw: bytes | None = None          # sent instead of a well-formed completion
+    declared_length: int | None = None  # a Content-Length larger than the body cuts the reply
+
+
+def completion(content: str) -> bytes:
+    return json.dumps({"id": "cmpl-1", "object": "chat.completion", "model": "judge",
+                       "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": content}}]}).encode()
+
+
+class FakeOpenAIServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.behaviour = lambda index, body: Reply()
+        self.lock = threading.Lock()
+        self.requests, self.paths, self.auth, self.times = [], [], [], []
+        self.in_flight = self.max_in_flight = 0
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def handle_error(self, request, client_address):
+        pass  # a client that timed out and hung up is expected here
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if self.path == "/v1/models":
+            self._send(200, {}, json.dumps({"object": "list", "data": [{"id": "judge"}]}).encode())
+        else:
+            self._send(404, {}, b"{}")
+
+    def do_POST(self):
+        server = self.server
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with server.lock:
+            index = len(server.requests)
+            server.requests.append(body)
+            server.paths.append(self.path)
+            server.auth.append(self.headers.get("Authorization"))
+            server.times.append(time.monotonic())
+            server.in_flight += 1
+            server.max_in_flight = max(server.max_in_flight, server.in_flight)
+        try:
+            reply = server.behaviour(index, body)
+            time.sleep(reply.delay_s)
+            payload = reply.raw if reply.raw is not None else completion(reply.content)
+            self._send(reply.status, reply.headers, payload, reply.declared_length)
+        finally:
+            with server.lock:
+                server.in_flight -= 1
+
+    def _send(self, status, headers, payload, declared_length=None):
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(declared_length or len(payload)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        if declared_length:
+            self.close_connection = True
+
+
+@pytest.fixture
+def server(monkeypatch):
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    srv = FakeOpenAIServer()
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def make_judge(server, **overrides):
+    options = dict(timeout_s=0.3, max_retries=2, concurrency=4, backoff_base_s=0.01)
+    options.update(overrides)
+    return HttpJudge(server.url, "judge-model", **options)
+
+
+def score(judge, solutions):
+    return judge.ca_score(["A dilemma."] * len(solutions), [PERSONAS] * len(solutions), solutions)
+
+
+def last_user_text(body):
+    return body["messages"][-1]["content"]
+
+
+def test_each_question_reads_its_answer_over_the_openai_schema(server):
+    def behaviour(index, body):
+        text = last_user_text(body)
+        return Reply("Yes." if "yes or no" in text else "B" if "A or B" in text else "Score: 4")
+    server.behaviour = behaviour
+    judge = HttpJudge(server.url.removesuffix("/v1"), "judge-model", timeout_s=1)  # /v1 appended
+    turns = [[("Ada", "Let us split it."), ("Ben", "Agreed, split it.")]]
+    assert judge.agreement(["d"], [PERSONAS], turns).tolist() == [1.0]
+    assert score(judge, ["a plan"]).tolist() == [4.0]
+    assert judge.prefer(["q"], ["a"], ["b"]).tolist() == [0.0]
+    assert server.paths == ["/v1/chat/completions"] * 3
+    assert all(body["model"] == "judge-model" and body["messages"][0]["role"] == "system"
+               for body in server.requests)
+    assert judge.failures == 0
+
+
+def test_slow_reply_past_the_timeout_is_retried(server):
+    server.behaviour = lambda index, body: Reply("3", delay_s=0.8 if index == 0 else 0.0)
+    judge = make_judge(server, timeout_s=0.2)
+    assert score(judge, ["plan"]).tolist() == [3.0]
+    assert len(server.requests) == 2 and judge.failures == 0
+
+
+def test_server_errors_are_retried(server):
+    server.behaviour = lambda index, body: Reply("5", status=500 if index < 2 else 200)
+    judge = make_judge(server)
+    assert score(judge, ["plan"]).tolist() == [5.0]
+    assert len(server.requests) == 3
+
+
+def test_429_waits_for_retry_after(server):
+    server.behaviour = lambda index, body: (Reply(status=429, headers={"Retry-After": "1"})
+                                            if index == 0 else Reply("2"))
+    judge = make_judge(server, backoff_base_s=0.001)
+    assert score(judge, ["plan"]).tolist() == [2.0]
+    assert server.times[1] - server.times[0] >= 0.95
+
+
+@pytest.mark.parametrize("reply", [
+    Reply(raw=b'{"choices": [{"message": {"content": "4"'),                  # JSON cut short
+    Reply(raw=completion("4")[:30], declared_length=len(completion("4"))),  # connection cut short
+    Reply(raw=b'{"choices": []}'),                                          # wrong schema
+])
+def test_truncated_or_malformed_json_is_retried(server, reply):
+    server.behaviour = lambda index, body: reply if index == 0 else Reply("1")
+    judge = make_judge(server)
+    assert score(judge, ["plan"]).tolist() == [1.0]
+    assert len(server.requests) == 2 and judge.failures == 0
+
+
+def test_garbage_text_gets_one_stricter_reask(server):
+    server.behaviour = lambda index, body: Reply(
+        "2" if last_user_text(body) == CA_SCORE.reask else "Quite good overall, I would say.")
+    judge = make_judge(server)
+    assert score(judge, ["plan"]).tolist() == [2.0]
+    assert len(server.requests) == 2
+    reask = server.requests[1]["messages"]
+    assert reask[-2] == {"role": "assistant", "content": "Quite good overall, I would say."}
+
+
+def test_garbage_after_the_reask_is_a_counted_failure(server, caplog):
+    server.behaviour = lambda index, body: Reply("no idea")
+    judge = make_judge(server)
+    with caplog.at_level(logging.WARNING):
+        result = score(judge, ["plan"])
+    assert math.isnan(result[0]) and judge.failures == 1 and len(server.requests) == 2
+    assert "unreadable reply" in caplog.text
+
+
+def test_exhausted_retries_give_nan_and_a_counted_warning_without_raising(server, caplog):
+    server.behaviour = lambda index, body: Reply(
+        "4", status=500 if "doomed" in last_user_text(body) else 200)
+    judge = make_judge(server, max_retries=2)
+    with caplog.at_level(logging.WARNING, logger="negojax.rewards.http_judge"):
+        result = score(judge, ["good plan", "doomed plan", "other plan"])
+    assert result[0] == 4.0 and math.isnan(result[1]) and result[2] == 4.0
+    assert judge.failures == 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "HTTP 500" in warnings[0].getMessage()
+    assert sum("doomed" in last_user_text(body) for body in server.requests) == 3  # 1 + 2 retries
+
+
+def test_client_errors_are_not_retried(server):
+    server.behaviour = lambda index, body: Reply(status=400)
+    judge = make_judge(server)
+    assert math.isnan(score(judge, ["plan"])[0])
+    assert len(server.requests) == 1 and judge.failures == 1
+
+
+def test_unreachable_server_gives_nan_not_an_exception():
+    judge = HttpJudge(f"http://127.0.0.1:{free_port()}/v1", "m", timeout_s=0.3, max_retries=1,
+                      backoff_base_s=0.01)
+    assert np.isnan(score(judge, ["a", "b"])).all() and judge.failures == 2
+
+
+def test_cache_hit_makes_no_second_request(server, tmp_path):
+    server.behaviour = lambda index, body: Reply("3")
+    first = make_judge(server, cache_dir=tmp_path)
+    assert score(first, ["plan", "other"]).tolist() == [3.0, 3.0]
+    assert len(server.requests) == 2
+    second = make_judge(server, cache_dir=tmp_path)  # a fresh judge reads the same cache
+    assert score(second, ["plan", "other"]).tolist() == [3.0, 3.0]
+    assert len(server.requests) == 2 and second.cache_hits == 2
+    assert score(second, ["new plan"]).tolist() == [3.0] and len(server.requests) == 3
+
+
+def test_concurrency_limit_is_respected(server):
+    server.behaviour = lambda index, body: Reply("4", delay_s=0.05)
+    judge = make_judge(server, concurrency=3)
+    assert score(judge, [f"plan {i}" for i in range(12)]).tolist() == [4.0] * 12
+    assert server.max_in_flight == 3
+
+
+def test_api_key_is_sent_but_never_logged_or_cached(server, tmp_path, caplog, monkeypatch):
+    secret = "sk-test-4f1c9a77e2b3"
+    monkeypatch.setenv("NEGOJAX_TEST_JUDGE_KEY", secret)
+    server.behaviour = lambda index, body: (
+        Reply(status=500) if "doomed" in last_user_text(body) else
+        Reply("?") if "odd" in last_user_text(body) else Reply("4"))
+    judge = make_judge(server, api_key_env="NEGOJAX_TEST_JUDGE_KEY", cache_dir=tmp_path)
+    with caplog.at_level(logging.DEBUG):
+        score(judge, ["good plan", "doomed plan", "odd plan"])
+        judge.check_reachable()
+    assert set(server.auth) == {f"Bearer {secret}"}
+    assert caplog.records, "expected warnings for the failed samples"
+    for record in caplog.records:
+        assert secret not in record.getMessage() and secret not in str(record.args)
+    cache_files = list(tmp_path.rglob("*"))
+    assert any(path.suffix == ".json" for path in cache_files)
+    assert all(secret.encode() not in path.read_bytes() for path in cache_files if path.is_file())
+    assert secret not in repr(judge)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_check_reachable(server):
+    make_judge(server).check_reachable()
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(JudgeUnreachable) as error:
+        HttpJudge(url, "m", timeout_s=0.3).check_reachable()
+    message = str(error.value)
+    assert url in message and "\n" not in message
+
+
+def test_check_reachable_names_the_key_variable_on_401(server, monkeypatch):
+    monkeypatch.setattr(_Handler, "do_GET", lambda self: self._send(401, {}, b"{}"))
+    with pytest.raises(JudgeUnreachable, match="MY_JUDGE_KEY"):
+        make_judge(server, api_key_env="MY_JUDGE_KEY").check_reachable()
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("http://127.0.0.1:8000", "http://127.0.0.1:8000/v1"),
+    ("http://127.0.0.1:8000/", "http://127.0.0.1:8000/v1"),
+    ("http://127.0.0.1:8000/v1/", "http://127.0.0.1:8000/v1"),
+    ("https://example.test/v1beta/openai/", "https://example.test/v1beta/openai"),
+])
+def test_base_url_is_the_part_before_chat_completions(given, expected):
+    assert normalize_base_url(given) == expected
+
+
+@pytest.mark.parametrize("bad", ["127.0.0.1:8000", "http://127.0.0.1:8000/v1/chat/completions"])
+def test_bad_base_url_is_a_one_line_error(bad):
+    with pytest.raises(ValueError, match="base_url"):
+        normalize_base_url(bad)
