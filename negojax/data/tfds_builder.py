@@ -1,0 +1,157 @@
+"""The scenarios as a TensorFlow-Datasets builder, stored as array_record and read by random access.
+
+Neither preparing nor reading imports TensorFlow: features are plain numpy/str, the writer is
+array_record and reads go through `as_data_source`. The prepared copy lives under
+<negojax cache>/tfds/<content hash>/, so editing a shipped JSONL file (or this module's layout)
+yields a fresh build while unchanged data is reused.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import pathlib
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from negojax.data.records import PERSONA_FIELDS, SPLITS, Persona, Task
+from negojax.data.scenarios import FILES, RESOURCES_DIR, load_scenarios
+
+# Bump when the feature layout below changes, so stale prepared copies are not reused.
+LAYOUT_VERSION = "1"
+
+
+def cache_dir() -> pathlib.Path:
+    """$NEGOJAX_CACHE, else $XDG_CACHE_HOME/negojax, else ~/.cache/negojax."""
+    if os.environ.get("NEGOJAX_CACHE"):
+        return pathlib.Path(os.environ["NEGOJAX_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(xdg) / "negojax"
+
+
+def content_hash(resources_dir: pathlib.Path) -> str:
+    digest = hashlib.sha256(LAYOUT_VERSION.encode())
+    for name, _ in FILES.values():
+        path = resources_dir / name
+        digest.update(name.encode())
+        digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+    return digest.hexdigest()[:16]
+
+
+class NegojaxScenarios(tfds.core.GeneratorBasedBuilder):
+    """Dilemmas with their persona groups; splits train, eval and open_ended."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    # tfds 4.9.x locates a checksums file beside the builder's source with a check that imports the
+    # `importlib_resources` backport it does not install on Python >= 3.9. Nothing is downloaded here,
+    # so there are no checksums to find.
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls):
+        return None
+
+    def __init__(self, *, resources_dir: pathlib.Path, **kwargs):
+        self._resources_dir = resources_dir
+        super().__init__(**kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        text = tfds.features.Text
+        persona = tfds.features.FeaturesDict({field: text() for field in PERSONA_FIELDS})
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=__doc__,
+            features=tfds.features.FeaturesDict({
+                "id": text(), "split": text(), "tier": text(), "dilemma": text(), "group": text(),
+                "personas": tfds.features.Sequence(persona),
+            }),
+            # Keep file order: index i of a split is row i of its JSONL file.
+            disable_shuffling=True,
+        )
+
+    def _split_generators(self, dl_manager):
+        tasks = load_scenarios(self._resources_dir).tasks
+        return {split: self._generate_examples(tasks[split]) for split in SPLITS}
+
+    def _generate_examples(self, tasks):
+        for index, task in enumerate(tasks):
+            yield index, {
+                "id": task.id, "split": task.split, "tier": task.tier, "dilemma": task.dilemma,
+                "group": task.group,
+                "personas": {field: [getattr(p, field) for p in task.personas] for field in PERSONA_FIELDS},
+            }
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def to_task(example: dict) -> Task:
+    columns = {field: [_text(v) for v in np.asarray(example["personas"][field], dtype=object).ravel()]
+               for field in PERSONA_FIELDS}
+    personas = tuple(Persona(**{field: columns[field][i] for field in PERSONA_FIELDS})
+                     for i in range(len(columns["id"])))
+    return Task(id=_text(example["id"]), split=_text(example["split"]), tier=_text(example["tier"]),
+                dilemma=_text(example["dilemma"]), personas=personas, group=_text(example["group"]))
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: pathlib.Path):
+    """Serialise preparation between processes sharing one cache (e.g. several local hosts)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def prepared_builder(resources_dir=None, data_dir=None) -> NegojaxScenarios:
+    """The builder for `resources_dir` (default: shipped data), prepared under `data_dir`
+    (default: <negojax cache>/tfds) in a subdirectory named by the content hash."""
+    resources = pathlib.Path(resources_dir) if resources_dir is not None else RESOURCES_DIR
+    base = pathlib.Path(data_dir) if data_dir is not None else cache_dir() / "tfds"
+    digest = content_hash(resources)
+    builder = NegojaxScenarios(resources_dir=resources, data_dir=str(base / digest),
+                               file_format="array_record")
+    if not builder.is_prepared():
+        with _exclusive(base / f"{digest}.lock"):
+            # Validate outside tfds so a bad row surfaces as our one-line error, not inside its pipeline.
+            load_scenarios(resources)
+            if not builder.is_prepared():
+                builder.download_and_prepare()
+    return builder
+
+
+class TaskSource:
+    """Random access to one split's Tasks, decoded from the array_record data source."""
+
+    def __init__(self, data_source):
+        self._source = data_source
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> Task:
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return to_task(self._source[index % len(self)])
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
+
+
+def task_source(split: str, *, resources_dir=None, data_dir=None) -> TaskSource:
+    _check_split(split)
+    return TaskSource(prepared_builder(resources_dir, data_dir).as_data_source(split))
+
+
+def load_tasks(split: str, *, resources_dir=None, data_dir=None) -> list[Task]:
+    """All Tasks of `split` ('train', 'eval' or 'open_ended') in file order, via the TFDS data source."""
+    source = task_source(split, resources_dir=resources_dir, data_dir=data_dir)
+    return [source[i] for i in range(len(source))]
