@@ -98,13 +98,16 @@ TEMPLATES: dict[str, Callable[[np.random.Generator], tuple[str, float]]] = {
 
 
 def reasoning_problems(n: int = 120, *, seed: int = 0) -> list[ReasoningProblem]:
-    """`n` problems cycling through the templates, numbers drawn from a seeded Generator."""
+    """`n` distinct problems cycling through the templates, numbers drawn from a seeded Generator."""
     rng = np.random.default_rng(seed)
     names = list(TEMPLATES)
-    problems = []
+    problems, seen = [], set()
     for i in range(n):
         name = names[i % len(names)]
         question, answer = TEMPLATES[name](rng)
+        while question in seen:
+            question, answer = TEMPLATES[name](rng)
+        seen.add(question)
         problems.append(ReasoningProblem(id=f"arith-{i:03d}", template=name, question=question, answer=float(answer)))
     return problems
 
