@@ -34,7 +34,8 @@ class Reply:
 def completion(content: str) -> bytes:
     return json.dumps({"id": "cmpl-1", "object": "chat.completion", "model": "judge",
                        "choices": [{"index": 0, "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": content}}]}).encode()
+                                    "message": {"role": "assistant", "content": content}}],
+                       }).encode()
 
 
 class FakeOpenAIServer(http.server.ThreadingHTTPServer):
@@ -104,7 +105,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server(monkeypatch):
-    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+    for name in ("http_proxy", "https_proxy", "all_proxy",
+                 "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     srv = FakeOpenAIServer()
     thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
@@ -115,7 +117,7 @@ def server(monkeypatch):
 
 
 def make_judge(server, **overrides):
-    options = dict(timeout_s=0.3, max_retries=2, concurrency=4, backoff_base_s=0.01)
+    options = dict(timeout_s=0.5, max_retries=2, concurrency=4, backoff_base_s=0.01)
     options.update(overrides)
     return HttpJudge(server.url, "judge-model", **options)
 
@@ -145,10 +147,19 @@ def test_each_question_reads_its_answer_over_the_openai_schema(server):
 
 
 def test_slow_reply_past_the_timeout_is_retried(server):
-    server.behaviour = lambda index, body: Reply("3", delay_s=0.8 if index == 0 else 0.0)
-    judge = make_judge(server, timeout_s=0.2)
+    server.behaviour = lambda index, body: Reply("3", delay_s=0.9 if index == 0 else 0.0)
+    judge = make_judge(server, timeout_s=0.3)
     assert score(judge, ["plan"]).tolist() == [3.0]
     assert len(server.requests) == 2 and judge.failures == 0
+
+
+def test_a_server_that_is_always_too_slow_gives_nan(server, caplog):
+    server.behaviour = lambda index, body: Reply("3", delay_s=0.6)
+    judge = make_judge(server, timeout_s=0.2, max_retries=1)
+    with caplog.at_level(logging.WARNING, logger="negojax.rewards.http_judge"):
+        assert math.isnan(score(judge, ["plan"])[0])
+    assert len(server.requests) == 2 and judge.failures == 1
+    assert "timed out; 2 attempt(s)" in caplog.text
 
 
 def test_server_errors_are_retried(server):
@@ -280,6 +291,19 @@ def test_check_reachable_names_the_key_variable_on_401(server, monkeypatch):
     monkeypatch.setattr(_Handler, "do_GET", lambda self: self._send(401, {}, b"{}"))
     with pytest.raises(JudgeUnreachable, match="MY_JUDGE_KEY"):
         make_judge(server, api_key_env="MY_JUDGE_KEY").check_reachable()
+
+
+def test_check_reachable_accepts_a_server_without_a_models_route(server, monkeypatch):
+    monkeypatch.setattr(_Handler, "do_GET", lambda self: self._send(404, {}, b"{}"))
+    make_judge(server).check_reachable()
+
+
+def test_backoff_grows_exponentially_with_jitter_and_is_capped():
+    judge = HttpJudge("http://127.0.0.1:1/v1", "m", backoff_base_s=1.0, backoff_max_s=5.0)
+    for attempt, low, high in [(0, 0.5, 1.0), (2, 2.0, 4.0), (6, 2.5, 5.0)]:
+        delays = [judge._delay(attempt, None) for _ in range(50)]
+        assert low <= min(delays) and max(delays) <= high and len(set(delays)) > 1
+    assert judge._delay(0, 3.0) == 3.0 and judge._delay(0, 100.0) == 5.0
 
 
 @pytest.mark.parametrize("given, expected", [

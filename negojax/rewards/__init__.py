@@ -1,8 +1,10 @@
-"""Judges and rewards: agreement detection, Collective-Agency scoring, reward composition."""
+"""Judges and rewards: agreement detection, Collective-Agency scoring, reward composition.
+
+Judge reliability statistics live in `negojax.rewards.reliability` (also a command).
+"""
 from negojax.rewards.composition import COMPONENTS, compose_rewards
 from negojax.rewards.http_judge import HttpJudge, JudgeUnreachable
 from negojax.rewards.judge import FALLBACKS, Judge
-from negojax.rewards.reliability import reliability
 from negojax.rewards.rubric import (AGREEMENT, CA_RUBRIC, CA_SCORE, PREFERENCE, Question,
                                     agreement_messages, ca_score_messages, format_persona,
                                     preference_messages)
@@ -12,5 +14,5 @@ __all__ = [
     "AGREEMENT", "CA_RUBRIC", "CA_SCORE", "COMPONENTS", "FALLBACKS", "PREFERENCE", "HttpJudge",
     "Judge", "JudgeUnreachable", "Question", "agreement_messages", "binary_probability",
     "ca_score_messages", "compose_rewards", "expected_score", "format_persona",
-    "preference_messages", "reliability",
+    "preference_messages",
 ]

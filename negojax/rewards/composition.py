@@ -25,7 +25,8 @@ def compose_rewards(ca_scores, agreed, *, fallback: str, components=None, dialog
     fallback: "zero" turns a failed score into reward 0; "drop" marks the sample invalid so GRPO
         leaves it out of its group.
     components: {name: coefficient} for names in COMPONENTS; dialogue_stats: {stat: array}.
-    Returns (rewards float64, valid bool, parts {"ca": ..., name: ...}); rewards are 0 where invalid.
+    Returns (rewards float64, valid bool, parts {"ca": ..., name: ...}); rewards are 0 where
+    invalid.
     """
     judge.check_fallback(fallback)
     ca_scores = np.asarray(ca_scores, dtype=np.float64)

@@ -1,4 +1,4 @@
-"""A judge served over an OpenAI-compatible chat-completions endpoint (vLLM, llama.cpp, hosted APIs).
+"""A judge behind an OpenAI-compatible chat-completions endpoint (vLLM, llama.cpp, hosted APIs).
 
 Standard library only. `base_url` is the part before `/chat/completions`, e.g.
 `http://127.0.0.1:8000/v1` or `https://api.openai.com/v1`. A bare `http://host:port` (no path) gets
@@ -6,7 +6,8 @@ Standard library only. `base_url` is the part before `/chat/completions`, e.g.
 as given, so providers that mount it elsewhere (`.../v1beta/openai`) work too.
 
 A judge fault never raises out of a batch method: after the retries the sample is NaN, `failures`
-counts it and one warning names the reason. The API key is read from the environment variable
+counts it and one warning names the reason. `timeout_s` bounds the connect and each read of one
+attempt; a 429's Retry-After is honoured up to `backoff_max_s`. The API key is read from the environment variable
 `api_key_env`, sent only in the Authorization header, and never logged or written to the cache.
 """
 import concurrent.futures
@@ -111,7 +112,11 @@ class HttpJudge(judge.Judge):
                 raise JudgeUnreachable(
                     f"judge endpoint {self.base_url} refused the API key (HTTP {error.code}); "
                     f"set the {self.api_key_env} environment variable") from None
-            # Any other HTTP answer (a server without /models, say) proves it is reachable.
+            if error.code >= 500:
+                raise JudgeUnreachable(
+                    f"judge endpoint {self.base_url} answered HTTP {error.code}; check the judge "
+                    "server") from None
+            # Any other answer (a server without /models, say) proves it is reachable.
         except (OSError, http.client.HTTPException) as error:
             raise JudgeUnreachable(
                 f"judge endpoint {self.base_url} is unreachable ({_describe(error)}); "

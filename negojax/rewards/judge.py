@@ -49,7 +49,8 @@ class Judge(abc.ABC):
         """
         _check_same_length(dilemmas=dilemmas, personas=personas, recent_turns=recent_turns)
         return self.evaluate(rubric.AGREEMENT, [
-            rubric.agreement_messages(d, p, t) for d, p, t in zip(dilemmas, personas, recent_turns)])
+            rubric.agreement_messages(d, p, t)
+            for d, p, t in zip(dilemmas, personas, recent_turns)])
 
     def ca_score(self, dilemmas, personas, solutions) -> np.ndarray:
         """Collective-Agency score in [0, 5] of each final solution."""
@@ -61,4 +62,5 @@ class Judge(abc.ABC):
         """P(answer A expands Collective Agency more than answer B)."""
         _check_same_length(questions=questions, answers_a=answers_a, answers_b=answers_b)
         return self.evaluate(rubric.PREFERENCE, [
-            rubric.preference_messages(q, a, b) for q, a, b in zip(questions, answers_a, answers_b)])
+            rubric.preference_messages(q, a, b)
+            for q, a, b in zip(questions, answers_a, answers_b)])

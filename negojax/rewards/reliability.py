@@ -41,11 +41,12 @@ def quadratic_weighted_kappa(a, b) -> float:
     return 1.0 - float((weights * observed).sum()) / disagreement_by_chance
 
 
-def reliability(a, b) -> dict:
+def reliability_stats(a, b) -> dict:
     """Agreement statistics over the pairs where neither score is NaN."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"reliability needs two score lists of equal length, got {a.shape}, {b.shape}")
+        raise ValueError(f"reliability needs two equally long score lists, got {a.shape} and "
+                         f"{b.shape}")
     keep = ~(np.isnan(a) | np.isnan(b))
     a, b = a[keep], b[keep]
     if len(a) == 0:
@@ -94,7 +95,7 @@ def main(argv: list[str]) -> int:
         return 1
     shared = sorted(set(first) & set(second), key=str)
     unmatched = len(set(first) ^ set(second))
-    stats = reliability([first[i] for i in shared], [second[i] for i in shared])
+    stats = reliability_stats([first[i] for i in shared], [second[i] for i in shared])
     print(format_table(stats, unmatched))
     return 0
 
