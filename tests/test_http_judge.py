@@ -241,7 +241,7 @@ def test_cache_hit_makes_no_second_request(server, tmp_path):
     assert len(server.requests) == 2
     second = make_judge(server, cache_dir=tmp_path)  # a fresh judge reads the same cache
     assert score(second, ["plan", "other"]).tolist() == [3.0, 3.0]
-    assert len(server.requests) == 2 and second.cache_hits == 2
+    assert len(server.requests) == 2 and second.cache_hits == 2 and second.requests_sent == 0
     assert score(second, ["new plan"]).tolist() == [3.0] and len(server.requests) == 3
 
 

@@ -211,7 +211,9 @@ class HttpJudge(judge.Judge):
         except (ValueError, KeyError, IndexError, TypeError):
             raise _Fault("malformed JSON reply", retryable=True) from None
         if not isinstance(content, str):
-            raise _Fault("reply has no text content", retryable=True)
+            # At temperature 0 the same request gets the same empty reply (e.g. a reasoning
+            # model that spent max_tokens thinking), so trying again cannot help.
+            raise _Fault("reply has no text content", retryable=False)
         return content
 
     def _cache_path(self, key: str) -> pathlib.Path:
