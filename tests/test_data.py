@@ -185,3 +185,9 @@ def test_sampler_reads_lazily_from_the_array_record_source(resources, tmp_path):
     lazy_batch = TaskSampler(source, seed=5).next_batch(6)
     eager_batch = TaskSampler(eager, seed=5).next_batch(6)
     assert lazy_batch == eager_batch and all(isinstance(t, Task) for t in lazy_batch)
+
+
+def test_empty_file_is_one_line_error(resources):
+    (resources / "open_ended.jsonl").write_text("\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"open_ended\.jsonl: no rows; add at least one open-ended question"):
+        load_tasks("train", resources_dir=resources, data_dir=resources.parent / "tfds")

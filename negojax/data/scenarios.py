@@ -88,6 +88,13 @@ def read_rows(path: pathlib.Path, kind: RowKind) -> Iterator[tuple[str, dict]]:
             yield where, row
 
 
+def read_nonempty(path: pathlib.Path, kind: RowKind) -> list[tuple[str, dict]]:
+    rows = list(read_rows(path, kind))
+    if not rows:
+        raise ValueError(f"{path}: no rows; add at least one {kind.noun}, one JSON object per line")
+    return rows
+
+
 def to_persona(row: dict) -> Persona:
     return Persona(**{field: row[field].strip() for field in PERSONA_FIELDS})
 
@@ -132,12 +139,12 @@ def load_scenarios(resources_dir: str | pathlib.Path | None = None) -> Scenarios
                              f"{', '.join(name for name, _ in FILES.values())} in {root}")
 
     personas = {}
-    for _, row in read_rows(paths["personas"], PERSONA):
+    for _, row in read_nonempty(paths["personas"], PERSONA):
         personas[row["id"]] = to_persona(row)
 
     groups, conflicts, group_line, pair_ids = {}, {}, {}, set()
     for key in ("pairs", "sets"):
-        for where, row in read_rows(paths[key], FILES[key][1]):
+        for where, row in read_nonempty(paths[key], FILES[key][1]):
             if row["id"] in groups:
                 raise ValueError(f"{where}: group id '{row['id']}' is already used at "
                                  f"{group_line[row['id']]}; pair and set ids share one namespace")
@@ -151,7 +158,7 @@ def load_scenarios(resources_dir: str | pathlib.Path | None = None) -> Scenarios
 
     def dilemma_tasks(split: str, allowed: dict, group_files: str) -> list[Task]:
         tasks = []
-        for where, row in read_rows(paths[split], DILEMMA):
+        for where, row in read_nonempty(paths[split], DILEMMA):
             check_dilemma(where, row, allowed, group_files)
             if row["id"] in task_line:
                 raise ValueError(f"{where}: id '{row['id']}' is already used at {task_line[row['id']]}; "
@@ -168,7 +175,7 @@ def load_scenarios(resources_dir: str | pathlib.Path | None = None) -> Scenarios
         "eval": dilemma_tasks("eval", {g: groups[g] for g in pair_ids}, "persona_pairs.jsonl"),
         "open_ended": [Task(id=row["id"], split="open_ended", tier=OPEN_ENDED_TIER,
                             dilemma=row["question"].strip(), personas=(), group="")
-                       for _, row in read_rows(paths["open_ended"], QUESTION)],
+                       for _, row in read_nonempty(paths["open_ended"], QUESTION)],
     }
     return Scenarios(personas=personas, groups=groups, conflicts=conflicts, pair_ids=frozenset(pair_ids),
                      tasks=tasks)
