@@ -1,0 +1,370 @@
+"""The evaluation report: workdir/report.html (PNG plots in workdir/report/) and workdir/report.md.
+
+Inputs
+------
+metrics_jsonl: the trainer's metrics, one JSON object per step with at least "step" and any of
+  "reward_mean", "reward_std", "reward_min", "reward_max", "agreement_rate", "mean_rounds", "kl",
+  "clip_fraction", "entropy", "grad_norm", "skipped_updates", "time_rollout_s", "time_judge_s", "time_update_s".
+transcripts_jsonl: the negotiation engine's dialogues, one per line:
+  {"step", "scenario_id", "personas": [names], "turns": [{"speaker", "persona", "text", "num_tokens"}],
+   "agreement_turn": int | None, "final_solution": str | None, "reward": float, "reward_components": {...}}.
+eval_results: the evaluation, this structure (every key optional; a missing piece is reported as missing):
+  {
+    "models": {"A": "label of the evaluated model", "B": "label of the baseline"},
+    "conflict": {"greedy": ConflictMetrics, "sampled": ConflictMetrics},           # model A
+    "conflict_baseline": {"greedy": ConflictMetrics, "sampled": ConflictMetrics},  # model B
+    "win_rates": {"conflict": WinRate, "open_ended": WinRate},                     # A against B
+    "capability": {"instructions": {"A": InstructionScores, "B": InstructionScores},
+                   "reasoning": {"A": ReasoningScores, "B": ReasoningScores},
+                   "gsm8k": {"A": ..., "B": ...} or {"skipped": "why"}},
+    "ca_scores": {"A": [float, ...], "B": [float, ...]},                           # per dialogue, 0..5
+  }
+  ConflictMetrics = metrics.conflict_metrics(...), WinRate = metrics.win_rate(...),
+  InstructionScores = instructions.score_instructions(...), ReasoningScores = reasoning.score_reasoning(...);
+  driver.py's functions return exactly these.
+"""
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import math
+import os
+import re
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+PLOT_DIR = "report"
+SAMPLE_TRANSCRIPTS = 3
+_NUMERIC = re.compile(r"-?[\d.]+( \[-?[\d.]+, -?[\d.]+\])?|n/a|")
+_COLORS = {"A": "#1f6feb", "B": "#d1242f"}
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #1f2328; line-height: 1.45; padding: 0 1em; }
+h1 { border-bottom: 2px solid #d0d7de; padding-bottom: .3em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #d0d7de; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: .8em 0; }
+th, td { border: 1px solid #d0d7de; padding: .35em .8em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+thead th { background: #f6f8fa; }
+img.plot { max-width: 100%; border: 1px solid #d0d7de; border-radius: 6px; margin: .5em 0; }
+.missing { color: #6e7781; font-style: italic; }
+.dialogue { border: 1px solid #d0d7de; border-radius: 6px; padding: .6em 1em; margin: 1em 0; background: #fbfcfd; }
+.turn { margin: .5em 0; padding: .4em .8em; border-left: 4px solid #8c959f; background: #fff; white-space: pre-wrap; }
+.turn.s0 { border-left-color: #1f6feb; } .turn.s1 { border-left-color: #d1242f; }
+.turn.s2 { border-left-color: #1a7f37; } .turn.s3 { border-left-color: #9a6700; }
+.solution { margin: .5em 0; padding: .5em .8em; background: #dafbe1; border-radius: 4px; white-space: pre-wrap; }
+.meta { color: #57606a; font-size: .9em; }
+"""
+
+# Records in the page itself whether every plot image decoded, so a headless browser check can read it.
+_PLOT_CHECK = """
+window.addEventListener("load", function () {
+  var plots = document.querySelectorAll("img.plot");
+  var ok = Array.prototype.filter.call(plots, function (img) { return img.complete && img.naturalWidth > 0; });
+  document.body.setAttribute("data-plots-loaded", ok.length + "/" + plots.length);
+});
+"""
+
+
+def read_jsonl(path: str | None) -> tuple[list[dict], int]:
+    """(rows, number of unreadable lines); a run killed mid-write leaves a truncated last line, which the
+    report notes instead of failing on."""
+    if path is None or not os.path.exists(path):
+        return [], 0
+    rows, bad = [], 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                bad += 1
+    return rows, bad
+
+
+def _series(rows: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    kept = [(r["step"], r[key]) for r in rows if r.get(key) is not None and "step" in r]
+    if not kept:
+        return np.zeros(0), np.zeros(0)
+    steps, values = zip(*kept)
+    return np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+
+
+def _save(fig: Figure, path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_reward(rows: Sequence[dict], path: str) -> str | None:
+    steps, mean = _series(rows, "reward_mean")
+    if steps.size == 0:
+        return None
+    fig = Figure(figsize=(9, 3.6))
+    ax = fig.add_subplot()
+    low_steps, low = _series(rows, "reward_min")
+    high_steps, high = _series(rows, "reward_max")
+    if low.size == mean.size and high.size == mean.size:
+        ax.fill_between(steps, low, high, color=_COLORS["A"], alpha=0.15, label="min to max")
+    std_steps, std = _series(rows, "reward_std")
+    if std.size == mean.size:
+        ax.fill_between(steps, mean - std, mean + std, color=_COLORS["A"], alpha=0.3, label="mean ± std")
+    ax.plot(steps, mean, color=_COLORS["A"], linewidth=1.8, label="mean reward")
+    ax.set(xlabel="training step", ylabel="reward (0 to 5)", title="Reward over training")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_agreement(rows: Sequence[dict], path: str) -> str | None:
+    rate_steps, rate = _series(rows, "agreement_rate")
+    round_steps, rounds = _series(rows, "mean_rounds")
+    if rate.size == 0 and rounds.size == 0:
+        return None
+    fig = Figure(figsize=(9, 3.6))
+    left = fig.add_subplot(1, 2, 1)
+    left.plot(rate_steps, rate, color="#1a7f37", linewidth=1.8)
+    left.set(xlabel="training step", ylabel="agreement rate", title="Agreement rate", ylim=(0, 1.02))
+    left.grid(alpha=0.3)
+    right = fig.add_subplot(1, 2, 2)
+    right.plot(round_steps, rounds, color="#9a6700", linewidth=1.8)
+    right.set(xlabel="training step", ylabel="turns", title="Mean rounds to agreement")
+    right.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_diagnostics(rows: Sequence[dict], path: str) -> str | None:
+    keys = [k for k in ("kl", "entropy", "clip_fraction", "grad_norm") if _series(rows, k)[0].size]
+    if not keys:
+        return None
+    fig = Figure(figsize=(9, 2.6 * math.ceil(len(keys) / 2)))
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(math.ceil(len(keys) / 2), 2, i + 1)
+        ax.plot(*_series(rows, key), color="#6639ba", linewidth=1.4)
+        ax.set(xlabel="training step", title=key)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_ca_histogram(ca_scores: dict[str, Sequence[float]], labels: dict[str, str], path: str) -> str | None:
+    present = {k: v for k, v in ca_scores.items() if len(v)}
+    if not present:
+        return None
+    fig = Figure(figsize=(9, 3.6))
+    ax = fig.add_subplot()
+    bins = np.linspace(0, 5, 21)
+    for key, scores in present.items():
+        ax.hist(scores, bins=bins, alpha=0.55, color=_COLORS.get(key), edgecolor="white",
+                label=f"{labels.get(key, key)} (mean {np.mean(scores):.2f}, n={len(scores)})")
+    ax.set(xlabel="CA score of the final solution", ylabel="dialogues", title="Collective-Agency scores", xlim=(0, 5))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+# ---- tables, as (header, rows) so the HTML and the Markdown say the same thing ----
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _with_ci(metrics: dict, key: str) -> str:
+    ci = metrics.get(f"{key}_ci")
+    if not ci:
+        return _fmt(metrics.get(key))
+    return f"{_fmt(metrics.get(key))} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
+def conflict_table(results: dict, labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+    header = ["model", "decoding", "n", "agreement rate [95% CI]", "mean rounds to agreement", "mean CA score"]
+    rows = []
+    for key, label in (("conflict", labels["A"]), ("conflict_baseline", labels["B"])):
+        for decoding, m in results.get(key, {}).items():
+            rows.append([label, decoding, _fmt(m.get("n")), _with_ci(m, "agreement_rate"),
+                         _with_ci(m, "mean_rounds"), _with_ci(m, "mean_ca_score")])
+    return header, rows
+
+
+def win_rate_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["question set", "n", "wins", "losses", "ties", "win rate [95% CI]"]
+    rows = [[name, _fmt(w.get("n")), _fmt(w.get("wins")), _fmt(w.get("losses")), _fmt(w.get("ties")),
+             _with_ci(w, "win_rate")] for name, w in results.get("win_rates", {}).items()]
+    return header, rows
+
+
+def capability_table(results: dict, labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+    header = ["set", "metric", labels["A"], labels["B"], "difference (A - B)"]
+    rows = []
+    for name, entry in results.get("capability", {}).items():
+        if "skipped" in entry:
+            rows.append([name, entry["skipped"], "", "", ""])
+            continue
+        a, b = entry.get("A", {}), entry.get("B", {})
+        for metric in [k for k, v in a.items() if isinstance(v, float)]:
+            diff = a[metric] - b[metric] if isinstance(b.get(metric), float) else None
+            rows.append([name, metric, _fmt(a[metric]), _fmt(b.get(metric)), _fmt(diff)])
+    return header, rows
+
+
+def training_table(rows: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
+    keys = ("reward_mean", "agreement_rate", "mean_rounds", "kl", "entropy", "grad_norm", "skipped_updates")
+    steps = [r for r in rows if "step" in r]
+    if not steps:
+        return [], []
+    first, last = steps[0], steps[-1]
+    header = ["metric", f"step {first['step']}", f"step {last['step']}"]
+    return header, [[k, _fmt(first.get(k)), _fmt(last.get(k))] for k in keys if k in last or k in first]
+
+
+def _html_cell(text: str) -> str:
+    numeric = _NUMERIC.fullmatch(text) is not None
+    return f'<td class="num">{html.escape(text)}</td>' if numeric else f"<td>{html.escape(text)}</td>"
+
+
+def _html_table(table: tuple[list[str], list[list[str]]]) -> str:
+    header, rows = table
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _md_table(table: tuple[list[str], list[list[str]]]) -> str:
+    header, rows = table
+    cell = lambda c: c.replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _missing(text: str) -> str:
+    return f'<p class="missing">{html.escape(text)}</p>'
+
+
+def _img(path: str | None, workdir: str, alt: str, missing: str) -> str:
+    if path is None:
+        return _missing(missing)
+    return f'<img class="plot" src="{html.escape(os.path.relpath(path, workdir))}" alt="{html.escape(alt)}">'
+
+
+def sample_transcripts(transcripts: Sequence[dict], n: int = SAMPLE_TRANSCRIPTS) -> list[dict]:
+    """From the latest step: the best and the worst dialogue by reward, then one without agreement if any."""
+    if not transcripts:
+        return []
+    latest = max(t.get("step", 0) for t in transcripts)
+    recent = sorted((t for t in transcripts if t.get("step", 0) == latest), key=lambda t: t.get("reward", 0.0))
+    picks = [recent[-1], recent[0]] + [t for t in reversed(transcripts) if t.get("agreement_turn") is None][:1]
+    unique = []
+    for t in picks:
+        if all(t is not u for u in unique):
+            unique.append(t)
+    return unique[:n]
+
+
+def _transcript_html(t: dict) -> str:
+    e = html.escape
+    personas = " vs ".join(e(str(p)) for p in t.get("personas", []))
+    agreed = t.get("agreement_turn") is not None
+    n_turns = len(t.get("turns", []))
+    components = ", ".join(f"{e(str(k))}={_fmt(v)}" for k, v in t.get("reward_components", {}).items())
+    meta = (f"step {e(str(t.get('step')))} · scenario {e(str(t.get('scenario_id')))} · "
+            f"{f'agreed after {n_turns} turn(s)' if agreed else f'no agreement in {n_turns} turn(s)'} · "
+            f"reward {_fmt(t.get('reward'))}" + (f" ({components})" if components else ""))
+    turns = "".join(
+        f'<div class="turn s{int(turn.get("speaker", 0)) % 4}"><b>{e(str(turn.get("persona", turn.get("speaker"))))}'
+        f"</b> <span class=\"meta\">({e(str(turn.get('num_tokens', '?')))} tokens)</span>\n{e(str(turn.get('text', '')))}</div>"
+        for turn in t.get("turns", [])
+    )
+    solution = t.get("final_solution")
+    solution_html = (f'<div class="solution"><b>Final solution</b>\n{e(solution)}</div>' if solution
+                     else _missing("No final solution."))
+    return f'<div class="dialogue"><h3>{personas}</h3><p class="meta">{meta}</p>{turns}{solution_html}</div>'
+
+
+def write_report(
+    workdir: str,
+    *,
+    metrics_jsonl: str | None,
+    eval_results: dict,
+    transcripts_jsonl: str | None = None,
+) -> str:
+    """Writes workdir/report.html, its PNGs under workdir/report/ and workdir/report.md; returns report.html's path."""
+    plot_dir = os.path.join(workdir, PLOT_DIR)
+    os.makedirs(plot_dir, exist_ok=True)
+    labels = {"A": "model A", "B": "model B", **eval_results.get("models", {})}
+    metrics, bad_metrics = read_jsonl(metrics_jsonl)
+    transcripts, bad_transcripts = read_jsonl(transcripts_jsonl)
+
+    no_metrics = (f"No training metrics yet ({metrics_jsonl or 'no metrics file given'} is missing or empty)."
+                  if not metrics else None)
+    plots = {
+        "reward": plot_reward(metrics, os.path.join(plot_dir, "reward.png")),
+        "agreement": plot_agreement(metrics, os.path.join(plot_dir, "agreement.png")),
+        "diagnostics": plot_diagnostics(metrics, os.path.join(plot_dir, "diagnostics.png")),
+        "ca_scores": plot_ca_histogram(eval_results.get("ca_scores", {}), labels, os.path.join(plot_dir, "ca_scores.png")),
+    }
+    tables = {
+        "training": training_table(metrics),
+        "conflict": conflict_table(eval_results, labels),
+        "win_rates": win_rate_table(eval_results),
+        "capability": capability_table(eval_results, labels),
+    }
+
+    def table_or_missing(name: str, missing: str) -> str:
+        return _html_table(tables[name]) if tables[name][1] else _missing(missing)
+
+    skipped_lines = "".join(
+        _missing(f"{count} unreadable line(s) skipped in {path}.")
+        for path, count in ((metrics_jsonl, bad_metrics), (transcripts_jsonl, bad_transcripts)) if count
+    )
+    training_plots = "".join(
+        _img(plots[name], workdir, alt, "")
+        for name, alt in (("reward", "reward over training"), ("agreement", "agreement rate and rounds over training"),
+                          ("diagnostics", "training diagnostics"))
+        if plots[name] is not None
+    )
+    samples = sample_transcripts(transcripts)
+    generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body = f"""
+<h1>negojax evaluation report</h1>
+<p class="meta">{html.escape(os.path.abspath(workdir))} · generated {generated} ·
+A = {html.escape(labels['A'])}, B = {html.escape(labels['B'])}</p>
+{skipped_lines}
+<h2>Conflict resolution</h2>
+{table_or_missing("conflict", "No conflict-resolution evaluation in these results.")}
+<h2>Pairwise CA win rate (A against B)</h2>
+<p class="meta">The judge compares each pair in both orders; a win or a loss counts only when both orders agree,
+anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
+{table_or_missing("win_rates", "No win-rate evaluation in these results.")}
+<h2>Collective-Agency scores</h2>
+{_img(plots["ca_scores"], workdir, "histogram of CA scores", "No CA scores in these results.")}
+<h2>General-capability guard</h2>
+<p class="meta">Strict accuracy: every constraint of a prompt holds; loose accuracy: constraints counted one by one.</p>
+{table_or_missing("capability", "No capability evaluation in these results.")}
+<h2>Training</h2>
+{_missing(no_metrics) if no_metrics else _html_table(tables["training"]) + training_plots}
+<h2>Sample transcripts</h2>
+{"".join(_transcript_html(t) for t in samples) if samples else _missing("No transcripts yet.")}
+"""
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>negojax report</title>'
+            f"<style>{_CSS}</style><script>{_PLOT_CHECK}</script></head><body>{body}</body></html>\n")
+    report_html = os.path.join(workdir, "report.html")
+    with open(report_html, "w", encoding="utf-8") as f:
+        f.write(page)
+
+    sections = [("Conflict resolution", "conflict"), ("Pairwise CA win rate (A against B)", "win_rates"),
+                ("General-capability guard", "capability"), ("Training (first and last step)", "training")]
+    markdown = [f"# negojax evaluation report\n\nA = {labels['A']}, B = {labels['B']}. Plots and transcripts: report.html."]
+    for title, name in sections:
+        markdown.append(f"## {title}\n\n" + (_md_table(tables[name]) if tables[name][1] else "_missing_"))
+    with open(os.path.join(workdir, "report.md"), "w", encoding="utf-8") as f:
+        f.write("\n\n".join(markdown) + "\n")
+    return report_html

@@ -1,0 +1,185 @@
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from negojax.eval.driver import capability_guard, evaluate_conflicts, win_rates
+from negojax.eval.instructions import instruction_prompts
+from negojax.eval.metrics import ca_scores
+from negojax.eval.reasoning import extract_answer, reasoning_problems
+from negojax.eval.report import write_report
+
+PLOTS = ("reward.png", "agreement.png", "diagnostics.png", "ca_scores.png")
+HOSTILE = "<script>alert('x')</script> & <b>not bold</b>"
+
+
+def training_metrics(path, steps=60):
+    rng = np.random.default_rng(0)
+    with open(path, "w") as f:
+        for step in range(steps):
+            mean = 1.0 + 2.5 * step / steps + rng.normal(0, 0.1)
+            f.write(json.dumps({
+                "step": step, "reward_mean": mean, "reward_std": 0.6, "reward_min": max(0.0, mean - 1.5),
+                "reward_max": min(5.0, mean + 1.2), "agreement_rate": min(1.0, 0.85 + step / 500),
+                "mean_rounds": 2.4 - step / 150, "kl": 0.01 * step, "clip_fraction": 0.1, "entropy": 1.5 - step / 200,
+                "grad_norm": 1.0 + rng.random(), "skipped_updates": 0, "time_rollout_s": 3.0, "time_judge_s": 1.0,
+                "time_update_s": 0.5,
+            }) + "\n")
+        f.write('{"step": 60, "reward_mean": 1.')  # a run killed mid-write
+
+
+def tasks(n=12):
+    return [{"scenario_id": f"eval-{i:03d}", "personas": ["Cost Minimiser", "Quality Maximiser"]} for i in range(n)]
+
+
+def scripted_dialogues(quality):
+    """A stand-in for a model-backed negotiation: deterministic dialogues whose agreement and CA score grow
+    with `quality`, in the engine's transcript schema."""
+    def run(task_list, decoding):
+        out = []
+        for i, task in enumerate(task_list):
+            agreed = (i * 7 + len(decoding)) % 10 < quality * 10
+            n_turns = 1 + (i % 3) if agreed else 7
+            turns = [{"speaker": k % 2, "persona": task["personas"][k % 2], "num_tokens": 12,
+                      "text": f"Turn {k} of {task['scenario_id']}: " + (HOSTILE if k == 0 else "I propose we share.")}
+                     for k in range(n_turns)]
+            ca = round(min(5.0, quality * 5 * (0.6 + 0.4 * ((i * 3) % 5) / 4)), 2)
+            out.append({"step": 0, "scenario_id": task["scenario_id"], "personas": task["personas"], "turns": turns,
+                        "agreement_turn": n_turns - 1 if agreed else None,
+                        "final_solution": f"A shared plan for {task['scenario_id']} ({decoding}).",
+                        "reward": ca if agreed else 0.0, "reward_components": {"ca_score": ca}})
+        return out
+    return run
+
+
+def careful_model(prompts):
+    # Follows a couple of constraints and does arithmetic on nothing: a deterministic stand-in for a model.
+    return [p.lower().replace(",", "") for p in prompts]
+
+
+def sloppy_model(prompts):
+    return [p.upper() for p in prompts]
+
+
+def evaluation(workdir):
+    metrics_a, transcripts_a = evaluate_conflicts(scripted_dialogues(0.95), tasks(), n_resamples=200)
+    metrics_b, transcripts_b = evaluate_conflicts(scripted_dialogues(0.7), tasks(), n_resamples=200)
+    questions = [t["scenario_id"] for t in transcripts_a["greedy"]]
+    longer = lambda q, a, b: np.array([float(len(x) > len(y)) for x, y in zip(a, b)])  # noqa: E731
+    answers_a = [t["final_solution"] + " and more" for t in transcripts_a["greedy"]]
+    answers_b = [t["final_solution"] for t in transcripts_b["greedy"]]
+    with open(os.path.join(workdir, "transcripts.jsonl"), "w") as f:
+        for t in transcripts_a["greedy"]:
+            f.write(json.dumps(t) + "\n")
+    return {
+        "models": {"A": "trained (step 60)", "B": "base"},
+        "conflict": metrics_a,
+        "conflict_baseline": metrics_b,
+        "win_rates": {"conflict": win_rates(longer, questions, answers_a, answers_b, n_resamples=200),
+                      "open_ended": win_rates(longer, questions, answers_b, answers_a, n_resamples=200)},
+        "capability": capability_guard(careful_model, sloppy_model, instructions=instruction_prompts(30),
+                                       problems=reasoning_problems(12), gsm8k_data_dir=os.path.join(workdir, "tfds")),
+        "ca_scores": {"A": ca_scores(transcripts_a["greedy"]), "B": ca_scores(transcripts_b["greedy"])},
+    }
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("run"))
+    training_metrics(os.path.join(workdir, "metrics.jsonl"))
+    results = evaluation(workdir)
+    path = write_report(workdir, metrics_jsonl=os.path.join(workdir, "metrics.jsonl"), eval_results=results,
+                        transcripts_jsonl=os.path.join(workdir, "transcripts.jsonl"))
+    return workdir, path, results
+
+
+def test_report_files_exist_and_page_references_every_plot(report):
+    workdir, path, _ = report
+    assert path == os.path.join(workdir, "report.html")
+    page = open(path).read()
+    for name in PLOTS:
+        assert os.path.getsize(os.path.join(workdir, "report", name)) > 5000
+        assert f'src="report/{name}"' in page
+    assert os.path.exists(os.path.join(workdir, "report.md"))
+
+
+def test_report_escapes_transcript_text(report):
+    page = open(report[1]).read()
+    assert "<script>alert" not in page and "<b>not bold</b>" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &lt;b&gt;not bold&lt;/b&gt;" in page
+
+
+def test_report_tables_carry_the_numbers(report):
+    workdir, path, results = report
+    page, markdown = open(path).read(), open(os.path.join(workdir, "report.md")).read()
+    greedy = results["conflict"]["greedy"]
+    assert f"{greedy['agreement_rate']:.3f} [{greedy['agreement_rate_ci'][0]:.3f}" in markdown
+    win = results["win_rates"]["conflict"]
+    assert f"| conflict | {win['n']} | {win['wins']} | {win['losses']} | {win['ties']} |" in markdown
+    strict_a = results["capability"]["instructions"]["A"]["strict_accuracy"]
+    assert f"| instructions | strict_accuracy | {strict_a:.3f} |" in markdown
+    assert "skipped: gsm8k not prepared in" in page and "skipped: gsm8k not prepared in" in markdown
+    assert "1 unreadable line(s) skipped" in page
+    assert "trained (step 60)" in page
+
+
+def test_report_says_what_is_missing(tmp_path):
+    path = write_report(str(tmp_path), metrics_jsonl=str(tmp_path / "metrics.jsonl"), eval_results={})
+    page = open(path).read()
+    assert "No training metrics yet" in page and "No transcripts yet." in page
+    assert "No win-rate evaluation" in page and "No CA scores" in page
+    assert "<img" not in page
+    assert "_missing_" in open(tmp_path / "report.md").read()
+
+
+def chromium():
+    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if found is None:
+        pytest.skip("headless Chromium not installed (Debian: apt-get install -y chromium chromium-driver)")
+    return found
+
+
+def run_chromium(binary, tmp_path, *args):
+    profile = tmp_path / "chromium-profile"
+    command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=True)
+
+
+def plots_loaded(binary, tmp_path, page):
+    dom = run_chromium(binary, tmp_path, "--virtual-time-budget=5000", "--dump-dom", f"file://{page}").stdout
+    found = re.search(r'data-plots-loaded="(\d+)/(\d+)"', dom)
+    assert found, "the page's load hook did not run"
+    return int(found.group(1)), int(found.group(2))
+
+
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    binary = chromium()
+    workdir, path, _ = report
+    assert plots_loaded(binary, tmp_path, path) == (len(PLOTS), len(PLOTS))
+
+    screenshot = tmp_path / "report.png"
+    run_chromium(binary, tmp_path, "--hide-scrollbars", f"--screenshot={screenshot}", "--window-size=1200,4200",
+                 f"file://{path}")
+    import matplotlib.image
+
+    pixels = (matplotlib.image.imread(str(screenshot))[..., :3] * 255).round().astype(int)
+    # The page's own styling is grey text on white; strongly coloured pixels come from the plots.
+    saturated = (pixels.max(-1) - pixels.min(-1)) > 60
+    assert saturated.sum() > 50_000, "the page rendered without its plots"
+    reward_line = np.abs(pixels - np.array([0x1F, 0x6F, 0xEB])).sum(-1) < 30
+    assert reward_line.sum() > 1000, "the reward curve is not on the page"
+
+
+def test_chromium_check_notices_a_broken_plot(report, tmp_path):
+    binary = chromium()
+    workdir, path, _ = report
+    broken = tmp_path / "broken"
+    shutil.copytree(workdir, broken)
+    os.remove(broken / "report" / "reward.png")
+    assert plots_loaded(binary, tmp_path, broken / "report.html") == (len(PLOTS) - 1, len(PLOTS))
