@@ -228,6 +228,19 @@ def test_beta_zero_skips_the_kl_term_but_reports_kl():
     assert "kl" not in plain_metrics and float(metrics["kl"]) > 0.0
 
 
+def test_loss_is_jit_friendly_and_upcasts_bf16():
+    logp, old, adv, mask, ref = random_batch(10, B=6, T=65)
+    mask[:-1] = True                                     # 325 tokens: not representable in bf16's exact integers
+    kwargs = dict(aggregation="token_mean", dual_clip=3.0, beta=0.04, kl_estimator="k3")
+    eager_loss, eager_metrics = rl.policy_loss(logp, old, adv, mask, ref_logp=ref, **kwargs)
+    jitted = jax.jit(lambda *a: rl.policy_loss(*a[:4], ref_logp=a[4], **kwargs))
+    loss, metrics = jitted(logp, old, adv, mask, ref)
+    np.testing.assert_allclose(float(loss), float(eager_loss), rtol=1e-6)
+    bf16 = [jnp.asarray(x, jnp.bfloat16) for x in (logp, old, ref)]
+    loss_sum, normaliser, sums = rl.policy_loss_terms(bf16[0], bf16[1], adv, mask, ref_logp=bf16[2], **kwargs)
+    assert loss_sum.dtype == jnp.float32 and float(normaliser) == mask.sum() == float(sums["tokens"])
+
+
 def test_sum_form_accumulates_to_the_whole_batch_loss():
     logp, old, adv, mask, ref = random_batch(5, B=8, T=6)
     for aggregation in rl.AGGREGATIONS:

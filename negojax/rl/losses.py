@@ -126,10 +126,12 @@ def policy_loss_terms(logp, old_logp, advantages, mask, *, clip_low: float = 0.2
     """
     _check_options(logp, old_logp, advantages, mask, ref_logp, clip_low, clip_high, dual_clip,
                    aggregation, beta, kl_estimator, max_len_norm)
+    # bf16 log-probs are upcast: token counts and sums over a batch need more than bf16's 8 bits.
     logp = jnp.asarray(logp)
+    logp = logp.astype(jnp.result_type(logp.dtype, jnp.float32))
     mask = jnp.asarray(mask).astype(logp.dtype)
     adv = jax.lax.stop_gradient(jnp.asarray(advantages, logp.dtype))[:, None]
-    ratio = jnp.exp(logp - jax.lax.stop_gradient(old_logp))
+    ratio = jnp.exp(logp - jax.lax.stop_gradient(jnp.asarray(old_logp, logp.dtype)))
 
     unclipped = -adv * ratio
     clipped = -adv * jnp.clip(ratio, 1.0 - clip_low, 1.0 + clip_high)
@@ -145,7 +147,7 @@ def policy_loss_terms(logp, old_logp, advantages, mask, *, clip_low: float = 0.2
         per_token = jnp.where(capped, cap, per_token)
         sums["dual_clip_fraction"] = (capped * mask).sum()
     if ref_logp is not None:
-        kl = kl_penalty(logp, ref_logp, kl_estimator)
+        kl = kl_penalty(logp, jnp.asarray(ref_logp, logp.dtype), kl_estimator)
         sums["kl"] = (jax.lax.stop_gradient(kl) * mask).sum()
         if beta != 0.0:
             per_token = per_token + beta * kl
