@@ -159,12 +159,12 @@ def test_known_values_and_std_convention():
 def test_seat_advantages_use_a_baseline_per_seat(method):
     rng = np.random.default_rng(1)
     rewards = rng.uniform(0, 5, (3, 6, 2)).astype(np.float32)
-    rewards[..., 1] += 100.0                           # seat 1 on another scale must not leak into seat 0
+    rewards[..., 1] += 20.0                            # seat 1 on another scale must not leak into seat 0
     valid = rng.uniform(size=rewards.shape) < 0.8
     got = np.asarray(rl.seat_advantages(rewards, method, valid=valid))
     for seat in range(2):
         want = ref_advantages(rewards[..., seat].astype(np.float64), method, valid=valid[..., seat])
-        np.testing.assert_allclose(got[..., seat], want, atol=1e-4 if method != "grpo" else TOL, rtol=TOL)
+        np.testing.assert_allclose(got[..., seat], want, atol=TOL, rtol=TOL)
 
 
 def test_zero_advantage_fraction():
@@ -230,7 +230,7 @@ def test_beta_zero_skips_the_kl_term_but_reports_kl():
 
 def test_loss_is_jit_friendly_and_upcasts_bf16():
     logp, old, adv, mask, ref = random_batch(10, B=6, T=65)
-    mask[:-1] = True                                     # 325 tokens: not representable in bf16's exact integers
+    mask[:-1] = True                                     # 325 tokens: not exactly representable in bf16
     kwargs = dict(aggregation="token_mean", dual_clip=3.0, beta=0.04, kl_estimator="k3")
     eager_loss, eager_metrics = rl.policy_loss(logp, old, adv, mask, ref_logp=ref, **kwargs)
     jitted = jax.jit(lambda *a: rl.policy_loss(*a[:4], ref_logp=a[4], **kwargs))
