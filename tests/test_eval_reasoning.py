@@ -87,7 +87,8 @@ def test_gsm8k_loads_from_a_prepared_array_record_dir(tmp_path):
             VERSION = tfds.core.Version("1.0.0")
 
             def _info(self):
-                features = tfds.features.FeaturesDict({"question": tfds.features.Text(), "answer": tfds.features.Text()})
+                text = tfds.features.Text()
+                features = tfds.features.FeaturesDict({"question": text, "answer": text})
                 return tfds.core.DatasetInfo(builder=self, features=features)
 
             def _split_generators(self, dl_manager):

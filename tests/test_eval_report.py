@@ -11,7 +11,7 @@ from negojax.eval.driver import capability_guard, evaluate_conflicts, win_rates
 from negojax.eval.instructions import instruction_prompts
 from negojax.eval.metrics import ca_scores
 from negojax.eval.reasoning import extract_answer, reasoning_problems
-from negojax.eval.report import write_report
+from negojax.eval.report import sample_transcripts, write_report
 
 PLOTS = ("reward.png", "agreement.png", "diagnostics.png", "ca_scores.png")
 HOSTILE = "<script>alert('x')</script> & <b>not bold</b>"
@@ -134,6 +134,17 @@ def test_report_says_what_is_missing(tmp_path):
     assert "No win-rate evaluation" in page and "No CA scores" in page
     assert "<img" not in page
     assert "_missing_" in open(tmp_path / "report.md").read()
+
+
+def test_sample_transcripts_pick_best_and_worst_of_the_latest_step_and_a_disagreement():
+    def t(name, step, reward, agreed=True):
+        return {"name": name, "step": step, "reward": reward, "agreement_turn": 0 if agreed else None}
+
+    rows = [t("old-best", 1, 5.0), t("stuck", 1, 0.0, agreed=False), t("mid", 2, 2.0), t("best", 2, 4.0),
+            t("worst", 2, 1.0)]
+    assert [x["name"] for x in sample_transcripts(iter(rows))] == ["best", "worst", "stuck"]
+    assert [x["name"] for x in sample_transcripts(iter(rows[:1]))] == ["old-best"]
+    assert sample_transcripts(iter([])) == []
 
 
 def chromium():

@@ -65,9 +65,10 @@ def capability_guard(
     problems = reasoning_problems() if problems is None else problems
     models = {"A": generate_a, "B": generate_b}
     instruction_texts = [p.prompt for p in instructions]
+    reasoning_texts = [reasoning_prompt(p) for p in problems]
     result = {
         "instructions": {k: score_instructions(instructions, g(instruction_texts)) for k, g in models.items()},
-        "reasoning": {k: score_reasoning(problems, g([reasoning_prompt(p) for p in problems])) for k, g in models.items()},
+        "reasoning": {k: score_reasoning(problems, g(reasoning_texts)) for k, g in models.items()},
     }
     if gsm8k_data_dir is not None:
         gsm8k, skipped = load_gsm8k(gsm8k_data_dir, limit=gsm8k_limit)

@@ -131,7 +131,9 @@ def gsm8k_answer(solution: str) -> float:
     return float(solution.rsplit("####", 1)[1].strip().replace(",", ""))
 
 
-def load_gsm8k(data_dir: str, *, split: str = "test", limit: int | None = None) -> tuple[list[ReasoningProblem], str | None]:
+def load_gsm8k(
+    data_dir: str, *, split: str = "test", limit: int | None = None
+) -> tuple[list[ReasoningProblem], str | None]:
     """gsm8k from a TFDS data dir where a user prepared it (array_record, read with `as_data_source`, so no
     TensorFlow); never downloads. Returns (problems, None), or ([], "skipped: ...") saying why not."""
     try:

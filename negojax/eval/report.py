@@ -31,7 +31,7 @@ import json
 import math
 import os
 import re
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -70,21 +70,24 @@ window.addEventListener("load", function () {
 """
 
 
-def read_jsonl(path: str | None) -> tuple[list[dict], int]:
-    """(rows, number of unreadable lines); a run killed mid-write leaves a truncated last line, which the
-    report notes instead of failing on."""
-    if path is None or not os.path.exists(path):
-        return [], 0
-    rows, bad = [], 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                bad += 1
-    return rows, bad
+class _JsonLines:
+    """Iterates the objects of a JSONL file (none when it is missing) and counts unreadable lines: a run killed
+    mid-write leaves a truncated last line, which the report notes instead of failing on."""
+
+    def __init__(self, path: str | None):
+        self.path, self.unreadable = path, 0
+
+    def __iter__(self):
+        if self.path is None or not os.path.exists(self.path):
+            return
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    self.unreadable += 1
 
 
 def _series(rows: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -249,19 +252,26 @@ def _missing(text: str) -> str:
     return f'<p class="missing">{html.escape(text)}</p>'
 
 
-def _img(path: str | None, workdir: str, alt: str, missing: str) -> str:
-    if path is None:
-        return _missing(missing)
+def _img(path: str, workdir: str, alt: str) -> str:
     return f'<img class="plot" src="{html.escape(os.path.relpath(path, workdir))}" alt="{html.escape(alt)}">'
 
 
-def sample_transcripts(transcripts: Sequence[dict], n: int = SAMPLE_TRANSCRIPTS) -> list[dict]:
-    """From the latest step: the best and the worst dialogue by reward, then one without agreement if any."""
-    if not transcripts:
+def sample_transcripts(transcripts: Iterable[dict], n: int = SAMPLE_TRANSCRIPTS) -> list[dict]:
+    """From the latest step: the best and the worst dialogue by reward, then the last one without agreement.
+    Streams, holding one step's dialogues, since a long run's transcripts outgrow memory."""
+    latest_step, recent, last_disagreement = None, [], []
+    for t in transcripts:
+        step = t.get("step", 0)
+        if latest_step is None or step > latest_step:
+            latest_step, recent = step, []
+        if step == latest_step:
+            recent.append(t)
+        if t.get("agreement_turn") is None:
+            last_disagreement = [t]
+    if not recent:
         return []
-    latest = max(t.get("step", 0) for t in transcripts)
-    recent = sorted((t for t in transcripts if t.get("step", 0) == latest), key=lambda t: t.get("reward", 0.0))
-    picks = [recent[-1], recent[0]] + [t for t in reversed(transcripts) if t.get("agreement_turn") is None][:1]
+    recent.sort(key=lambda t: t.get("reward", 0.0))
+    picks = [recent[-1], recent[0]] + last_disagreement
     unique = []
     for t in picks:
         if all(t is not u for u in unique):
@@ -280,7 +290,8 @@ def _transcript_html(t: dict) -> str:
             f"reward {_fmt(t.get('reward'))}" + (f" ({components})" if components else ""))
     turns = "".join(
         f'<div class="turn s{int(turn.get("speaker", 0)) % 4}"><b>{e(str(turn.get("persona", turn.get("speaker"))))}'
-        f"</b> <span class=\"meta\">({e(str(turn.get('num_tokens', '?')))} tokens)</span>\n{e(str(turn.get('text', '')))}</div>"
+        f'</b> <span class="meta">({e(str(turn.get("num_tokens", "?")))} tokens)</span>\n'
+        f'{e(str(turn.get("text", "")))}</div>'
         for turn in t.get("turns", [])
     )
     solution = t.get("final_solution")
@@ -300,8 +311,9 @@ def write_report(
     plot_dir = os.path.join(workdir, PLOT_DIR)
     os.makedirs(plot_dir, exist_ok=True)
     labels = {"A": "model A", "B": "model B", **eval_results.get("models", {})}
-    metrics, bad_metrics = read_jsonl(metrics_jsonl)
-    transcripts, bad_transcripts = read_jsonl(transcripts_jsonl)
+    metrics_lines, transcript_lines = _JsonLines(metrics_jsonl), _JsonLines(transcripts_jsonl)
+    metrics = list(metrics_lines)
+    samples = sample_transcripts(transcript_lines)
 
     no_metrics = (f"No training metrics yet ({metrics_jsonl or 'no metrics file given'} is missing or empty)."
                   if not metrics else None)
@@ -309,7 +321,8 @@ def write_report(
         "reward": plot_reward(metrics, os.path.join(plot_dir, "reward.png")),
         "agreement": plot_agreement(metrics, os.path.join(plot_dir, "agreement.png")),
         "diagnostics": plot_diagnostics(metrics, os.path.join(plot_dir, "diagnostics.png")),
-        "ca_scores": plot_ca_histogram(eval_results.get("ca_scores", {}), labels, os.path.join(plot_dir, "ca_scores.png")),
+        "ca_scores": plot_ca_histogram(eval_results.get("ca_scores", {}), labels,
+                                       os.path.join(plot_dir, "ca_scores.png")),
     }
     tables = {
         "training": training_table(metrics),
@@ -323,15 +336,17 @@ def write_report(
 
     skipped_lines = "".join(
         _missing(f"{count} unreadable line(s) skipped in {path}.")
-        for path, count in ((metrics_jsonl, bad_metrics), (transcripts_jsonl, bad_transcripts)) if count
+        for path, count in ((metrics_jsonl, metrics_lines.unreadable), (transcripts_jsonl, transcript_lines.unreadable))
+        if count
     )
     training_plots = "".join(
-        _img(plots[name], workdir, alt, "")
+        _img(plots[name], workdir, alt)
         for name, alt in (("reward", "reward over training"), ("agreement", "agreement rate and rounds over training"),
                           ("diagnostics", "training diagnostics"))
         if plots[name] is not None
     )
-    samples = sample_transcripts(transcripts)
+    ca_histogram = (_img(plots["ca_scores"], workdir, "histogram of CA scores") if plots["ca_scores"]
+                    else _missing("No CA scores in these results."))
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = f"""
 <h1>negojax evaluation report</h1>
@@ -345,7 +360,7 @@ A = {html.escape(labels['A'])}, B = {html.escape(labels['B'])}</p>
 anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
 {table_or_missing("win_rates", "No win-rate evaluation in these results.")}
 <h2>Collective-Agency scores</h2>
-{_img(plots["ca_scores"], workdir, "histogram of CA scores", "No CA scores in these results.")}
+{ca_histogram}
 <h2>General-capability guard</h2>
 <p class="meta">Strict accuracy: every constraint of a prompt holds; loose accuracy: constraints counted one by one.</p>
 {table_or_missing("capability", "No capability evaluation in these results.")}
@@ -362,7 +377,8 @@ anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
 
     sections = [("Conflict resolution", "conflict"), ("Pairwise CA win rate (A against B)", "win_rates"),
                 ("General-capability guard", "capability"), ("Training (first and last step)", "training")]
-    markdown = [f"# negojax evaluation report\n\nA = {labels['A']}, B = {labels['B']}. Plots and transcripts: report.html."]
+    markdown = [f"# negojax evaluation report\n\nA = {labels['A']}, B = {labels['B']}. "
+                "Plots and transcripts: report.html."]
     for title, name in sections:
         markdown.append(f"## {title}\n\n" + (_md_table(tables[name]) if tables[name][1] else "_missing_"))
     with open(os.path.join(workdir, "report.md"), "w", encoding="utf-8") as f:
