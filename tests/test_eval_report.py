@@ -125,6 +125,8 @@ def test_report_tables_carry_the_numbers(report):
     assert "skipped: gsm8k not prepared in" in page and "skipped: gsm8k not prepared in" in markdown
     assert "1 unreadable line(s) skipped" in page
     assert "trained (step 60)" in page
+    no_commas = results["capability"]["instructions"]["A"]["per_kind"]["no_commas"]
+    assert f"<td>no_commas</td><td class=\"num\">{no_commas:.3f}</td>" in page
 
 
 def test_report_says_what_is_missing(tmp_path):

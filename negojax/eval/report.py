@@ -218,6 +218,14 @@ def capability_table(results: dict, labels: dict[str, str]) -> tuple[list[str], 
     return header, rows
 
 
+def instruction_kind_table(results: dict, labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+    """Accuracy per constraint kind, so a regression can be traced to the instruction types it hits."""
+    entry = results.get("capability", {}).get("instructions", {})
+    a, b = entry.get("A", {}).get("per_kind", {}), entry.get("B", {}).get("per_kind", {})
+    header = ["constraint kind", labels["A"], labels["B"]]
+    return header, [[kind, _fmt(a.get(kind)), _fmt(b.get(kind))] for kind in sorted(set(a) | set(b))]
+
+
 def training_table(rows: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
     keys = ("reward_mean", "agreement_rate", "mean_rounds", "kl", "entropy", "grad_norm", "skipped_updates")
     steps = [r for r in rows if "step" in r]
@@ -329,6 +337,7 @@ def write_report(
         "conflict": conflict_table(eval_results, labels),
         "win_rates": win_rate_table(eval_results),
         "capability": capability_table(eval_results, labels),
+        "instruction_kinds": instruction_kind_table(eval_results, labels),
     }
 
     def table_or_missing(name: str, missing: str) -> str:
@@ -345,6 +354,10 @@ def write_report(
                           ("diagnostics", "training diagnostics"))
         if plots[name] is not None
     )
+    instruction_kinds = ""
+    if tables["instruction_kinds"][1]:
+        instruction_kinds = (f"<details><summary>Instruction following by constraint kind</summary>"
+                             f"{_html_table(tables['instruction_kinds'])}</details>")
     ca_histogram = (_img(plots["ca_scores"], workdir, "histogram of CA scores") if plots["ca_scores"]
                     else _missing("No CA scores in these results."))
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -364,6 +377,7 @@ anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
 <h2>General-capability guard</h2>
 <p class="meta">Strict accuracy: every constraint of a prompt holds; loose accuracy: constraints counted one by one.</p>
 {table_or_missing("capability", "No capability evaluation in these results.")}
+{instruction_kinds}
 <h2>Training</h2>
 {_missing(no_metrics) if no_metrics else _html_table(tables["training"]) + training_plots}
 <h2>Sample transcripts</h2>
