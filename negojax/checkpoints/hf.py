@@ -39,6 +39,11 @@ def _one_line(error: Exception) -> str:
 # ------------------------------------------------------------------------------- loading
 
 
+def load_hf_config(model_dir: str) -> ModelConfig:
+    """The ModelConfig of an HF directory's config.json (one-line errors for bad files)."""
+    return ModelConfig.from_hf_file(os.path.join(model_dir, "config.json"))
+
+
 def _tensor_files(model_dir: str) -> tuple[dict[str, str], str]:
     """(HF tensor name -> path of the safetensors file holding it, the file naming them)."""
     index_path = os.path.join(model_dir, INDEX_FILE)
