@@ -5,20 +5,20 @@ from negojax.eval.driver import win_rates
 from negojax.eval.metrics import bootstrap_ci, conflict_metrics, pairwise_outcomes, win_rate
 
 
-def dialogue(n_turns, agreed, ca):
+def dialogue(n_turns, agreed):
     return {
         "turns": [{"speaker": i % 2, "persona": "p", "text": "t", "num_tokens": 3} for i in range(n_turns)],
         "agreement_turn": n_turns - 1 if agreed else None,
-        "reward_components": {"ca_score": ca},
     }
 
 
 def test_conflict_metrics_match_hand_computed_values():
-    transcripts = [dialogue(2, True, 4.0), dialogue(3, True, 3.0), dialogue(7, False, 1.0), dialogue(1, True, 5.0)]
-    m = conflict_metrics(transcripts, n_resamples=200)
-    assert m["n"] == 4
-    assert m["agreement_rate"] == pytest.approx(0.75)
-    assert m["mean_rounds"] == pytest.approx(2.0)  # (2 + 3 + 1) / 3: the dialogue without agreement is left out
+    transcripts = [dialogue(2, True), dialogue(3, True), dialogue(7, False), dialogue(1, True), dialogue(2, True)]
+    m = conflict_metrics(transcripts, [4.0, 3.0, 1.0, 5.0, float("nan")], n_resamples=200)
+    assert m["n"] == 5
+    assert m["agreement_rate"] == pytest.approx(0.8)
+    assert m["mean_rounds"] == pytest.approx(2.0)  # (2 + 3 + 1 + 2) / 4: the dialogue without agreement is left out
+    assert m["n_ca_scored"] == 4  # the judge failed on the last one
     assert m["mean_ca_score"] == pytest.approx(3.25)  # every final solution is scored, agreed or not
     for key in ("agreement_rate", "mean_rounds", "mean_ca_score"):
         low, high = m[f"{key}_ci"]
@@ -26,9 +26,14 @@ def test_conflict_metrics_match_hand_computed_values():
 
 
 def test_conflict_metrics_without_agreement_have_no_rounds():
-    m = conflict_metrics([dialogue(7, False, 0.5)], n_resamples=50)
+    m = conflict_metrics([dialogue(7, False)], [0.5], n_resamples=50)
     assert m["agreement_rate"] == 0.0
     assert np.isnan(m["mean_rounds"]) and all(np.isnan(m["mean_rounds_ci"]))
+
+
+def test_conflict_metrics_need_a_score_per_dialogue():
+    with pytest.raises(ValueError, match="one CA score per dialogue"):
+        conflict_metrics([dialogue(1, True)], [])
 
 
 def test_bootstrap_ci_hand_computed():

@@ -7,9 +7,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from negojax.eval.driver import capability_guard, evaluate_conflicts, win_rates
+from negojax.data.records import Persona, Task
+from negojax.eval.driver import capability_guard, conflict_question, evaluate_conflicts, win_rates
 from negojax.eval.instructions import instruction_prompts
-from negojax.eval.metrics import ca_scores
 from negojax.eval.reasoning import extract_answer, reasoning_problems
 from negojax.eval.report import sample_transcripts, write_report
 
@@ -32,28 +32,40 @@ def training_metrics(path, steps=60):
         f.write('{"step": 60, "reward_mean": 1.')  # a run killed mid-write
 
 
+PERSONAS = (
+    Persona("cost", "Cost Minimiser", "frugality", "the lowest total cost", "waste", "numbers first"),
+    Persona("quality", "Quality Maximiser", "excellence", "the best result", "cutting corners", "patient"),
+)
+
+
 def tasks(n=12):
-    return [{"scenario_id": f"eval-{i:03d}", "personas": ["Cost Minimiser", "Quality Maximiser"]} for i in range(n)]
+    return [Task(f"eval-{i:03d}", "eval", "everyday", f"Dilemma {i}: a shared budget.", PERSONAS, "cost-quality")
+            for i in range(n)]
 
 
 def scripted_dialogues(quality):
-    """A stand-in for a model-backed negotiation: deterministic dialogues whose agreement and CA score grow
-    with `quality`, in the engine's transcript schema."""
+    """A stand-in for a model-backed negotiation: deterministic dialogues whose agreement and the length of
+    the final solution grow with `quality`, in the engine's transcript schema."""
     def run(task_list, decoding):
         out = []
         for i, task in enumerate(task_list):
             agreed = (i * 7 + len(decoding)) % 10 < quality * 10
             n_turns = 1 + (i % 3) if agreed else 7
-            turns = [{"speaker": k % 2, "persona": task["personas"][k % 2], "num_tokens": 12,
-                      "text": f"Turn {k} of {task['scenario_id']}: " + (HOSTILE if k == 0 else "I propose we share.")}
+            names = [p.name for p in task.personas]
+            turns = [{"speaker": k % 2, "persona": names[k % 2], "num_tokens": 12,
+                      "text": f"Turn {k} of {task.id}: " + (HOSTILE if k == 0 else "I propose we share.")}
                      for k in range(n_turns)]
-            ca = round(min(5.0, quality * 5 * (0.6 + 0.4 * ((i * 3) % 5) / 4)), 2)
-            out.append({"step": 0, "scenario_id": task["scenario_id"], "personas": task["personas"], "turns": turns,
-                        "agreement_turn": n_turns - 1 if agreed else None,
-                        "final_solution": f"A shared plan for {task['scenario_id']} ({decoding}).",
-                        "reward": ca if agreed else 0.0, "reward_components": {"ca_score": ca}})
+            solution = f"A shared plan for {task.id}" + " that serves everyone" * int(quality * (i % 5 + 1))
+            out.append({"step": 0, "scenario_id": task.id, "personas": names, "turns": turns,
+                        "agreement_turn": n_turns - 1 if agreed else None, "final_solution": solution,
+                        "reward": 0.0, "reward_components": {}})
         return out
     return run
+
+
+def length_ca_score(dilemmas, personas, solutions):
+    # A deterministic stand-in for the judge: longer solutions score higher, capped at 5.
+    return np.array([min(5.0, len(s) / 40) for s in solutions])
 
 
 def careful_model(prompts):
@@ -66,24 +78,24 @@ def sloppy_model(prompts):
 
 
 def evaluation(workdir):
-    metrics_a, transcripts_a = evaluate_conflicts(scripted_dialogues(0.95), tasks(), n_resamples=200)
-    metrics_b, transcripts_b = evaluate_conflicts(scripted_dialogues(0.7), tasks(), n_resamples=200)
-    questions = [t["scenario_id"] for t in transcripts_a["greedy"]]
+    conflict_a = evaluate_conflicts(scripted_dialogues(0.95), tasks(), length_ca_score, n_resamples=200)
+    conflict_b = evaluate_conflicts(scripted_dialogues(0.7), tasks(), length_ca_score, n_resamples=200)
+    questions = [conflict_question(task) for task in tasks()]
     longer = lambda q, a, b: np.array([float(len(x) > len(y)) for x, y in zip(a, b)])  # noqa: E731
-    answers_a = [t["final_solution"] + " and more" for t in transcripts_a["greedy"]]
-    answers_b = [t["final_solution"] for t in transcripts_b["greedy"]]
+    answers_a = [t["final_solution"] + " and more" for t in conflict_a["greedy"].transcripts]
+    answers_b = [t["final_solution"] for t in conflict_b["greedy"].transcripts]
     with open(os.path.join(workdir, "transcripts.jsonl"), "w") as f:
-        for t in transcripts_a["greedy"]:
-            f.write(json.dumps(t) + "\n")
+        for t, score in zip(conflict_a["greedy"].transcripts, conflict_a["greedy"].ca_scores):
+            f.write(json.dumps({**t, "reward": score, "reward_components": {"ca": score}}) + "\n")
     return {
         "models": {"A": "trained (step 60)", "B": "base"},
-        "conflict": metrics_a,
-        "conflict_baseline": metrics_b,
+        "conflict": {d: c.metrics for d, c in conflict_a.items()},
+        "conflict_baseline": {d: c.metrics for d, c in conflict_b.items()},
         "win_rates": {"conflict": win_rates(longer, questions, answers_a, answers_b, n_resamples=200),
                       "open_ended": win_rates(longer, questions, answers_b, answers_a, n_resamples=200)},
         "capability": capability_guard(careful_model, sloppy_model, instructions=instruction_prompts(30),
                                        problems=reasoning_problems(12), gsm8k_data_dir=os.path.join(workdir, "tfds")),
-        "ca_scores": {"A": ca_scores(transcripts_a["greedy"]), "B": ca_scores(transcripts_b["greedy"])},
+        "ca_scores": {"A": conflict_a["greedy"].ca_scores, "B": conflict_b["greedy"].ca_scores},
     }
 
 
@@ -147,6 +159,26 @@ def test_sample_transcripts_pick_best_and_worst_of_the_latest_step_and_a_disagre
     assert [x["name"] for x in sample_transcripts(iter(rows))] == ["best", "worst", "stuck"]
     assert [x["name"] for x in sample_transcripts(iter(rows[:1]))] == ["old-best"]
     assert sample_transcripts(iter([])) == []
+
+
+def test_evaluate_conflicts_needs_one_solved_transcript_per_task():
+    def shuffled(task_list, decoding):
+        return list(reversed(scripted_dialogues(1.0)(task_list, decoding)))
+
+    def unsolved(task_list, decoding):
+        return [{**t, "final_solution": None} for t in scripted_dialogues(1.0)(task_list, decoding)]
+
+    with pytest.raises(ValueError, match="one transcript per task, in task order"):
+        evaluate_conflicts(shuffled, tasks(3), length_ca_score)
+    with pytest.raises(ValueError, match="must write a final solution"):
+        evaluate_conflicts(unsolved, tasks(3), length_ca_score)
+
+
+def test_conflict_question_names_the_parties():
+    question = conflict_question(tasks(1)[0])
+    assert question.startswith("Dilemma 0") and "Cost Minimiser" in question and "Quality Maximiser" in question
+    open_ended = Task("open-001", "open_ended", "open_ended", "How should a city grow?", (), "")
+    assert conflict_question(open_ended) == "How should a city grow?"
 
 
 def chromium():

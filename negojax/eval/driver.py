@@ -1,38 +1,72 @@
 """Evaluation drivers that take callables, so any model backend (local sampler, HTTP endpoint) plugs in.
 
 - run_dialogues(tasks, decoding) -> transcripts: runs every task's dialogue under "greedy" or "sampled"
-  decoding and always writes (and CA-scores) a final solution, agreed or not; transcripts follow the
-  negotiation engine's JSONL schema with reward_components["ca_score"] (see metrics.py).
+  decoding, one transcript per task in task order, and always writes a final solution, agreed or not;
+  transcripts follow the negotiation engine's JSONL schema (see metrics.py).
+- ca_score(dilemmas, personas, solutions) -> CA score per solution in [0, 5]: the judge's ca_score method.
 - generate(prompts) -> responses: one model answering a batch of single-turn prompts.
 - prefer(questions, answers_a, answers_b) -> P(answer A better) per item: the judge's pairwise method.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from negojax.data.records import Task
 from negojax.eval.instructions import InstructionPrompt, instruction_prompts, score_instructions
 from negojax.eval.metrics import conflict_metrics, win_rate
 from negojax.eval.reasoning import ReasoningProblem, load_gsm8k, reasoning_problems, reasoning_prompt, score_reasoning
+from negojax.rewards.rubric import format_persona
 
-RunDialogues = Callable[[Sequence[Any], str], list[dict]]
+RunDialogues = Callable[[Sequence[Task], str], list[dict]]
+CaScore = Callable[[list[str], list[Sequence[Any]], list[str]], np.ndarray]
 Generate = Callable[[list[str]], list[str]]
 Prefer = Callable[[list[str], list[str], list[str]], np.ndarray]
 
 
+@dataclasses.dataclass(frozen=True)
+class ConflictEval:
+    metrics: dict  # metrics.conflict_metrics
+    transcripts: list[dict]
+    ca_scores: list[float]  # the judge's score of each final solution, NaN where it failed
+
+
+def conflict_question(task: Task) -> str:
+    """What the judge reads as the question when comparing two final solutions of a task."""
+    if not task.personas:
+        return task.dilemma
+    return f"{task.dilemma}\n\nParties:\n" + "\n".join(format_persona(p) for p in task.personas)
+
+
 def evaluate_conflicts(
     run_dialogues: RunDialogues,
-    tasks: Sequence[Any],
+    tasks: Sequence[Task],
+    ca_score: CaScore,
     *,
     decodings: Sequence[str] = ("greedy", "sampled"),
     n_resamples: int = 1000,
     seed: int = 0,
-) -> tuple[dict[str, dict], dict[str, list[dict]]]:
-    """(metrics per decoding, transcripts per decoding) over the held-out conflict tasks."""
-    transcripts = {decoding: run_dialogues(tasks, decoding) for decoding in decodings}
-    metrics = {d: conflict_metrics(ts, n_resamples=n_resamples, seed=seed) for d, ts in transcripts.items()}
-    return metrics, transcripts
+) -> dict[str, ConflictEval]:
+    """Each decoding's dialogues over the held-out conflict tasks, their final solutions scored for CA."""
+    results = {}
+    for decoding in decodings:
+        transcripts = run_dialogues(tasks, decoding)
+        ids = [t.get("scenario_id") for t in transcripts]
+        if ids != [task.id for task in tasks]:
+            raise ValueError(f"run_dialogues({decoding!r}) must return one transcript per task, in task order; "
+                             f"got scenario ids {ids[:3]}... for tasks {[task.id for task in tasks[:3]]}...")
+        unsolved = [t["scenario_id"] for t in transcripts if not t.get("final_solution")]
+        if unsolved:
+            raise ValueError(f"run_dialogues({decoding!r}) must write a final solution for every dialogue in "
+                             f"evaluation; missing for {unsolved[:3]}")
+        scores = ca_score([task.dilemma for task in tasks], [task.personas for task in tasks],
+                          [t["final_solution"] for t in transcripts])
+        scores = [float(s) for s in scores]
+        metrics = conflict_metrics(transcripts, scores, n_resamples=n_resamples, seed=seed)
+        results[decoding] = ConflictEval(metrics, transcripts, scores)
+    return results
 
 
 def win_rates(

@@ -3,18 +3,15 @@
 Transcript contract (one dict per dialogue, as the negotiation engine writes them):
   "turns": list of turns; the engine stops at the agreeing turn, so for an agreed dialogue len(turns) is the
            number of turns it took to agree ("rounds to agreement" counts turns, as in the method's 2.3 -> 1.9),
-  "agreement_turn": int or None (None: no agreement within the cap),
-  "reward_components": {"ca_score": float in [0, 5], ...} - the judge's CA score of the final solution, which
-           evaluation always writes, agreed or not (the training reward would be 0 without agreement).
+  "agreement_turn": int or None (None: no agreement within the cap).
+CA scores come separately: the judge's score of each dialogue's final solution, which evaluation always writes,
+agreed or not (the training reward would be 0 without agreement); NaN marks a score the judge failed to give.
 """
 from __future__ import annotations
 
 from typing import Callable, Sequence
 
 import numpy as np
-
-CA_SCORE_KEY = "ca_score"
-
 
 def bootstrap_ci(
     values: Sequence[float],
@@ -53,15 +50,17 @@ def rounds_to_agreement(transcripts: Sequence[dict]) -> list[int]:
     return [len(t["turns"]) for t in transcripts if agreed(t)]
 
 
-def ca_scores(transcripts: Sequence[dict]) -> list[float]:
-    return [float(t["reward_components"][CA_SCORE_KEY]) for t in transcripts]
-
-
-def conflict_metrics(transcripts: Sequence[dict], *, n_resamples: int = 1000, seed: int = 0) -> dict:
-    """Agreement rate, mean rounds to agreement (agreed dialogues only) and mean CA score, each with a 95% CI."""
+def conflict_metrics(
+    transcripts: Sequence[dict], ca_scores: Sequence[float], *, n_resamples: int = 1000, seed: int = 0
+) -> dict:
+    """Agreement rate, mean rounds to agreement (agreed dialogues only) and mean CA score (scored dialogues
+    only; n_ca_scored says how many), each with a 95% CI."""
+    if len(ca_scores) != len(transcripts):
+        raise ValueError(f"conflict_metrics needs one CA score per dialogue; got {len(ca_scores)} "
+                         f"for {len(transcripts)}")
     agreements = [float(agreed(t)) for t in transcripts]
     rounds = rounds_to_agreement(transcripts)
-    scores = ca_scores(transcripts)
+    scores = [float(s) for s in ca_scores if np.isfinite(s)]
     ci = lambda values: list(bootstrap_ci(values, n_resamples=n_resamples, seed=seed))  # noqa: E731
     return {
         "n": len(transcripts),
@@ -69,6 +68,7 @@ def conflict_metrics(transcripts: Sequence[dict], *, n_resamples: int = 1000, se
         "agreement_rate_ci": ci(agreements),
         "mean_rounds": _mean(rounds),
         "mean_rounds_ci": ci(rounds),
+        "n_ca_scored": len(scores),
         "mean_ca_score": _mean(scores),
         "mean_ca_score_ci": ci(scores),
     }
