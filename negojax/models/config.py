@@ -117,7 +117,9 @@ class ModelConfig:
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             max_position_embeddings=int(cfg.get("max_position_embeddings", 8192)),
             bos_token_id=cfg.get("bos_token_id"),
-            eos_token_id=cfg.get("eos_token_id"),
+            # A list in HF configs; a tuple here so the config stays hashable (a jit static).
+            eos_token_id=(tuple(cfg["eos_token_id"]) if isinstance(cfg.get("eos_token_id"), list)
+                          else cfg.get("eos_token_id")),
         )
 
     @classmethod
@@ -160,7 +162,8 @@ class ModelConfig:
         if self.bos_token_id is not None:
             cfg["bos_token_id"] = self.bos_token_id
         if self.eos_token_id is not None:
-            cfg["eos_token_id"] = self.eos_token_id
+            eos = self.eos_token_id
+            cfg["eos_token_id"] = list(eos) if isinstance(eos, tuple) else eos
         return cfg
 
 

@@ -36,7 +36,8 @@ DEFAULT_RULES: dict[str, Any] = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
+# eq=False: hashed by identity, so `rules.constrain` can be a jit static argument.
+@dataclasses.dataclass(frozen=True, eq=False)
 class LogicalRules:
     mesh: Mesh
     rules: Mapping[str, Any] = dataclasses.field(default_factory=lambda: dict(DEFAULT_RULES))

@@ -1,0 +1,144 @@
+"""The public model handle: load a checkpoint or preset, run it, generate, chat, export."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from negojax.checkpoints import default_model_dir, export_hf as _export_params
+from negojax.checkpoints import gguf_to_hf_dir, load_hf_config, load_hf_params
+from negojax.checkpoints.default_model import cache_dir
+from negojax.models import transformer
+from negojax.models.config import PRESETS, ModelConfig, resolve_dtype
+from negojax.sampling import SamplingParams, sample
+from negojax.tokenization import Tokenizer, load_tokenizer
+
+
+@dataclasses.dataclass
+class Model:
+    """A config, a params pytree and (for checkpoints) a tokenizer. `rules` places arrays on a
+    mesh when set (see negojax.parallel)."""
+    config: ModelConfig
+    params: dict
+    tokenizer: Optional[Tokenizer] = None
+    source_dir: Optional[str] = None
+    rules: object = None
+
+    def logits(self, ids) -> jax.Array:
+        """ids int32[B, T] -> float32[B, T, V] (full causal forward)."""
+        return _jit_forward(self.params, self.config, jnp.asarray(ids, jnp.int32))
+
+    @property
+    def stop_ids(self) -> list[int]:
+        if self.tokenizer is not None:
+            return list(self.tokenizer.stop_ids)
+        eos = self.config.eos_token_id
+        return [] if eos is None else list(eos) if isinstance(eos, tuple) else [eos]
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _jit_forward(params, config, ids):
+    return transformer.forward(params, config, ids)
+
+
+def _resolve_dir(path: str) -> str:
+    """'default', an HF directory, or a .gguf file (converted once into the cache)."""
+    if path == "default":
+        return default_model_dir()
+    if path.endswith(".gguf"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: GGUF file not found")
+        stem = os.path.splitext(os.path.basename(path))[0]
+        out = os.path.join(cache_dir(), "models", f"{stem}-{os.path.getsize(path)}")
+        if not os.path.isfile(os.path.join(out, "config.json")):
+            gguf_to_hf_dir(path, out)
+        return out
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"{path}: not an HF model directory, a .gguf file, 'default' or a preset "
+            f"({', '.join(sorted(PRESETS))})")
+    return path
+
+
+def load_model(path_or_preset: str, *, dtype="float32", param_dtype="float32",
+               random_init: bool = False, seed: int = 0, rules=None) -> Model:
+    """Load an HF directory, a GGUF file, "default" (embedded SmolLM2-135M-Instruct) or a
+    preset name. `random_init=True` with a preset builds random weights (no tokenizer);
+    with a checkpoint it keeps the architecture and tokenizer but re-initialises weights.
+    `dtype` is the compute dtype; `param_dtype` the stored (master) dtype."""
+    compute, stored = resolve_dtype(dtype), resolve_dtype(param_dtype)
+    if path_or_preset in PRESETS and not os.path.exists(path_or_preset):
+        if not random_init:
+            raise ValueError(f"preset {path_or_preset!r} has no weights; pass random_init=True "
+                             "or point at an HF directory / GGUF file")
+        config = PRESETS[path_or_preset].replace(dtype=compute, param_dtype=stored)
+        return Model(config, _place(transformer.init_params(config, seed), config, rules),
+                     rules=rules)
+    model_dir = _resolve_dir(path_or_preset)
+    config = load_hf_config(model_dir).replace(dtype=compute, param_dtype=stored)
+    if random_init:
+        params = _place(transformer.init_params(config, seed), config, rules)
+    else:
+        shardings = None
+        if rules is not None:
+            shapes = jax.eval_shape(lambda: transformer.init_params(config))
+            shardings = rules.tree_shardings(transformer.param_axes(shapes), shapes)
+        params = load_hf_params(model_dir, config, dtype=np.dtype(stored),
+                                shardings=shardings)
+    return Model(config, params, load_tokenizer(model_dir), model_dir, rules)
+
+
+def _place(params, config, rules):
+    if rules is None:
+        return params
+    return jax.device_put(params, rules.tree_shardings(transformer.param_axes(params), params))
+
+
+def export_hf(model: Model, out_dir: str, *, dtype: str = "float32") -> str:
+    """Write the model as an HF directory (LoRA adapters must be merged first)."""
+    return _export_params(jax.device_get(model.params), model.config, model.source_dir, out_dir,
+                          dtype=dtype)
+
+
+def generate_ids(model: Model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+                 temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
+                 seed: int = 0) -> list[list[int]]:
+    """Token-level generation: new ids per prompt, stop token excluded."""
+    out = sample(model.params, model.config, prompts, max_new_tokens=max_new_tokens,
+                 sampling=SamplingParams(temperature, top_p, top_k), stop_ids=model.stop_ids,
+                 seed=seed, rules=model.rules)
+    stops = set(model.stop_ids)
+    return [t[:-1] if t and t[-1] in stops else t for t in out.tokens]
+
+
+def _need_tokenizer(model: Model):
+    if model.tokenizer is None:
+        raise ValueError("this model has no tokenizer (a random preset); use generate_ids or "
+                         "load a checkpoint")
+    return model.tokenizer
+
+
+def generate(model: Model, prompts: Sequence[str], *, max_new_tokens: int,
+             temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
+             seed: int = 0) -> list[str]:
+    """Continue each raw text prompt (no chat template); returns the new text per prompt."""
+    tok = _need_tokenizer(model)
+    ids = generate_ids(model, [tok.encode(p, add_special_tokens=True) for p in prompts],
+                       max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                       top_k=top_k, seed=seed)
+    return [tok.decode(t) for t in ids]
+
+
+def chat(model: Model, messages: Sequence[dict], max_new_tokens: int = 128, *,
+         temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> str:
+    """The assistant's reply to role-tagged messages, greedy by default."""
+    tok = _need_tokenizer(model)
+    ids, _ = tok.apply_chat_template(messages, add_generation_prompt=True)
+    reply = generate_ids(model, [ids], max_new_tokens=max_new_tokens, temperature=temperature,
+                         top_p=top_p, seed=seed)[0]
+    return tok.decode(reply).strip()

@@ -1,0 +1,207 @@
+"""Batched, bucketed, sharded sampling over a preallocated KV cache.
+
+A `Session` holds one batch of rows and their KV cache. `extend` appends tokens to every row
+(a prompt, or another speaker's message) with one jitted prefill; `generate` decodes inside
+`lax.while_loop` until every row hit a stop id or the token budget. A multi-turn dialogue is
+extend / generate / extend / ... without re-encoding history.
+
+Shapes are rounded up to buckets (batch, block length, cache length, new-token buffer), so a
+run compiles a bounded set of programs; `TRACE_COUNTS` records each trace for tests.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from negojax.models import transformer
+from negojax.models.config import ModelConfig
+from negojax.sampling.rules import SamplingParams, sample_tokens
+
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
+def bucket(n: int, minimum: int = 16) -> int:
+    """Smallest power of two >= max(n, minimum)."""
+    size = minimum
+    while size < n:
+        size *= 2
+    return size
+
+
+def _no_constraint(x, _names):
+    return x
+
+
+@functools.partial(jax.jit, static_argnames=("config", "constrain"), donate_argnames=("cache",))
+def _prefill(params, config: ModelConfig, ids, num_new, cache, lengths, constrain):
+    TRACE_COUNTS["prefill"] += 1
+    last = jnp.maximum(num_new - 1, 0)
+    logits, cache = transformer.forward_cached(params, config, ids, cache, lengths, constrain,
+                                               logits_at=last)
+    cache = jax.tree.map(lambda c: constrain(c, transformer.CACHE_AXES), cache)
+    return logits, cache, lengths + num_new
+
+
+@functools.partial(jax.jit, static_argnames=("config", "constrain", "buffer", "mode"),
+                   donate_argnames=("cache",))
+def _decode(params, config: ModelConfig, logits, cache, lengths, active, key, temperature,
+            top_p, stop_ids, budget, buffer: int, mode: tuple, constrain):
+    """Decode up to `budget` (<= buffer) tokens per active row."""
+    TRACE_COUNTS["decode"] += 1
+    B = logits.shape[0]
+    zeros_f = jnp.zeros((B, buffer), jnp.float32)
+    init = dict(step=jnp.int32(0), logits=logits, cache=cache, lengths=lengths,
+                done=~active, count=jnp.zeros(B, jnp.int32), stopped=jnp.zeros(B, bool),
+                tokens=jnp.zeros((B, buffer), jnp.int32), sampled_logp=zeros_f,
+                raw_logp=zeros_f, key=key)
+
+    def cond(s):
+        return (s["step"] < budget) & ~jnp.all(s["done"])
+
+    def body(s):
+        key, sub = jax.random.split(s["key"])
+        tok, lp_s, lp_r = sample_tokens(s["logits"], sub, temperature, top_p, mode)
+        live = ~s["done"]
+        i = s["step"]
+        hit_stop = live & jnp.isin(tok, stop_ids)
+        new_logits, cache = transformer.forward_cached(
+            params, config, tok[:, None], s["cache"], s["lengths"], constrain,
+            logits_at=jnp.zeros(B, jnp.int32))
+        return dict(
+            step=i + 1, logits=new_logits, cache=cache,
+            lengths=s["lengths"] + live, done=s["done"] | hit_stop,
+            count=s["count"] + live, stopped=s["stopped"] | hit_stop,
+            tokens=s["tokens"].at[:, i].set(jnp.where(live, tok, 0)),
+            sampled_logp=s["sampled_logp"].at[:, i].set(jnp.where(live, lp_s, 0.0)),
+            raw_logp=s["raw_logp"].at[:, i].set(jnp.where(live, lp_r, 0.0)),
+            key=key)
+
+    s = jax.lax.while_loop(cond, body, init)
+    cache = jax.tree.map(lambda c: constrain(c, transformer.CACHE_AXES), s["cache"])
+    return (s["tokens"], s["sampled_logp"], s["raw_logp"], s["count"], s["stopped"],
+            s["logits"], cache, s["lengths"])
+
+
+@functools.partial(jax.jit, static_argnums=1, donate_argnums=0)
+def _grow(cache, extra: int):
+    return jax.tree.map(lambda c: jnp.pad(c, ((0, 0), (0, 0), (0, extra), (0, 0), (0, 0))),
+                        cache)
+
+
+@dataclasses.dataclass
+class Generation:
+    """What one `generate` call produced, per real row (padding rows removed)."""
+    tokens: list[list[int]]          # new ids, stop id included when hit
+    sampled_logp: list[np.ndarray]   # log-prob under the sampling distribution
+    policy_logp: list[np.ndarray]    # log-prob under the temperature-1 policy (pi_old)
+    finished: np.ndarray             # bool [B]: stopped on a stop id (not on the budget)
+
+
+class Session:
+    """A batch of token sequences with a KV cache, grown by `extend` and `generate`."""
+
+    def __init__(self, params, config: ModelConfig, batch: int, *, rules=None,
+                 batch_multiple: int = 1, min_cache: int = 64):
+        self.params = params
+        self.config = config
+        self.rules = rules
+        self.constrain = rules.constrain if rules is not None else _no_constraint
+        multiple = max(batch_multiple, rules.batch_size_multiple if rules else 1)
+        self.batch = batch
+        self.padded_batch = bucket(batch, 1)
+        self.padded_batch = -(-self.padded_batch // multiple) * multiple
+        self.lengths = self._place(jnp.zeros(self.padded_batch, jnp.int32), ("act_batch",))
+        self.cache = self._place_cache(transformer.init_cache(
+            config, self.padded_batch, bucket(min_cache)))
+        self.logits = None  # next-token logits per row, after the last extend/generate
+
+    # ------------------------------------------------------------------ placement
+    def _place(self, x, names):
+        if self.rules is None:
+            return x
+        return jax.device_put(x, self.rules.sharding(names, x.shape))
+
+    def _place_cache(self, cache):
+        return {k: self._place(v, transformer.CACHE_AXES) for k, v in cache.items()}
+
+    @property
+    def capacity(self) -> int:
+        return self.cache["k"].shape[2]
+
+    def _ensure_capacity(self, needed: int):
+        if needed > self.capacity:
+            extra = bucket(needed) - self.capacity
+            self.cache = self._place_cache(_grow(self.cache, extra))
+
+    # ------------------------------------------------------------------ operations
+    def extend(self, token_lists: Sequence[Sequence[int]]) -> None:
+        """Append token_lists[b] to row b (rows may get different counts, including zero)."""
+        if len(token_lists) != self.batch:
+            raise ValueError(f"extend: got {len(token_lists)} rows, session has {self.batch}")
+        longest = max(len(t) for t in token_lists)
+        if longest == 0:
+            return
+        block = bucket(longest)
+        ids = np.zeros((self.padded_batch, block), np.int32)
+        num_new = np.zeros(self.padded_batch, np.int32)
+        for b, toks in enumerate(token_lists):
+            ids[b, :len(toks)] = toks
+            num_new[b] = len(toks)
+        self._ensure_capacity(int(np.max(np.asarray(self.lengths))) + block)
+        logits, self.cache, self.lengths = _prefill(
+            self.params, self.config, self._place(jnp.asarray(ids), ("act_batch", None)),
+            self._place(jnp.asarray(num_new), ("act_batch",)), self.cache, self.lengths,
+            self.constrain)
+        if self.logits is None:
+            self.logits = logits
+        else:  # rows that received nothing keep their previous next-token logits
+            self.logits = jnp.where(jnp.asarray(num_new > 0)[:, None], logits, self.logits)
+
+    def generate(self, max_new_tokens: int, sampling: SamplingParams = SamplingParams(), *,
+                 stop_ids: Sequence[int] = (), seed: int = 0,
+                 rows: Optional[Sequence[bool]] = None) -> Generation:
+        """Decode up to max_new_tokens for every row (or only rows where `rows` is True)."""
+        if self.logits is None:
+            raise ValueError("generate: call extend() with a prompt first")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={max_new_tokens}: must be >= 1")
+        active = np.zeros(self.padded_batch, bool)
+        active[:self.batch] = True if rows is None else np.asarray(rows, bool)
+        buffer = bucket(max_new_tokens, 8)
+        self._ensure_capacity(int(np.max(np.asarray(self.lengths))) + buffer)
+        stops = np.asarray(sorted(set(stop_ids)) or [-1], np.int32)
+        out = _decode(self.params, self.config, self.logits, self.cache, self.lengths,
+                      self._place(jnp.asarray(active), ("act_batch",)),
+                      jax.random.PRNGKey(seed), jnp.float32(sampling.temperature or 1.0),
+                      jnp.float32(sampling.top_p), jnp.asarray(stops),
+                      jnp.int32(max_new_tokens), buffer, sampling.mode, self.constrain)
+        tokens, s_logp, r_logp, count, stopped, self.logits, self.cache, self.lengths = out
+        tokens, s_logp, r_logp, count, stopped = jax.device_get(
+            (tokens, s_logp, r_logp, count, stopped))
+        n = self.batch
+        return Generation(
+            tokens=[tokens[b, :count[b]].tolist() for b in range(n)],
+            sampled_logp=[s_logp[b, :count[b]] for b in range(n)],
+            policy_logp=[r_logp[b, :count[b]] for b in range(n)],
+            finished=np.asarray(stopped[:n]))
+
+
+def sample(params, config: ModelConfig, prompts: Sequence[Sequence[int]], *,
+           max_new_tokens: int, sampling: SamplingParams = SamplingParams(),
+           stop_ids: Sequence[int] = (), seed: int = 0, rules=None) -> Generation:
+    """Prompts of different lengths in, new tokens with their log-probs out."""
+    if not prompts:
+        return Generation([], [], [], np.zeros(0, bool))
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("sample: every prompt needs at least one token")
+    # Room for the prompt block and the whole token buffer, so generate never grows the cache.
+    session = Session(params, config, len(prompts), rules=rules,
+                      min_cache=bucket(max(len(p) for p in prompts)) + bucket(max_new_tokens, 8))
+    session.extend(prompts)
+    return session.generate(max_new_tokens, sampling, stop_ids=stop_ids, seed=seed)
