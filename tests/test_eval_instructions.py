@@ -17,7 +17,7 @@ CASES = [
     ("required_words", {"words": ["office", "team"]}, "The TEAM met at the office.", "The team met at home."),
     ("forbidden_words", {"words": ["very", "thing"]}, "Everything is fine, every day.", "It is a very good plan."),
     ("keyword_frequency", {"word": "honey", "n": 2}, "Honey here, honey there.", "Honey once, honeycomb twice."),
-    ("starts_with", {"phrase": "Dear reader,"}, "  dear reader, hello.", "Hello, dear reader,"),
+    ("starts_with", {"phrase": "Dear reader"}, "  dear reader, hello.", "Hello, dear reader"),
     ("ends_with", {"phrase": "Thank you for reading."}, "Done. Thank you for reading.\n",
      "Thank you for reading. P.S. bye"),
     ("repeat_request_first", {"request": REQUEST}, REQUEST + "\nRemote work helps.", "Remote work helps. " + REQUEST),
@@ -69,6 +69,14 @@ def test_prompts_never_combine_clashing_constraints():
         for i, a in enumerate(kinds):
             for b in kinds[i + 1:]:
                 assert not slots[a] & slots[b], (p.id, a, b)
+
+
+def test_text_a_prompt_asks_to_copy_has_no_commas():
+    # starts_with / ends_with / repeat_request_first may share a prompt with no_commas.
+    for p in instruction_prompts():
+        for c in p.constraints:
+            for text in (c.params.get("phrase"), c.params.get("request")):
+                assert text is None or "," not in text, p.id
 
 
 def test_strict_and_loose_accuracy_hand_computed():

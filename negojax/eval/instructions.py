@@ -221,8 +221,9 @@ TOPICS = (
 )
 
 FILLER_WORDS = ("very", "really", "basically", "actually", "literally", "stuff", "thing")
+# No commas in these, so they combine with the no-commas constraint.
 CLOSINGS = ("Is there anything else I can help with?", "Let me know what you think.", "Thank you for reading.")
-OPENINGS = ("Here is my answer:", "In short,", "Dear reader,")
+OPENINGS = ("Here is my answer:", "In short:", "Dear reader")
 
 
 @dataclasses.dataclass(frozen=True)
