@@ -11,7 +11,7 @@ from negojax.data.records import Persona, Task
 from negojax.eval.driver import capability_guard, conflict_question, evaluate_conflicts, win_rates
 from negojax.eval.instructions import instruction_prompts
 from negojax.eval.reasoning import extract_answer, reasoning_problems
-from negojax.eval.report import sample_transcripts, write_report
+from negojax.eval.report import EVAL_RESULTS_FILE, main, sample_transcripts, write_report
 
 PLOTS = ("reward.png", "agreement.png", "diagnostics.png", "ca_scores.png")
 HOSTILE = "<script>alert('x')</script> & <b>not bold</b>"
@@ -148,6 +148,19 @@ def test_report_says_what_is_missing(tmp_path):
     assert "No win-rate evaluation" in page and "No CA scores" in page
     assert "<img" not in page
     assert "_missing_" in open(tmp_path / "report.md").read()
+
+
+def test_command_line_reads_the_workdir(tmp_path):
+    training_metrics(tmp_path / "metrics.jsonl", steps=5)
+    results = {"win_rates": {"conflict": {"n": 4, "wins": 2, "losses": 1, "ties": 1, "win_rate": 0.625,
+                                          "win_rate_ci": [0.25, 1.0]}}}
+    (tmp_path / EVAL_RESULTS_FILE).write_text(json.dumps(results))
+    path = main([str(tmp_path)])
+    page = open(path).read()
+    assert "0.625 [0.250, 1.000]" in page and 'src="report/reward.png"' in page
+    (tmp_path / EVAL_RESULTS_FILE).write_text("{broken")
+    with pytest.raises(SystemExit, match="eval_results.json: not valid JSON"):
+        main([str(tmp_path)])
 
 
 def test_sample_transcripts_pick_best_and_worst_of_the_latest_step_and_a_disagreement():

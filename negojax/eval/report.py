@@ -398,3 +398,32 @@ anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
     with open(os.path.join(workdir, "report.md"), "w", encoding="utf-8") as f:
         f.write("\n\n".join(markdown) + "\n")
     return report_html
+
+
+EVAL_RESULTS_FILE = "eval_results.json"
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    """python -m negojax.eval.report WORKDIR: the report from WORKDIR's metrics.jsonl, transcripts.jsonl and
+    eval_results.json (the structure above), whichever exist."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m negojax.eval.report", description=main.__doc__)
+    parser.add_argument("workdir")
+    workdir = parser.parse_args(argv).workdir
+    results_path = os.path.join(workdir, EVAL_RESULTS_FILE)
+    eval_results = {}
+    if os.path.exists(results_path):
+        with open(results_path, encoding="utf-8") as f:
+            try:
+                eval_results = json.load(f)
+            except json.JSONDecodeError as error:
+                raise SystemExit(f"{results_path}: not valid JSON ({error}); rewrite it or remove it") from None
+    path = write_report(workdir, metrics_jsonl=os.path.join(workdir, "metrics.jsonl"), eval_results=eval_results,
+                        transcripts_jsonl=os.path.join(workdir, "transcripts.jsonl"))
+    print(path)
+    return path
+
+
+if __name__ == "__main__":
+    main()
