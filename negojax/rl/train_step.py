@@ -1,0 +1,265 @@
+"""The GRPO train step: one jitted (state, batch) -> (state, metrics) over the device mesh.
+
+State (a dict pytree, every leaf placed by the logical-axis rules):
+  trainable        what the optimizer updates: the full params, or {"layers": {"lora": adapters}}
+  frozen           the rest of the params tree ({} for full fine-tuning; the base model under LoRA,
+                   possibly bf16 or int8); trainable and frozen merge into one params tree
+  ref              reference params for the KL term when they are not the frozen base ({} else)
+  opt_state        optax AdamW state over `trainable` only
+  step             applied updates; skipped_updates: updates dropped by the non-finite guard
+  rng              a PRNG key, advanced with every applied update
+
+Batch (leading dim B, sharded over the data axes):
+  tokens [B, T] int32; loss_mask [B, T] (1 on policy-generated tokens); old_logp [B, T] with
+  old_logp[b, t] = log pi_old(tokens[b, t] | tokens[b, :t]) (the sampler's temperature-1 log-probs);
+  advantages [B]; optional ref_logp [B, T] (then no reference forward runs in the step).
+  Position 0 has no prediction, so loss_mask[:, 0] must be 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from negojax.models.config import ModelConfig
+from negojax.models.lora import frozen_axes
+from negojax.models.transformer import hidden_states, logprobs_from_hidden, param_axes
+from negojax.parallel.sharding import LogicalRules
+from negojax.parallel.vocab_parallel import vocab_parallel_logprobs
+from negojax.rl.losses import policy_loss_terms, token_metrics
+from negojax.rl.optimizer import make_optimizer
+
+BATCH_KEYS = ("tokens", "loss_mask", "old_logp", "advantages")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainHParams:
+    learning_rate: float = 5e-6
+    warmup_steps: int = 10
+    total_steps: int = 2000
+    final_lr_fraction: float = 0.1
+    weight_decay: float = 0.0
+    adam_b1: float = 0.9
+    adam_b2: float = 0.999
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 1.0
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    dual_clip: Optional[float] = None
+    aggregation: str = "token_mean"
+    max_len_norm: Optional[int] = None
+    beta: float = 0.0
+    kl_estimator: str = "k3"
+    num_microbatches: int = 1
+    num_inner_updates: int = 1
+    logprob_chunk: int = 128
+
+    @classmethod
+    def from_dict(cls, values) -> "TrainHParams":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"train config: unknown keys {unknown}; valid keys are {sorted(names)}")
+        return cls(**dict(values))
+
+
+# ------------------------------------------------------------------------------ params parts
+
+
+def combine(trainable: dict, frozen: dict) -> dict:
+    """One params tree from the trainable and frozen parts (disjoint nested dicts)."""
+    out = dict(frozen)
+    for key, value in trainable.items():
+        out[key] = combine(value, frozen[key]) if isinstance(value, dict) and key in frozen \
+            else value
+    return out
+
+
+def _tree_axes(tree: dict) -> dict:
+    if not tree:
+        return {}
+    return frozen_axes(tree, param_axes(tree)) if "layers" in tree else param_axes(tree)
+
+
+def _place(tree, shardings):
+    """Host or single-device arrays -> global arrays; works across processes (same values)."""
+    def put(x, sharding):
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+    return jax.tree.map(put, tree, shardings)
+
+
+def state_shardings(state, rules: LogicalRules, tx: optax.GradientTransformation) -> dict:
+    """NamedShardings for every state leaf: params by their logical axes, scalars replicated."""
+    params_sh = {part: rules.tree_shardings(_tree_axes(state[part]), state[part])
+                 for part in ("trainable", "frozen", "ref")}
+    replicated = rules.replicated()
+    opt_sh = optax.tree_map_params(tx, lambda _, s: s, state["opt_state"], params_sh["trainable"],
+                                   transform_non_params=lambda _: replicated)
+    return {**params_sh, "opt_state": opt_sh, "step": replicated,
+            "skipped_updates": replicated, "rng": replicated}
+
+
+def init_train_state(trainable: dict, frozen: dict, hp: TrainHParams, rules: LogicalRules, *,
+                     ref: Optional[dict] = None, seed: int = 0) -> dict:
+    """A placed train state. For full fine-tuning pass (params, {}); under LoRA pass
+    ({"layers": {"lora": adapters}}, base). With beta > 0 and no frozen base, the reference is a
+    copy of the initial trainable params unless `ref` is given."""
+    if ref is None:
+        ref = trainable if hp.beta != 0 and not frozen else {}
+    tx, _ = make_optimizer(hp)
+    parts = {"trainable": trainable, "frozen": frozen, "ref": ref}
+    shapes = {**parts, "opt_state": jax.eval_shape(tx.init, trainable), "step": 0,
+              "skipped_updates": 0, "rng": jax.eval_shape(lambda: jax.random.key(0))}
+    sh = state_shardings(shapes, rules, tx)
+    placed = {part: _place(parts[part], sh[part]) for part in parts}
+
+    def rest(trainable):
+        return {"opt_state": tx.init(trainable), "step": jnp.zeros((), jnp.int32),
+                "skipped_updates": jnp.zeros((), jnp.int32), "rng": jax.random.key(seed)}
+
+    rest_sh = {k: sh[k] for k in ("opt_state", "step", "skipped_updates", "rng")}
+    return {**placed, **jax.jit(rest, out_shardings=rest_sh)(placed["trainable"])}
+
+
+# ------------------------------------------------------------------------------ log-probs
+
+
+def sequence_logprobs(params, config: ModelConfig, tokens, rules: LogicalRules, chunk: int):
+    """logp[b, t] = log p(tokens[b, t] | tokens[b, :t]) and that distribution's entropy [B, T].
+
+    Position 0 has no context and gets 0. With a tensor axis that divides the vocabulary the
+    unembedding runs vocab-parallel under shard_map, so full logits never exist on one device.
+    """
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    h = hidden_states(params, config, inputs, constrain=rules.constrain)
+    tensor = rules.mesh.shape["tensor"]
+    if tensor > 1 and config.vocab_size % tensor == 0:
+        w = params["embed"].T if config.tie_word_embeddings else params["lm_head"]
+        logp, entropy = vocab_parallel_logprobs(h, w.astype(config.dtype), targets, rules,
+                                                chunk=chunk)
+    else:
+        logp, entropy = logprobs_from_hidden(params, config, h, targets, chunk=chunk)
+    shift = lambda a: jnp.pad(a, ((0, 0), (1, 0)))
+    return shift(logp), shift(entropy)
+
+
+# ------------------------------------------------------------------------------ the step
+
+
+def _check_batch(batch: dict, hp: TrainHParams, rules: LogicalRules) -> None:
+    missing = [k for k in BATCH_KEYS if k not in batch]
+    if missing:
+        raise ValueError(f"train batch: missing {missing}; a batch holds {BATCH_KEYS} "
+                         "(+ optional ref_logp)")
+    B, T = batch["tokens"].shape
+    for key in ("loss_mask", "old_logp", "ref_logp"):
+        if key in batch and batch[key].shape != (B, T):
+            raise ValueError(f"train batch: {key} is {batch[key].shape}, tokens are {(B, T)}")
+    if batch["advantages"].shape != (B,):
+        raise ValueError(f"train batch: advantages is {batch['advantages'].shape}, need {(B,)}")
+    multiple = rules.batch_size_multiple * hp.num_microbatches
+    if B % multiple:
+        raise ValueError(f"train batch: {B} rows is not a multiple of data*fsdp*num_microbatches"
+                         f" = {multiple}; change the rollout batch or train.num_microbatches")
+
+
+def _microbatches(batch: dict, k: int, rules: LogicalRules) -> dict:
+    """[B, ...] -> [k, B/k, ...]. Microbatch i takes rows i, i+k, ...: each device keeps its rows."""
+    def split(x):
+        x = x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1)
+        return rules.constrain(x, (None, "act_batch") + (None,) * (x.ndim - 2))
+    return jax.tree.map(split, batch)
+
+
+def make_train_step(hp: TrainHParams, model_config: ModelConfig, rules: LogicalRules, state):
+    """The jitted step for states laid out like `state` (a state or its jax.eval_shape).
+
+    The state is donated. Metrics: loss, grad_norm, entropy, clip_fraction, ratio_mean, kl, lr,
+    skipped_updates, tokens; with num_inner_updates > 1 they describe the last inner update.
+    """
+    tx, schedule = make_optimizer(hp)
+    st_sh = state_shardings(state, rules, tx)
+    batch_sh = rules.sharding(("act_batch",))
+    chunk = hp.logprob_chunk
+
+    def loss_terms(trainable, frozen, ref, mb):
+        params = combine(trainable, frozen)
+        logp, entropy = sequence_logprobs(params, model_config, mb["tokens"], rules, chunk)
+        ref_logp = mb.get("ref_logp")
+        if ref_logp is None and hp.beta != 0:
+            # Under LoRA the frozen base (adapters left out) is the reference.
+            reference = jax.lax.stop_gradient(ref if ref else frozen)
+            ref_logp, _ = sequence_logprobs(reference, model_config, mb["tokens"], rules, chunk)
+        mask = mb["loss_mask"].astype(jnp.float32)
+        loss_sum, normaliser, sums = policy_loss_terms(
+            logp, mb["old_logp"], mb["advantages"], mask, clip_low=hp.clip_low,
+            clip_high=hp.clip_high, dual_clip=hp.dual_clip, aggregation=hp.aggregation,
+            ref_logp=ref_logp, beta=hp.beta, kl_estimator=hp.kl_estimator,
+            max_len_norm=hp.max_len_norm)
+        sums = {**sums, "entropy": (jax.lax.stop_gradient(entropy) * mask).sum(),
+                "normaliser": normaliser}
+        return loss_sum, sums
+
+    grad_fn = jax.value_and_grad(loss_terms, has_aux=True)
+
+    def accumulate(state, batch):
+        """Sums of loss terms, metric sums and gradients over the microbatches."""
+        mbs = _microbatches(batch, hp.num_microbatches, rules)
+        args = (state["trainable"], state["frozen"], state["ref"])
+        first = jax.tree.map(lambda x: x[0], mbs)
+        shapes = jax.eval_shape(grad_fn, *args, first)
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), shapes)
+
+        def body(acc, mb):
+            out = grad_fn(*args, mb)
+            return jax.tree.map(lambda a, o: a + o.astype(jnp.float32), acc, out), None
+
+        ((loss_sum, sums), grads), _ = jax.lax.scan(body, zeros, mbs)
+        return loss_sum, sums, grads
+
+    def update(state, batch):
+        loss_sum, sums, grads = accumulate(state, batch)
+        normaliser = jnp.maximum(sums["normaliser"], 1.0)
+        loss = loss_sum / normaliser
+        grads = jax.tree.map(lambda g: g / normaliser, grads)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+
+        def apply(state):
+            updates, opt_state = tx.update(grads, state["opt_state"], state["trainable"])
+            return {**state, "trainable": optax.apply_updates(state["trainable"], updates),
+                    "opt_state": opt_state, "step": state["step"] + 1,
+                    "rng": jax.random.split(state["rng"])[0]}
+
+        def skip(state):
+            return {**state, "skipped_updates": state["skipped_updates"] + 1}
+
+        lr = schedule(state["step"])
+        new_state = jax.lax.cond(finite, apply, skip, state)
+        tokens = sums["tokens"]
+        metrics = {**token_metrics(sums), "loss": loss, "grad_norm": grad_norm,
+                   "entropy": sums["entropy"] / jnp.maximum(tokens, 1.0),
+                   "lr": jnp.asarray(lr, jnp.float32), "tokens": tokens,
+                   "skipped_updates": new_state["skipped_updates"]}
+        metrics.setdefault("kl", jnp.zeros((), jnp.float32))
+        return new_state, metrics
+
+    def step(state, batch):
+        _check_batch(batch, hp, rules)
+        state, metrics = jax.lax.scan(lambda s, _: update(s, batch), state, None,
+                                      length=hp.num_inner_updates)
+        return state, jax.tree.map(lambda m: m[-1], metrics)
+
+    return jax.jit(step, in_shardings=(st_sh, batch_sh),
+                   out_shardings=(st_sh, rules.replicated()), donate_argnums=0)
+
+
+def place_batch(batch: dict, rules: LogicalRules) -> dict:
+    """A single-process batch (host or device arrays) placed with the step's batch sharding."""
+    sharding = rules.sharding(("act_batch",))
+    return jax.tree.map(lambda x: jax.device_put(x, sharding), batch)
