@@ -8,3 +8,6 @@ from negojax.rl.losses import (AGGREGATIONS, KL_ESTIMATORS, advantage_stats, kl_
                                policy_loss, policy_loss_terms, token_metrics)
 
 # Train step exports go below (owned by the train-step engineer); keep the imports above pure math.
+from negojax.rl.optimizer import learning_rate_schedule, make_optimizer
+from negojax.rl.train_step import (TrainHParams, combine, init_train_state, make_train_step,
+                                   place_batch, sequence_logprobs, state_shardings)
