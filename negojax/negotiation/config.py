@@ -1,0 +1,78 @@
+"""Negotiation settings, checked once at the boundary so a bad value is a one-line error."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Union
+
+FIRST_SPEAKERS = ("fixed", "random")
+AGREEMENT_MODES = ("judge", "marker")
+
+
+@dataclasses.dataclass(frozen=True)
+class NegotiationConfig:
+    """Method defaults (METHOD.md): 7 turns, 2 messages of context, T=0.7 / top-p 0.95 for turns,
+    T=0.1 / top-p 0.95 for Agent 1's final solution. first_speaker "fixed" lets Agent 1 (seat 0)
+    open every dialogue; "random" draws the opener per dialogue from the rollout seed."""
+    max_turns: int = 7
+    context_turns: Optional[int] = 2  # None: full history, continued in a sampler Session
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.95
+    final_temperature: float = 0.1
+    final_top_p: float = 0.95
+    final_max_new_tokens: int = 384
+    first_speaker: str = "fixed"
+    agreement: str = "judge"
+    marker: str = "[AGREE]"
+    agreement_threshold: float = 0.5
+    train_on_final_solution: bool = False
+
+    def __post_init__(self):
+        def bad(key: str, value, need: str):
+            raise ValueError(f"negotiation.{key}={value!r}: {need}")
+
+        for key in ("max_turns", "max_new_tokens", "final_max_new_tokens"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                bad(key, value, "must be an integer >= 1")
+        ctx = self.context_turns
+        if ctx is not None and (not isinstance(ctx, int) or isinstance(ctx, bool) or ctx < 1):
+            bad("context_turns", ctx, "must be an integer >= 1, or None for the full history")
+        for key in ("temperature", "final_temperature"):
+            if not getattr(self, key) >= 0:
+                bad(key, getattr(self, key), "must be >= 0 (0 means greedy)")
+        for key in ("top_p", "final_top_p"):
+            if not 0 < getattr(self, key) <= 1:
+                bad(key, getattr(self, key), "must be in (0, 1]")
+        if self.first_speaker not in FIRST_SPEAKERS:
+            bad("first_speaker", self.first_speaker, f"must be one of {FIRST_SPEAKERS}")
+        if self.agreement not in AGREEMENT_MODES:
+            bad("agreement", self.agreement, f"must be one of {AGREEMENT_MODES}")
+        if self.agreement == "marker" and not (isinstance(self.marker, str)
+                                               and self.marker.strip()):
+            bad("marker", self.marker, "marker agreement needs a non-empty marker string")
+        if not 0 <= self.agreement_threshold <= 1:
+            bad("agreement_threshold", self.agreement_threshold, "must be in [0, 1]")
+
+
+def prompts_per_batch(batch_size: int, group_size: int) -> int:
+    """Prompts P in a batch of P*G dialogues; a batch G does not divide is a one-line error."""
+    if group_size < 1:
+        raise ValueError(f"group_size={group_size}: must be >= 1")
+    if batch_size < 1 or batch_size % group_size:
+        raise ValueError(f"batch_size={batch_size} is not a positive multiple of "
+                         f"group_size={group_size}; set batch_size to prompts x group_size")
+    return batch_size // group_size
+
+
+def as_config(value: Union[NegotiationConfig, dict, None]) -> NegotiationConfig:
+    """A NegotiationConfig from itself, a dict of its fields (unknown keys named), or None."""
+    if value is None:
+        return NegotiationConfig()
+    if isinstance(value, NegotiationConfig):
+        return value
+    known = {f.name for f in dataclasses.fields(NegotiationConfig)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(f"negotiation: unknown key(s) {unknown}; known keys: {sorted(known)}")
+    return NegotiationConfig(**dict(value))

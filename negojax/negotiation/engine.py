@@ -1,0 +1,314 @@
+"""The turn loop: P prompts x G dialogues advance in lockstep between N seats.
+
+Per turn, the running dialogues are grouped by the model their current speaker uses (models are
+told apart by params object identity) and each group is ONE batched sampler call; then one
+agreement check covers every dialogue that spoke. Agreed dialogues stop. Agent 1 (seat 0) then
+writes the final solutions in one more batched call.
+
+Context. With `context_turns=k` every turn re-encodes its seat's chat: system prompt, dilemma
+and the last k dialogue messages; each turn a trainable seat spoke is one TrainSequence. With
+`context_turns=None` every (dialogue, seat) pair is one row of a sampler `Session` per model, so
+a seat's whole history stays in the KV cache: before a seat speaks, its row is extended by the
+text the chat template adds since that row last spoke (the close of its own message, the other
+seats' messages and the generation prompt); its own earlier message stays as the tokens it
+sampled. Each (dialogue, trainable seat) row is then one TrainSequence over the whole history.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from negojax.data import Task
+from negojax.models.config import ModelConfig
+from negojax.negotiation import prompts
+from negojax.negotiation.agreement import AgreementFn, agreement_check
+from negojax.negotiation.config import NegotiationConfig, as_config
+from negojax.negotiation.records import (DialogueState, Rollout, SequenceBuilder, TrainSequence,
+                                         Turn)
+from negojax.sampling import SamplingParams, Session, sample
+
+MODES = ("train", "eval")
+
+
+def derived_seed(seed: int, turn: int, model_index: int) -> int:
+    """A sampler seed per (rollout seed, turn, model), independent across turns and models."""
+    state = np.random.SeedSequence([seed, turn, model_index]).generate_state(1, np.uint32)[0]
+    return int(state >> 1)  # fits int32
+
+
+class _ModelSession:
+    """A Session of one model and the (dialogue, seat) pair behind each of its rows."""
+
+    def __init__(self, session, keys):
+        self.session = session
+        self.row_of = {key: r for r, key in enumerate(keys)}
+        self.rows = [_SessionRow() for _ in keys]
+
+
+class _SessionRow:
+    """One seat's view of one dialogue inside a Session: what the cache holds, as the chat
+    template rendered it, plus the token record that becomes its TrainSequence."""
+
+    def __init__(self):
+        self.rendered: Optional[str] = None  # template text the cache corresponds to
+        self.pending = ""                     # template text owed after the seat's own message
+        self.prompt_text = ""                 # rendering up to the generation prompt, this turn
+        self.sequence = SequenceBuilder()
+
+
+class NegotiationEngine:
+    def __init__(self, config, model_config: ModelConfig, tokenizer, *, judge=None, rules=None,
+                 agreement_fn: Optional[AgreementFn] = None, sample_fn: Callable = sample,
+                 session_cls: Callable = Session):
+        """`agreement_fn` replaces the configured check (judge or marker) with any callable
+        `(states) -> bool array`; `sample_fn` / `session_cls` default to the sampler's."""
+        self.config: NegotiationConfig = as_config(config)
+        self.model_config = model_config
+        self.tokenizer = tokenizer
+        self.rules = rules
+        self.agreement_fn = agreement_fn or agreement_check(
+            self.config.agreement, judge=judge, threshold=self.config.agreement_threshold,
+            marker=self.config.marker)
+        self.sample_fn = sample_fn
+        self.session_cls = session_cls
+        self.stop_ids = list(tokenizer.stop_ids)
+        self._marker = self.config.marker if self.config.agreement == "marker" else None
+
+    # ---------------------------------------------------------------- public
+    def rollout(self, tasks: Sequence[Task], *, group_size: int, seat_params: Sequence,
+                trainable_seats: Sequence[int] = (0,), seed: int, mode: str = "train"
+                ) -> Rollout:
+        cfg = self.config
+        self._check(tasks, group_size, seat_params, trainable_seats, mode)
+        num_seats = len(seat_params)
+        model_of_seat, models = _distinct_models(seat_params)
+        if cfg.first_speaker == "random":
+            firsts = np.random.default_rng(seed).integers(0, num_seats, len(tasks) * group_size)
+        else:
+            firsts = np.zeros(len(tasks) * group_size, int)
+        states = [DialogueState(task, p, g, int(firsts[p * group_size + g]))
+                  for p, task in enumerate(tasks) for g in range(group_size)]
+        systems = [[prompts.system_prompt(s.task.personas[seat],
+                                          [q for k, q in enumerate(s.task.personas) if k != seat],
+                                          self._marker) for seat in range(num_seats)]
+                   for s in states]
+        stats = {"sampler_calls": 0, "generated_tokens": 0, "time_generate_s": 0.0,
+                 "time_agreement_s": 0.0}
+        sessions = (self._open_sessions(len(states), model_of_seat, models)
+                    if cfg.context_turns is None else None)
+        sampling = SamplingParams(cfg.temperature, cfg.top_p)
+
+        for t in range(cfg.max_turns):
+            running = [i for i, s in enumerate(states) if not s.agreed]
+            if not running:
+                break
+            for m, params in enumerate(models):
+                rows = [i for i in running if model_of_seat[states[i].speaker(t)] == m]
+                if not rows:
+                    continue
+                start = time.perf_counter()
+                if sessions is None:
+                    new_turns = self._speak_windowed(states, systems, rows, t, params, sampling,
+                                                     derived_seed(seed, t, m))
+                else:
+                    new_turns = self._speak_in_session(states, systems, rows, t, sessions[m],
+                                                       sampling, derived_seed(seed, t, m))
+                stats["time_generate_s"] += time.perf_counter() - start
+                stats["sampler_calls"] += 1
+                for i, turn in zip(rows, new_turns):
+                    states[i].turns.append(turn)
+                    stats["generated_tokens"] += len(turn.tokens)
+            if sessions is not None:
+                self._close_own_messages(states, systems, running, t, sessions, model_of_seat)
+            start = time.perf_counter()
+            agreed = np.asarray(self.agreement_fn([states[i] for i in running]), bool)
+            stats["time_agreement_s"] += time.perf_counter() - start
+            for i, ok in zip(running, agreed):
+                if ok:
+                    states[i].agreed, states[i].agreement_turn = True, t + 1
+
+        writers = [s for s in states if s.agreed or mode == "eval"]
+        if writers:
+            start = time.perf_counter()
+            self._write_final_solutions(writers, seat_params[0],
+                                        derived_seed(seed, cfg.max_turns, 0))
+            stats["time_generate_s"] += time.perf_counter() - start
+            stats["sampler_calls"] += 1
+            stats["generated_tokens"] += sum(len(s.final.tokens) for s in writers)
+
+        P, G = len(tasks), group_size
+        return Rollout(
+            dialogues=[s.record() for s in states],
+            sequences=self._sequences(states, sessions, model_of_seat, trainable_seats),
+            agreed=np.asarray([s.agreed for s in states], bool).reshape(P, G),
+            rounds=np.asarray([len(s.turns) for s in states], np.int32).reshape(P, G),
+            final_solutions=[None if s.final is None else s.final.text for s in states],
+            stats=stats)
+
+    # ---------------------------------------------------------------- checks
+    def _check(self, tasks, group_size, seat_params, trainable_seats, mode):
+        if mode not in MODES:
+            raise ValueError(f"rollout mode={mode!r}: must be one of {MODES}")
+        if not isinstance(group_size, int) or group_size < 1:
+            raise ValueError(f"group_size={group_size!r}: must be an integer >= 1")
+        if not tasks:
+            raise ValueError("rollout: no tasks given; pass at least one Task")
+        n = len(seat_params)
+        if n < 2:
+            raise ValueError(f"seat_params has {n} seat(s); a negotiation needs one params "
+                             "pytree per persona, at least 2")
+        for task in tasks:
+            if len(task.personas) != n:
+                raise ValueError(f"task {task.id} has {len(task.personas)} personas but "
+                                 f"seat_params has {n} seats; give one params pytree per persona "
+                                 f"or draw tasks with {n} personas")
+        bad = [s for s in trainable_seats if not 0 <= s < n]
+        if bad:
+            raise ValueError(f"trainable_seats {list(trainable_seats)}: seats {bad} do not exist; "
+                             f"seats are 0..{n - 1}")
+
+    # ---------------------------------------------------------------- turns
+    def _decode(self, tokens: list[int], finished: bool) -> str:
+        return self.tokenizer.decode(tokens[:-1] if finished else tokens).strip()
+
+    def _turn(self, seat, tokens, logp, finished, prompt=()) -> Turn:
+        finished = bool(finished)
+        return Turn(seat, self._decode(tokens, finished), list(tokens), np.asarray(logp),
+                    not finished, list(prompt))
+
+    def _seat_chat(self, state: DialogueState, systems, seat: int, window: Optional[int]):
+        turns = state.turns if window is None else state.turns[-window:]
+        return prompts.seat_messages(systems[seat], state.task.dilemma,
+                                     [(t.speaker, state.name(t.speaker), t.text) for t in turns],
+                                     seat)
+
+    def _speak_windowed(self, states, systems, rows, t, params, sampling, seed) -> list[Turn]:
+        chats = [self._seat_chat(states[i], systems[i], states[i].speaker(t),
+                                 self.config.context_turns) for i in rows]
+        prompt_ids = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True)[0]
+                      for c in chats]
+        out = self.sample_fn(params, self.model_config, prompt_ids,
+                             max_new_tokens=self.config.max_new_tokens, sampling=sampling,
+                             stop_ids=self.stop_ids, seed=seed, rules=self.rules)
+        return [self._turn(states[i].speaker(t), out.tokens[k], out.policy_logp[k],
+                           out.finished[k], prompt_ids[k]) for k, i in enumerate(rows)]
+
+    def _open_sessions(self, num_dialogues, model_of_seat, models):
+        """One Session per model; a row per (dialogue, seat using that model)."""
+        sessions = []
+        for m, params in enumerate(models):
+            keys = [(i, seat) for i in range(num_dialogues)
+                    for seat, mm in enumerate(model_of_seat) if mm == m]
+            sessions.append(_ModelSession(
+                self.session_cls(params, self.model_config, len(keys), rules=self.rules), keys))
+        return sessions
+
+    def _speak_in_session(self, states, systems, rows, t, session, sampling, seed) -> list[Turn]:
+        deltas = [[] for _ in session.rows]
+        active = np.zeros(len(session.rows), bool)
+        speakers = []
+        for i in rows:
+            seat = states[i].speaker(t)
+            r = session.row_of[(i, seat)]
+            row = session.rows[r]
+            chat = self._seat_chat(states[i], systems[i], seat, None)
+            text = self.tokenizer.render_chat(chat, add_generation_prompt=True)
+            if row.rendered is None:
+                deltas[r] = self.tokenizer.apply_chat_template(chat, True)[0]
+            else:
+                if not text.startswith(row.rendered):
+                    raise ValueError(_TEMPLATE_REWRITES)
+                deltas[r] = self.tokenizer.encode(row.pending + text[len(row.rendered):])
+            row.prompt_text = text
+            row.sequence.context(deltas[r])
+            active[r] = True
+            speakers.append((r, seat))
+        session.session.extend(deltas)
+        out = session.session.generate(self.config.max_new_tokens, sampling, stop_ids=self.stop_ids,
+                               seed=seed, rows=active)
+        turns = []
+        for r, seat in speakers:
+            session.rows[r].sequence.generated(out.tokens[r], out.policy_logp[r], seat, t)
+            turns.append(self._turn(seat, out.tokens[r], out.policy_logp[r], out.finished[r]))
+        return turns
+
+    def _close_own_messages(self, states, systems, running, t, sessions, model_of_seat):
+        """After turn t: record, for each row that just spoke, the template text that closes its
+        message (minus the stop token it sampled), owed before its next extension."""
+        for i in running:
+            state = states[i]
+            turn = state.turns[t]
+            session = sessions[model_of_seat[turn.speaker]]
+            row = session.rows[session.row_of[(i, turn.speaker)]]
+            closed = self.tokenizer.render_chat(self._seat_chat(state, systems[i], turn.speaker,
+                                                                None),
+                                                add_generation_prompt=False)
+            head = row.prompt_text + turn.text
+            if not closed.startswith(head):
+                raise ValueError(_TEMPLATE_REWRITES)
+            closing = closed[len(head):]
+            if not turn.hit_token_cap:
+                stop_text = self.tokenizer.decode(turn.tokens[-1:], skip_special_tokens=False)
+                if closing.startswith(stop_text):
+                    closing = closing[len(stop_text):]
+            row.rendered, row.pending = closed, closing
+
+    # ---------------------------------------------------------------- final solution
+    def _write_final_solutions(self, writers, params, seed):
+        cfg = self.config
+        prompt_ids = []
+        for s in writers:
+            chat = prompts.final_solution_messages(
+                s.task.dilemma, s.task.personas, [(s.name(t.speaker), t.text) for t in s.turns],
+                s.agreed)
+            prompt_ids.append(self.tokenizer.apply_chat_template(chat, True)[0])
+        out = self.sample_fn(params, self.model_config, prompt_ids,
+                             max_new_tokens=cfg.final_max_new_tokens,
+                             sampling=SamplingParams(cfg.final_temperature, cfg.final_top_p),
+                             stop_ids=self.stop_ids, seed=seed, rules=self.rules)
+        for k, s in enumerate(writers):
+            s.final = self._turn(0, out.tokens[k], out.policy_logp[k], out.finished[k],
+                                 prompt_ids[k])
+
+    # ---------------------------------------------------------------- bookkeeping
+    def _sequences(self, states, sessions, model_of_seat, trainable_seats
+                   ) -> list[TrainSequence]:
+        trainable = sorted(set(trainable_seats))
+        out = []
+        for i, s in enumerate(states):
+            for seat in trainable:
+                if sessions is None:
+                    for t, turn in enumerate(s.turns):
+                        if turn.speaker == seat:
+                            seq = SequenceBuilder()
+                            seq.context(turn.prompt)
+                            seq.generated(turn.tokens, turn.policy_logp, seat, t)
+                            out.append(seq.build(s.prompt_index, s.group_index, seat))
+                else:
+                    session = sessions[model_of_seat[seat]]
+                    seq = session.rows[session.row_of[(i, seat)]].sequence
+                    if seq.has_generated:
+                        out.append(seq.build(s.prompt_index, s.group_index, seat))
+                if seat == 0 and s.final is not None and self.config.train_on_final_solution:
+                    seq = SequenceBuilder()
+                    seq.context(s.final.prompt)
+                    seq.generated(s.final.tokens, s.final.policy_logp, 0, len(s.turns))
+                    out.append(seq.build(s.prompt_index, s.group_index, 0))
+        return out
+
+
+_TEMPLATE_REWRITES = ("negotiation.context_turns=None needs a chat template that renders earlier "
+                      "messages unchanged when one is added; set negotiation.context_turns to an "
+                      "integer")
+
+
+def _distinct_models(seat_params) -> tuple[list[int], list]:
+    """Model index per seat and the distinct params objects, in seat order."""
+    models, index = [], {}
+    for params in seat_params:
+        if id(params) not in index:
+            index[id(params)] = len(models)
+            models.append(params)
+    return [index[id(p)] for p in seat_params], models

@@ -1,0 +1,82 @@
+"""What each seat reads: persona system prompts, the per-turn context and the final-solution prompt.
+
+A seat's view of the dialogue is a chat: its persona as the system message, the dilemma as the
+first user message, then dialogue messages: the other agents' messages as `user` messages
+prefixed with the speaker's name ("Name: text"), its own earlier messages as `assistant`
+messages holding exactly what it wrote (no name, so the model is never shown a prefix it did not
+produce). The chat template of the tokenizer renders it; `message_index` from
+`Tokenizer.apply_chat_template` tells which message every prompt token came from.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from negojax.data import Persona
+
+# Message indices of the fixed part of every seat's chat; dialogue messages follow.
+SYSTEM_MESSAGE, DILEMMA_MESSAGE, FIRST_DIALOGUE_MESSAGE = 0, 1, 2
+
+
+def _persona_lines(persona: Persona) -> str:
+    return (f"{persona.name}\n- Core value: {persona.core_value}\n- Wants: {persona.wants}\n"
+            f"- Fears: {persona.fears}\n- Negotiation style: {persona.style}")
+
+
+def system_prompt(persona: Persona, others: Sequence[Persona], marker: Optional[str]) -> str:
+    """The persona a seat plays, who it negotiates with, and how to conduct itself. `marker` is
+    the agreement marker in marker mode, None when a judge decides agreement."""
+    names = ", ".join(p.name for p in others)
+    text = (f"You are {persona.name}, one party in a negotiation with {names}.\n"
+            f"Your core value: {persona.core_value}\n"
+            f"What you want: {persona.wants}\n"
+            f"What you fear: {persona.fears}\n"
+            f"Your negotiation style: {persona.style}\n\n"
+            "Speak for your core value, but aim for a solution that serves the core needs of "
+            "everyone at the table, not a win for one side: listen to the others' concerns, "
+            "propose concrete options and build on good ideas. Write one short message (a few "
+            "sentences) in your own voice; do not write the other parties' lines.")
+    if marker:
+        text += (f"\n\nIf you fully agree with the other side's latest proposal, end your "
+                 f"message with {marker}. Write {marker} only then, never while anything you "
+                 "need is still open.")
+    return text
+
+
+def dilemma_message(dilemma: str) -> str:
+    return (f"The situation under negotiation:\n{dilemma}\n\n"
+            "Negotiate toward a solution everyone can accept. If nobody has spoken yet, open by "
+            "stating what matters to you and proposing a solution; otherwise reply to the "
+            "latest messages.")
+
+
+def seat_messages(system: str, dilemma: str, turns: Sequence[tuple[int, str, str]],
+                  seat: int) -> list[dict]:
+    """The chat a seat sees. `turns` are (speaker seat, speaker name, text) in dialogue order,
+    already cut to the context window."""
+    messages = [{"role": "system", "content": system},
+                {"role": "user", "content": dilemma_message(dilemma)}]
+    for speaker, name, text in turns:
+        if speaker == seat:
+            messages.append({"role": "assistant", "content": text})
+        else:
+            messages.append({"role": "user", "content": f"{name}: {text}"})
+    return messages
+
+
+def final_solution_messages(dilemma: str, personas: Sequence[Persona],
+                            turns: Sequence[tuple[str, str]], agreed: bool) -> list[dict]:
+    """Agent 1 (personas[0]) writes the solution from the dilemma, every persona and the whole
+    dialogue (`turns`: (speaker name, text)). Without agreement (evaluation only) it writes the
+    best solution the dialogue points to."""
+    parties = "\n\n".join(_persona_lines(p) for p in personas)
+    dialogue = "\n\n".join(f"{name}: {text}" for name, text in turns) or "(no messages)"
+    outcome = ("The parties reached agreement. Write the final solution they agreed on"
+               if agreed else
+               "The parties did not fully agree. Write the solution that best serves every "
+               "party's core needs, building on what they said")
+    user = (f"The situation:\n{dilemma}\n\nThe parties:\n{parties}\n\nThe negotiation:\n"
+            f"{dialogue}\n\n{outcome}: a concrete plan (what happens, who does what) and, in one "
+            "sentence per party, how it serves that party's core value. Be concise.")
+    system = (f"You are {personas[0].name}. The negotiation is over; you now write its outcome "
+              "fairly, for every party, not only for yourself.")
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]

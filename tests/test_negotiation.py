@@ -1,0 +1,308 @@
+"""The negotiation engine with a tiny random model on the SmolLM2 tokenizer: turn order, context
+windows, masks, lockstep batching, agreement and no-agreement handling, Session continuation."""
+import jax
+import numpy as np
+import pytest
+
+import negojax
+from negojax.data import load_tasks
+from negojax.models import transformer as tf
+from negojax.models.config import ModelConfig
+from negojax.negotiation import (DialogueState, JudgeAgreement, MarkerAgreement,
+                                 NegotiationConfig, NegotiationEngine, Turn, prompts,
+                                 prompts_per_batch, seat_params_for)
+from negojax.rewards import Judge
+from negojax.sampling import Session, sample
+from negojax.tokenization import load_tokenizer
+
+G = 2
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer(negojax.default_model_dir())
+
+
+@pytest.fixture(scope="module")
+def tiny(tok):
+    config = ModelConfig("llama", vocab_size=tok.vocab_size, hidden_size=16,
+                         intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                         head_dim=8)
+    return config, tf.init_params(config, seed=0), tf.init_params(config, seed=1)
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    train = load_tasks("train")
+    return {n: [t for t in train if len(t.personas) == n][:2] for n in (2, 3)}
+
+
+def settings(**kw):
+    # One sampling mode and one token buffer everywhere, so the tests share compiled programs.
+    base = dict(max_turns=3, context_turns=2, max_new_tokens=8, top_p=1.0,
+                final_temperature=0.7, final_top_p=1.0, final_max_new_tokens=8,
+                agreement="marker")
+    base.update(kw)
+    return NegotiationConfig(**base)
+
+
+class CountingSample:
+    """The real sampler, counting calls and the params each call used."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, params, *args, **kw):
+        self.calls.append(params)
+        return sample(params, *args, **kw)
+
+
+def agree_after(k):
+    return lambda states: np.array([len(s.turns) >= k for s in states])
+
+
+def engine(tok, tiny, cfg, **kw):
+    return NegotiationEngine(cfg, tiny[0], tok, **kw)
+
+
+def expected_calls(dialogues, num_turns, model_of_seat):
+    """Lockstep: per turn, one call per distinct model among the current speakers."""
+    return sum(len({model_of_seat[d["turns"][t]["speaker"]] for d in dialogues
+                    if len(d["turns"]) > t}) for t in range(num_turns))
+
+
+def systems_for(task, marker="[AGREE]"):
+    return [prompts.system_prompt(p, [q for q in task.personas if q is not p], marker)
+            for p in task.personas]
+
+
+def check_sequence_against_transcript(tok, seq, rollout, tasks, cfg):
+    """Every masked token is the seat's own generated token of the named turn; the prompt is
+    exactly the seat's chat over the last context_turns messages."""
+    d = rollout.dialogues[seq.prompt_index * G + seq.group_index]
+    task = tasks[seq.prompt_index]
+    mask = seq.loss_mask
+    (t,) = set(seq.turn[mask].tolist())
+    turn = d["turns"][t]
+    assert turn["speaker"] == seq.seat and (seq.agent[mask] == seq.seat).all()
+    assert (seq.agent[~mask] == -1).all() and (seq.turn[~mask] == -1).all()
+    n = int(mask.sum())
+    assert n == turn["num_tokens"] and mask[-n:].all() and not mask[:-n].any()
+    assert tok.decode(seq.tokens[mask]).strip() == turn["text"]
+    assert (seq.old_logp[~mask] == 0).all() and (seq.old_logp[mask] < 0).all()
+    window = d["turns"][max(0, t - cfg.context_turns):t]
+    chat = prompts.seat_messages(systems_for(task)[seq.seat], task.dilemma,
+                                 [(w["speaker"], w["persona"], w["text"]) for w in window],
+                                 seq.seat)
+    ids, index = tok.apply_chat_template(chat, add_generation_prompt=True)
+    assert seq.tokens[:-n].tolist() == ids
+    assert max(index) - prompts.DILEMMA_MESSAGE == min(t, cfg.context_turns)
+
+
+def test_two_agents_frozen_opponent_no_agreement_train(tok, tiny, tasks):
+    """Fixed first speaker: seats alternate 0,1,0,1; only seat 0 (the policy) yields sequences;
+    no agreement in train mode means no final solution, rounds = max_turns."""
+    config, p, q = tiny
+    cfg = settings(max_turns=4)
+    counter = CountingSample()
+    out = engine(tok, tiny, cfg, sample_fn=counter).rollout(
+        tasks[2], group_size=G, seat_params=[p, q], trainable_seats=(0,), seed=0)
+    for d in out.dialogues:
+        assert [x["speaker"] for x in d["turns"]] == [0, 1, 0, 1]
+        assert [x["persona"] for x in d["turns"]] == [d["personas"][s] for s in (0, 1, 0, 1)]
+        assert not d["agreed"] and d["agreement_turn"] is None and d["final_solution"] is None
+    assert [(d["prompt_index"], d["group_index"]) for d in out.dialogues] == [
+        (0, 0), (0, 1), (1, 0), (1, 1)]
+    assert out.agreed.shape == (2, G) and not out.agreed.any()
+    assert (out.rounds == 4).all() and out.final_solutions == [None] * 4
+    # Fixed opener: each turn every dialogue's speaker uses the same model -> one call per turn.
+    assert len(counter.calls) == 4 == out.stats["sampler_calls"]
+    assert [c is p for c in counter.calls] == [True, False, True, False]
+    assert len(out.sequences) == 4 * 2 and {s.seat for s in out.sequences} == {0}
+    for seq in out.sequences:
+        check_sequence_against_transcript(tok, seq, out, tasks[2], cfg)
+
+
+def test_three_agents_random_first_speaker_lockstep(tok, tiny, tasks):
+    config, p, q = tiny
+    cfg = settings(max_turns=4, first_speaker="random")
+    counter = CountingSample()
+    eng = engine(tok, tiny, cfg, sample_fn=counter)
+    out = eng.rollout(tasks[3], group_size=G, seat_params=[p, q, q], trainable_seats=(0,),
+                      seed=3)
+    firsts = [d["first_speaker"] for d in out.dialogues]
+    assert len(set(firsts)) > 1
+    for d in out.dialogues:
+        assert len(d["personas"]) == 3
+        assert [x["speaker"] for x in d["turns"]] == [(d["first_speaker"] + t) % 3
+                                                      for t in range(4)]
+    calls = expected_calls(out.dialogues, 4, [0, 1, 1])
+    assert len(counter.calls) == calls == out.stats["sampler_calls"] <= 4 * 2
+    assert calls > 4  # both models spoke in some turn, still one call each
+    for seq in out.sequences:
+        assert seq.seat == 0
+        check_sequence_against_transcript(tok, seq, out, tasks[3], cfg)
+    assert len(out.sequences) == sum(x["speaker"] == 0 for d in out.dialogues
+                                     for x in d["turns"])
+    again = eng.rollout(tasks[3], group_size=G, seat_params=[p, q, q], seed=3)
+    assert again.dialogues == out.dialogues  # seeded: same seed, same dialogues
+
+
+def test_live_policy_trains_every_seat_with_one_call_per_turn(tok, tiny, tasks):
+    config, p, _ = tiny
+    seats = seat_params_for("live", p, num_seats=2)
+    cfg = settings(max_turns=4, first_speaker="random")
+    counter = CountingSample()
+    out = engine(tok, tiny, cfg, sample_fn=counter).rollout(
+        tasks[2], group_size=G, seat_params=seats.params, trainable_seats=seats.trainable,
+        seed=5)
+    assert len(counter.calls) == 4
+    assert len(out.sequences) == 4 * 4 and {s.seat for s in out.sequences} == {0, 1}
+    for seq in out.sequences:
+        check_sequence_against_transcript(tok, seq, out, tasks[2], cfg)
+
+
+def test_agreement_stops_dialogue_and_agent_one_writes_solution(tok, tiny, tasks):
+    config, p, q = tiny
+    cfg = settings(max_turns=5, train_on_final_solution=True)
+    counter = CountingSample()
+    out = engine(tok, tiny, cfg, sample_fn=counter, agreement_fn=agree_after(2)).rollout(
+        tasks[2], group_size=G, seat_params=[p, q], seed=0)
+    assert out.agreed.all() and (out.rounds == 2).all()
+    assert all(d["agreement_turn"] == 2 and len(d["turns"]) == 2 for d in out.dialogues)
+    assert all(isinstance(s, str) for s in out.final_solutions)
+    assert len(counter.calls) == 2 + 1 and counter.calls[-1] is p  # one batched final call
+    finals = [s for s in out.sequences if (s.turn[s.loss_mask] == 2).all()]
+    assert len(finals) == 4 and all(s.seat == 0 for s in finals)
+    for s in finals:
+        text = out.final_solutions[s.prompt_index * G + s.group_index]
+        assert tok.decode(s.tokens[s.loss_mask]).strip() == text
+        assert "The parties reached agreement" in tok.decode(s.tokens[~s.loss_mask])
+    default = engine(tok, tiny, settings(max_turns=5), agreement_fn=agree_after(2)).rollout(
+        tasks[2], group_size=G, seat_params=[p, q], seed=0)
+    assert len(default.sequences) == 4 and all((s.turn[s.loss_mask] == 0).all()
+                                               for s in default.sequences)
+
+
+def test_eval_mode_writes_solution_without_agreement(tok, tiny, tasks):
+    config, p, q = tiny
+    counter = CountingSample()
+    out = engine(tok, tiny, settings(max_turns=2), sample_fn=counter).rollout(
+        tasks[2], group_size=G, seat_params=[p, q], seed=1, mode="eval")
+    assert not out.agreed.any() and (out.rounds == 2).all()
+    assert all(isinstance(s, str) for s in out.final_solutions)
+    assert len(counter.calls) == 3
+
+
+class CountingSession(Session):
+    generate_calls = 0
+
+    def generate(self, *args, **kw):
+        CountingSession.generate_calls += 1
+        return super().generate(*args, **kw)
+
+
+def test_full_history_continues_sessions(tok, tiny, tasks):
+    """context_turns=None: one sequence per (dialogue, trainable seat) over the whole history;
+    its tokens are exactly what the KV cache held (the recorded log-probs equal a fresh forward
+    over the recorded tokens) and it carries every earlier message."""
+    config, p, q = tiny
+    CountingSession.generate_calls = 0
+    out = engine(tok, tiny, settings(max_turns=3, context_turns=None, first_speaker="random"),
+                 session_cls=CountingSession).rollout(
+        tasks[2], group_size=G, seat_params=[p, q], trainable_seats=(0, 1), seed=2)
+    assert CountingSession.generate_calls == out.stats["sampler_calls"] == expected_calls(
+        out.dialogues, 3, [0, 1])
+    assert len(out.sequences) == 8
+    params = {0: p, 1: q}
+    for seq in out.sequences:
+        d = out.dialogues[seq.prompt_index * G + seq.group_index]
+        own = [t for t, x in enumerate(d["turns"]) if x["speaker"] == seq.seat]
+        assert sorted(set(seq.turn[seq.loss_mask].tolist())) == own
+        for t in own:
+            assert tok.decode(seq.tokens[seq.turn == t]).strip() == d["turns"][t]["text"]
+        assert (seq.agent[seq.loss_mask] == seq.seat).all() and (seq.agent[~seq.loss_mask] == -1
+                                                                 ).all()
+        context = tok.decode(seq.tokens[~seq.loss_mask], skip_special_tokens=False)
+        assert context.startswith(tok.render_chat(prompts.seat_messages(
+            systems_for(tasks[2][seq.prompt_index])[seq.seat],
+            tasks[2][seq.prompt_index].dilemma, [], seq.seat), add_generation_prompt=False))
+        for x in d["turns"][:own[-1]]:
+            if x["speaker"] != seq.seat:
+                assert f"{x['persona']}: {x['text']}" in context
+        logits = tf.forward(params[seq.seat], config, seq.tokens[None, :-1])[0]
+        logp = np.asarray(jax.nn.log_softmax(logits, axis=-1))
+        pos = np.nonzero(seq.loss_mask)[0]
+        fresh = logp[pos - 1, seq.tokens[pos]]
+        np.testing.assert_allclose(fresh, seq.old_logp[pos], atol=2e-4)
+
+
+def test_marker_agreement_needs_every_seat(tok, tasks):
+    task = tasks[3][0]
+
+    def state(*turns):
+        s = DialogueState(task, 0, 0, 0)
+        s.turns = [Turn(sp, text, [], np.zeros(0), False) for sp, text in turns]
+        return s
+
+    check = MarkerAgreement("[AGREE]")
+    got = check([state((0, "ok [AGREE]"), (1, "fine [AGREE]")),
+                 state((0, "ok [AGREE]"), (1, "fine [AGREE]"), (2, "yes [AGREE]")),
+                 state((0, "ok [AGREE]"), (1, "no"), (2, "yes [AGREE]"), (0, "[AGREE]")),
+                 state((0, "no"), (1, "x [AGREE]"), (2, "y [AGREE]"), (0, "z [AGREE]"))])
+    assert got.tolist() == [False, True, False, True]
+
+
+class ScriptedJudge(Judge):
+    """Scripted agreement probabilities; NaN stands for a failed remote judgement."""
+
+    def __init__(self, probs):
+        self.probs, self.seen = probs, []
+
+    def evaluate(self, question, conversations):
+        self.seen += conversations
+        return np.asarray(self.probs[:len(conversations)], np.float64)
+
+
+def test_judge_agreement_reads_latest_turns_and_threshold(tasks):
+    task = tasks[2][0]
+    states = []
+    for texts in (["a"], ["b", "c"], ["d", "e", "f"], ["g", "h"]):
+        s = DialogueState(task, 0, 0, 0)
+        s.turns = [Turn(k % 2, x, [], np.zeros(0), False) for k, x in enumerate(texts)]
+        states.append(s)
+    judge = ScriptedJudge([0.7, 0.4, float("nan")])
+    got = JudgeAgreement(judge, 0.5)(states)
+    assert got.tolist() == [False, True, False, False]  # first state: seat 1 not yet spoken
+    assert len(judge.seen) == 3
+    rendered = " ".join(m["content"] for m in judge.seen[1])
+    assert "e" in rendered and "f" in rendered
+
+
+def test_errors_say_what_to_fix(tok, tiny, tasks):
+    config, p, q = tiny
+    eng = engine(tok, tiny, settings())
+    with pytest.raises(ValueError, match=r"task .* has 3 personas but seat_params has 2 seats"):
+        eng.rollout(tasks[3], group_size=G, seat_params=[p, q], seed=0)
+    with pytest.raises(ValueError, match="group_size=0"):
+        eng.rollout(tasks[2], group_size=0, seat_params=[p, q], seed=0)
+    with pytest.raises(ValueError, match=r"trainable_seats .* seats \[2\] do not exist"):
+        eng.rollout(tasks[2], group_size=G, seat_params=[p, q], trainable_seats=(2,), seed=0)
+    with pytest.raises(ValueError, match="batch_size=10 is not a positive multiple of "
+                                         "group_size=4"):
+        prompts_per_batch(10, 4)
+    assert prompts_per_batch(12, 4) == 3
+    for bad, key in ((dict(max_turns=0), "max_turns"), (dict(context_turns=0), "context_turns"),
+                     (dict(first_speaker="last"), "first_speaker"),
+                     (dict(agreement="vote"), "agreement"), (dict(top_p=0), "top_p"),
+                     (dict(agreement_threshold=2), "agreement_threshold")):
+        with pytest.raises(ValueError, match=rf"^negotiation\.{key}="):
+            NegotiationConfig(**bad)
+    with pytest.raises(ValueError, match="needs a judge"):
+        NegotiationEngine(NegotiationConfig(agreement="judge"), config, tok)
+    with pytest.raises(ValueError, match="unknown key"):
+        NegotiationEngine({"max_turn": 3}, config, tok)
+    with pytest.raises(ValueError, match="needs opponent_params"):
+        seat_params_for("frozen", p)
+    frozen = seat_params_for("frozen", p, q, num_seats=3)
+    assert frozen.params[0] is p and frozen.params[2] is q and frozen.trainable == (0,)
