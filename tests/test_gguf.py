@@ -105,6 +105,95 @@ def test_token_ids_match_transformers_gguf_tokenizer(smollm_dir, hf_gguf):
     assert (tok.bos_id, tok.eos_id, tok.pad_id) == (1, 2, 2)
 
 
+Q = gguf.GGMLQuantizationType
+
+
+def _quantize(x, qtype, rng):
+    """x in `qtype` blocks; gguf-py cannot quantise K-quants, so those get random blocks with a
+    small finite scale (dequantisation is what is under test)."""
+    if qtype not in (Q.Q4_K, Q.Q6_K):
+        return gguf.quants.quantize(x, qtype)
+    size = {Q.Q4_K: 144, Q.Q6_K: 210}[qtype]
+    blocks = rng.integers(0, 256, (x.shape[0], x.shape[1] // 256, size), dtype=np.uint8)
+    scale = np.full(blocks.shape[:2] + (1,), 0.01, np.float16).view(np.uint8)
+    if qtype == Q.Q4_K:  # d, dmin lead the block
+        blocks[..., 0:2], blocks[..., 2:4] = scale, scale
+    else:  # d ends the block
+        blocks[..., 208:210] = scale
+    return blocks.reshape(x.shape[0], -1)
+
+
+def _write_tiny_gguf(path, arch):
+    """A random GQA model (untied) whose matrices cycle through every supported type."""
+    rng = np.random.default_rng(0)
+    D, F, V = 256, 512, 256
+    # transformers reads no head_dim from a qwen3 GGUF and assumes Qwen3Config's 128.
+    H, K, Dh = (2, 1, 128) if arch == "qwen3" else (4, 2, 64)
+    w = gguf.GGUFWriter(path, arch)
+    w.add_block_count(2)
+    w.add_context_length(128)
+    w.add_embedding_length(D)
+    w.add_feed_forward_length(F)
+    w.add_head_count(H)
+    w.add_head_count_kv(K)
+    w.add_key_length(Dh)
+    w.add_value_length(Dh)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_rope_freq_base(10000.0)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list([chr(0x100 + i) for i in range(V)])
+    w.add_token_types([1] * V)
+    w.add_bos_token_id(0)
+    w.add_eos_token_id(1)
+    shapes = {"token_embd.weight": (V, D), "output_norm.weight": (D,), "output.weight": (V, D)}
+    for i in range(2):
+        shapes.update({f"blk.{i}.{n}": s for n, s in [
+            ("attn_norm.weight", (D,)), ("ffn_norm.weight", (D,)), ("attn_q.weight", (H * Dh, D)),
+            ("attn_k.weight", (K * Dh, D)), ("attn_v.weight", (K * Dh, D)),
+            ("attn_output.weight", (D, H * Dh)), ("ffn_gate.weight", (F, D)),
+            ("ffn_up.weight", (F, D)), ("ffn_down.weight", (D, F))]})
+        if arch == "qwen2":
+            shapes.update({f"blk.{i}.attn_q.bias": (H * Dh,), f"blk.{i}.attn_k.bias": (K * Dh,),
+                           f"blk.{i}.attn_v.bias": (K * Dh,)})
+        if arch == "qwen3":
+            shapes.update({f"blk.{i}.attn_q_norm.weight": (Dh,),
+                           f"blk.{i}.attn_k_norm.weight": (Dh,)})
+    types = [Q[name] for name in SUPPORTED_TYPES]
+    matrices = 0
+    for name, shape in shapes.items():
+        x = (rng.normal(size=shape) * 0.1 + (1.0 if "norm" in name else 0.0)).astype(np.float32)
+        if len(shape) == 1:
+            w.add_tensor(name, x)
+        else:
+            qtype = types[matrices % len(types)]
+            matrices += 1
+            w.add_tensor(name, _quantize(x, qtype, rng), raw_dtype=qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
+def test_every_supported_type_and_family_matches_transformers(arch, tmp_path):
+    _write_tiny_gguf(str(tmp_path / "tiny.gguf"), arch)
+    out = gguf_to_hf_dir(str(tmp_path / "tiny.gguf"), str(tmp_path / "hf"))
+    reference = transformers.AutoModelForCausalLM.from_pretrained(
+        str(tmp_path), gguf_file="tiny.gguf", dtype=torch.float32).eval()
+    state = reference.state_dict()
+    with safe_open(os.path.join(out, "model.safetensors"), "numpy") as f:
+        assert set(f.keys()) == set(state)
+        for name in f.keys():
+            np.testing.assert_array_equal(f.get_tensor(name), state[name].numpy(), err_msg=name)
+    config = load_hf_config(out)
+    ids = np.random.default_rng(1).integers(0, config.vocab_size, (2, 9))
+    with torch.no_grad():
+        expected = reference(torch.tensor(ids)).logits.numpy()
+    ours = np.asarray(tf.forward(load_hf_params(out, config), config, jnp.asarray(ids)))
+    np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
+
+
 def test_unpermute_inverts_llama_cpp_permutation():
     """llama.cpp's convert script: w.reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2)."""
     rng = np.random.default_rng(0)
