@@ -1,7 +1,6 @@
 """HF safetensors directories: load, export, round trip through transformers, bad input."""
 import json
 import os
-import shutil
 import tracemalloc
 
 import jax
@@ -17,7 +16,6 @@ from hf_reference import FAMILIES, hf_logits, make_hf_model
 from negojax.checkpoints.hf import (INDEX_FILE, SINGLE_FILE, export_hf, load_hf_config,
                                     load_hf_params)
 from negojax.models import transformer as tf
-from negojax.models.config import ModelConfig
 
 IDS = np.random.default_rng(0).integers(0, 97, (2, 11))
 

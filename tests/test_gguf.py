@@ -194,6 +194,19 @@ def test_every_supported_type_and_family_matches_transformers(arch, tmp_path):
     np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("keep_fraction", [0.001, 0.5])  # in the header; in the tensor data
+def test_truncated_gguf_is_one_line(tmp_path, keep_fraction):
+    path = str(tmp_path / "tiny.gguf")
+    _write_tiny_gguf(path, "llama")
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:int(len(data) * keep_fraction)])
+    with pytest.raises(ValueError, match=r"tiny\.gguf: not a readable GGUF file.*truncated") as e:
+        gguf_to_hf_dir(path, str(tmp_path / "out"))
+    assert "\n" not in str(e.value)
+
+
 def test_unpermute_inverts_llama_cpp_permutation():
     """llama.cpp's convert script: w.reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2)."""
     rng = np.random.default_rng(0)

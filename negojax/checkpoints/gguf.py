@@ -126,11 +126,13 @@ def _dequantized_tensors(reader, config: ModelConfig, path: str):
         yield name, value
 
 
-def _check_types(reader, path: str) -> None:
+def _check_tensors(reader, path: str) -> None:
+    """Fail before writing anything: unsupported types, unknown names."""
     for t in reader.tensors:
         if t.tensor_type.name not in SUPPORTED_TYPES:
             raise ValueError(f"{path}: tensor {t.name!r} has type {t.tensor_type.name}, which "
                              f"negojax cannot dequantise; supported: {', '.join(SUPPORTED_TYPES)}")
+        hf_tensor_name(t.name, path)
 
 
 # ------------------------------------------------------------------------------ tokenizer
@@ -209,10 +211,11 @@ def gguf_to_hf_dir(gguf_path: str, out_dir: str) -> str:
         raise FileNotFoundError(f"{gguf_path}: no such GGUF file")
     try:
         reader = GGUFReader(gguf_path)
-    except (ValueError, OSError) as e:
-        raise ValueError(f"{gguf_path}: not a readable GGUF file ({hf._one_line(e)})") from None
+    except (ValueError, OSError, IndexError, EOFError) as e:  # what a cut-short header raises
+        raise ValueError(f"{gguf_path}: not a readable GGUF file ({hf._one_line(e)}); it may be "
+                         "truncated, re-download it") from None
     config = read_config(reader, gguf_path)
-    _check_types(reader, gguf_path)
+    _check_tensors(reader, gguf_path)
     tokenizer = build_tokenizer(reader, gguf_path)
     os.makedirs(out_dir, exist_ok=True)
 
