@@ -1,0 +1,26 @@
+"""The embedded default: SmolLM2-135M-Instruct on CPU, as policy and as local judge.
+
+A few GRPO steps of 2 prompts x G 4, 3 turns of 48 tokens; finishes in about 15 minutes on 2 CPU
+cores and leaves a checkpoint, metrics, transcripts (JSONL and HTML), the report and the exported
+model in the workdir.
+
+  python -m negojax.main --config=configs/default.py
+"""
+from negojax.run_config import base_config
+
+
+def get_config():
+    c = base_config()
+    c.workdir = "runs/default"
+    c.model.path = "default"
+    c.judge.kind = "local"
+    c.judge.path = "policy"  # the default model, frozen at its initial weights
+    c.rollout.update(prompts_per_step=2, group_size=4, max_turns=3, max_new_tokens=48,
+                     final_max_new_tokens=96, context_turns=2)
+    c.optim.update(lr=1e-5, warmup_steps=0, schedule="constant")
+    c.train.update(steps=3, checkpoint_every=1, keep_checkpoints=2, eval_every=0)
+    # mode=eval on CPU: a small slice of the held-out sets.
+    c.eval.update(num_tasks=8, open_ended_tasks=8, capability_prompts=8, reasoning_problems=8,
+                  answer_max_new_tokens=64, n_resamples=200)
+    c.lock()
+    return c

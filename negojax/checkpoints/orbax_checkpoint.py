@@ -1,0 +1,94 @@
+"""Training checkpoints with orbax: asynchronous saves every N steps and on SIGTERM, last K kept,
+automatic resume from the newest checkpoint that restores.
+
+A checkpoint holds two items: "state", a pytree of arrays (trainable params or LoRA adapters,
+optimizer state, counters, RNG key data, the opponent snapshot) restored onto the shardings of an
+abstract target, and "meta", a JSON dict (task sampler position, pool size, anything small).
+Orbax writes into a temporary directory and renames it when complete, so a save cut short never
+looks like a checkpoint; a complete-looking one whose files were damaged fails to restore, and
+`restore_latest` then warns and falls back to the one before.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from typing import Any, Optional
+
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+
+class TrainCheckpointer:
+    def __init__(self, directory: str, *, save_every: int, keep: int, async_save: bool = True):
+        self.directory = directory if "://" in directory else os.path.abspath(directory)
+        self.save_every = save_every
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, cleanup_tmp_directories=True,
+            enable_async_checkpointing=async_save)
+        self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                              item_names=("state", "meta"))
+        self.stop_requested = False
+        self._previous_handler = None
+
+    # ------------------------------------------------------------------ preemption
+    def install_sigterm_handler(self) -> None:
+        """On SIGTERM (a TPU preemption notice, `kill`), ask the loop to save and stop at the
+        next step boundary instead of dying mid-step."""
+        def request_stop(signum, frame):
+            del signum, frame
+            self.stop_requested = True
+        self._previous_handler = signal.signal(signal.SIGTERM, request_stop)
+
+    def uninstall_sigterm_handler(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGTERM, self._previous_handler)
+            self._previous_handler = None
+
+    # ------------------------------------------------------------------ save / restore
+    def should_save(self, step: int, last: bool) -> bool:
+        periodic = self.save_every > 0 and step % self.save_every == 0
+        return periodic or last or self.stop_requested
+
+    def save(self, step: int, state: Any, meta: dict) -> None:
+        """Start saving `step` (returns while the arrays are written in the background)."""
+        self._manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def restore_latest(self, abstract_state_for) -> Optional[tuple[int, Any, dict]]:
+        """(step, state, meta) of the newest checkpoint that restores, or None when there is none.
+
+        `abstract_state_for(meta)` gives the target pytree (jax.ShapeDtypeStruct leaves with
+        shardings) for a checkpoint's meta, since its shape may depend on it (the opponent pool).
+        A checkpoint that fails to restore is reported, deleted and skipped.
+        """
+        self._manager.reload()
+        for step in reversed(self.steps()):
+            try:
+                meta = self._manager.restore(step, args=ocp.args.Composite(
+                    meta=ocp.args.JsonRestore()))["meta"]
+                restored = self._manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state_for(meta))))["state"]
+            except Exception as error:  # orbax raises many types for damaged files
+                first_line = (str(error).splitlines() or [type(error).__name__])[0][:300]
+                log.warning("checkpoint step %d in %s is unreadable (%s: %s); skipping it and "
+                            "using the one before", step, self.directory,
+                            type(error).__name__, first_line)
+                print(f"warning: checkpoint {step} in {self.directory} is unreadable "
+                      f"({type(error).__name__}); falling back to the one before", flush=True)
+                self._manager.delete(step)
+                continue
+            return step, restored, meta
+        return None
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+        self.uninstall_sigterm_handler()

@@ -1,0 +1,127 @@
+"""The command line: python -m negojax.main --config=configs/<name>.py [--config.key=value ...]
+
+--config.mode picks the job: train (GRPO self-play, resumable in --config.workdir), eval (the
+evaluation suite and report) or chat (print the configured model's reply to --config.prompt).
+Every configuration problem is reported as one line on stderr with exit status 2, before any
+model is loaded.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from negojax.run_config import ConfigError, check_judge, validate_devices, validate_static
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<name>.py", lock_config=True)
+
+USAGE_EXIT = 2
+
+
+def _die(message: str) -> None:
+    print(f"negojax: {message}", file=sys.stderr)
+    sys.exit(USAGE_EXIT)
+
+
+def _config_path(argv) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def _load_config_file(path: str):
+    if not os.path.isfile(path):
+        raise ConfigError(f"--config={path}: no such file; pass --config=configs/<name>.py")
+    spec = importlib.util.spec_from_file_location("negojax_run_config_file", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"--config={path}: defines no get_config(); add one returning a "
+                          "ConfigDict")
+    return module.get_config()
+
+
+def _key_paths(config, prefix: str = "") -> set[str]:
+    paths = set()
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        paths.add(path)
+        if hasattr(value, "items"):
+            paths |= _key_paths(value, path + ".")
+    return paths
+
+
+def check_overrides(argv) -> None:
+    """Every --config.<key> names a key of the config file (one-line error otherwise)."""
+    path = _config_path(argv)
+    if path is None:
+        raise ConfigError("no --config given; pass --config=configs/<name>.py")
+    known = _key_paths(_load_config_file(path))
+    for arg in argv[1:]:
+        if not arg.startswith("--config."):
+            continue
+        key = arg[len("--config."):].split("=", 1)[0]
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean config.{close[0]}?" if close else ""
+            raise ConfigError(f"config.{key}: unknown key in {path}{hint}")
+
+
+def parse_flags(argv):
+    """absl's parser with bad flags turned into one line and exit status 2."""
+    try:
+        check_overrides(argv)
+        return flags.FLAGS(argv)
+    except ConfigError as error:
+        _die(str(error))
+    except (flags.Error, ValueError, TypeError, AttributeError, KeyError) as error:
+        _die(str(error).splitlines()[0] if str(error) else type(error).__name__)
+
+
+def _run_chat(config) -> None:
+    import negojax
+    from negojax.trainer import load_policy
+    model = load_policy(config.model)
+    reply = negojax.chat(model, [{"role": "user", "content": config.prompt}],
+                         max_new_tokens=config.chat.max_new_tokens)
+    print(reply)
+
+
+def main(argv) -> None:
+    del argv
+    # absl INFO carries orbax's per-file chatter; progress and summaries are printed instead.
+    logging.set_verbosity(logging.WARNING)
+    config = _CONFIG.value
+    try:
+        validate_static(config)
+        if config.mode == "chat":
+            _run_chat(config)
+            return
+        from negojax.parallel.multihost import initialize_distributed
+        initialize_distributed(config.distributed)
+        import jax
+        mesh_sizes = validate_devices(config, jax.device_count(), jax.process_count())
+        check_judge(config)
+    except ConfigError as error:
+        _die(str(error))
+    if config.mode == "train":
+        from negojax.trainer import train
+        train(config, mesh_sizes)
+    else:
+        from negojax.evaluate import evaluate
+        evaluate(config, mesh_sizes)
+
+
+def run() -> None:
+    app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()

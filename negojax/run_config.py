@@ -1,0 +1,250 @@
+"""The run configuration: every key with its default (`base_config`) and its validation.
+
+configs/*.py start from `base_config()` and override values; the ConfigDict is locked, so a
+misspelt `--config.key` is an error instead of a silently ignored setting. Validation happens in
+two phases, both before any model is loaded:
+  `validate_static(config)`           keys, enums, ranges and paths (no jax)
+  `validate_devices(config, ...)`     batch and host divisibility against the real device layout
+and `check_judge(config)` asks a remote judge whether it answers.
+Every problem is a `ConfigError` whose message is one line naming the key and what to change.
+"""
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from negojax.models.config import PRESETS
+
+MODES = ("train", "eval", "chat")
+OPPONENTS = ("frozen", "live", "pool")
+JUDGE_KINDS = ("local", "http")
+DTYPES = ("float32", "bfloat16", "float16")
+SCHEDULES = ("cosine", "constant")
+FIRST_SPEAKERS = ("fixed", "random")
+AGREEMENT_KINDS = ("judge", "marker")
+BASE_DTYPES = ("float32", "bfloat16", "int8")
+
+
+class ConfigError(ValueError):
+    """A user-fixable configuration problem; the message is one line."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every key a run reads, with defaults shaped for a quick CPU run. Unlocked; callers lock."""
+    c = ml_collections.ConfigDict()
+    c.mode = "train"
+    c.workdir = "runs/default"
+    c.seed = 0
+    c.distributed = False
+    c.prompt = "What is the capital of France?"  # mode=chat
+
+    c.chat = ml_collections.ConfigDict(dict(max_new_tokens=128))
+    # path: "default" (embedded SmolLM2-135M-Instruct), an HF directory, a .gguf file or a preset
+    # name (with random_init). overrides: ModelConfig fields replaced before a random init, for
+    # tiny test models that keep a real checkpoint's tokenizer.
+    c.model = ml_collections.ConfigDict(dict(
+        path="default", dtype="float32", param_dtype="float32", random_init=False,
+        overrides=ml_collections.ConfigDict()))
+    c.lora = ml_collections.ConfigDict(dict(
+        rank=0, alpha=16.0, targets=("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"),
+        base_dtype="float32"))
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    c.rollout = ml_collections.ConfigDict(dict(
+        prompts_per_step=2, group_size=4, max_turns=3, context_turns=2, max_new_tokens=48,
+        temperature=0.7, top_p=0.95, final_temperature=0.1, final_top_p=0.95,
+        final_max_new_tokens=96, first_speaker="fixed", agreement="judge", marker="[AGREE]",
+        agreement_threshold=0.5, train_on_final_solution=False,
+        opponent="frozen", opponent_refresh=1, opponent_pool_size=4))
+    c.judge = ml_collections.ConfigDict(dict(
+        # path "policy": the policy's initial weights, frozen (no second copy is loaded).
+        kind="local", path="policy", base_url="http://127.0.0.1:8000/v1", model="",
+        api_key_env="OPENAI_API_KEY", timeout_s=60.0, max_retries=4, concurrency=8,
+        cache=True))
+    c.reward = ml_collections.ConfigDict(dict(
+        fallback="zero", components=ml_collections.ConfigDict(dict(overlong_turn_penalty=0.0))))
+    c.rl = ml_collections.ConfigDict(dict(
+        advantage="grpo", loss_aggregation="token_mean", clip_low=0.2, clip_high=0.28, beta=0.0,
+        kl_estimator="k3", num_inner_updates=1, microbatches=1, logprob_chunk=128))
+    c.optim = ml_collections.ConfigDict(dict(
+        lr=1e-5, warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, schedule="constant",
+        final_lr_fraction=0.1))
+    c.train = ml_collections.ConfigDict(dict(
+        steps=3, eval_every=0, checkpoint_every=1, keep_checkpoints=2, log_every=1,
+        quick_eval_tasks=2))
+    c.eval = ml_collections.ConfigDict(dict(
+        num_tasks=100, open_ended_tasks=100, capability_prompts=120, reasoning_problems=120,
+        decodings=("greedy", "sampled"), trained_path="", baseline_path="",
+        answer_max_new_tokens=256, n_resamples=1000, gsm8k_data_dir=""))
+    c.wandb = ml_collections.ConfigDict(dict(enabled=False, project="negojax"))
+    return c
+
+
+def _fail(key: str, problem: str) -> None:
+    raise ConfigError(f"config.{key}: {problem}")
+
+
+def _enum(config, key: str, allowed) -> None:
+    value = _get(config, key)
+    if value not in allowed:
+        _fail(key, f"{value!r} is not one of {', '.join(allowed)}; set --config.{key}=<one of them>")
+
+
+def _positive(config, key: str, allow_zero: bool = False) -> None:
+    value = _get(config, key)
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        _fail(key, f"{value} must be {bound}; set --config.{key} to a {'non-negative' if allow_zero else 'positive'} number")
+
+
+def _get(config, key: str):
+    node = config
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def model_path_exists(path: str) -> bool:
+    return (path == "default" or path in PRESETS or os.path.isdir(path)
+            or (path.endswith(".gguf") and os.path.isfile(path)))
+
+
+def validate_static(config) -> None:
+    """Keys, enums, ranges and paths; nothing that needs jax or the network."""
+    _enum(config, "mode", MODES)
+    for key in ("model.dtype", "model.param_dtype"):
+        _enum(config, key, DTYPES)
+    if not config.model.path:
+        _fail("model.path", "is empty; set it to 'default', an HF model directory, a .gguf file "
+              f"or a preset ({', '.join(sorted(PRESETS))})")
+    if not model_path_exists(config.model.path):
+        _fail("model.path", f"{config.model.path!r} does not exist; point it at an HF model "
+              "directory, a .gguf file, 'default' or a preset name")
+    if config.model.path in PRESETS and not os.path.exists(config.model.path) \
+            and not config.model.random_init:
+        _fail("model.random_init", f"preset {config.model.path!r} has no weights; set "
+              "--config.model.random_init=True or point model.path at a checkpoint")
+    if config.model.overrides and not config.model.random_init:
+        _fail("model.overrides", "changes the architecture, so it needs "
+              "--config.model.random_init=True")
+    if config.mode == "chat":
+        if not config.prompt:
+            _fail("prompt", "is empty; pass --config.prompt=\"...\" in chat mode")
+        _positive(config, "chat.max_new_tokens")
+        return
+    _positive(config, "lora.rank", allow_zero=True)
+    _enum(config, "lora.base_dtype", BASE_DTYPES)
+    for axis in ("data", "fsdp", "tensor"):
+        value = config.mesh[axis]
+        if value == 0 or value < -1:
+            _fail(f"mesh.{axis}", f"{value} must be a positive size or -1 (the remaining devices)")
+    if [config.mesh[a] for a in ("data", "fsdp", "tensor")].count(-1) > 1:
+        _fail("mesh.data", "at most one of mesh.data / mesh.fsdp / mesh.tensor may be -1")
+    r = config.rollout
+    for key in ("prompts_per_step", "group_size", "max_turns", "max_new_tokens",
+                "final_max_new_tokens", "opponent_refresh", "opponent_pool_size"):
+        _positive(config, f"rollout.{key}")
+    _positive(config, "rollout.context_turns", allow_zero=True)
+    if r.group_size < 2 and config.mode == "train":
+        _fail("rollout.group_size", f"{r.group_size} gives every sample a zero group-relative "
+              "advantage; set it to 2 or more")
+    _enum(config, "rollout.first_speaker", FIRST_SPEAKERS)
+    _enum(config, "rollout.agreement", AGREEMENT_KINDS)
+    _enum(config, "rollout.opponent", OPPONENTS)
+    for key in ("temperature", "final_temperature"):
+        _positive(config, f"rollout.{key}", allow_zero=True)
+    for key in ("top_p", "final_top_p", "agreement_threshold"):
+        if not 0.0 < r[key] <= 1.0:
+            _fail(f"rollout.{key}", f"{r[key]} must lie in (0, 1]")
+    _enum(config, "judge.kind", JUDGE_KINDS)
+    if config.judge.kind == "local" and config.judge.path != "policy" \
+            and not model_path_exists(config.judge.path):
+        _fail("judge.path", f"{config.judge.path!r} does not exist; point it at an HF model "
+              "directory, a .gguf file, 'default' or 'policy' (the policy's initial weights)")
+    if config.judge.kind == "http" and not config.judge.model:
+        _fail("judge.model", "is empty; name the judge model the endpoint serves")
+    _enum(config, "reward.fallback", ("zero", "drop"))
+    from negojax.rewards import COMPONENTS
+    for name in config.reward.components:
+        if name not in COMPONENTS:
+            _fail(f"reward.components.{name}", f"unknown component; known: {sorted(COMPONENTS)}")
+    from negojax.rl import AGGREGATIONS, KL_ESTIMATORS, METHODS
+    _enum(config, "rl.advantage", METHODS)
+    _enum(config, "rl.loss_aggregation", AGGREGATIONS)
+    _enum(config, "rl.kl_estimator", KL_ESTIMATORS)
+    for key in ("num_inner_updates", "microbatches", "logprob_chunk"):
+        _positive(config, f"rl.{key}")
+    _positive(config, "rl.beta", allow_zero=True)
+    _positive(config, "optim.lr")
+    _positive(config, "optim.warmup_steps", allow_zero=True)
+    _enum(config, "optim.schedule", SCHEDULES)
+    _positive(config, "train.steps")
+    for key in ("eval_every", "checkpoint_every", "quick_eval_tasks"):
+        _positive(config, f"train.{key}", allow_zero=True)
+    for key in ("keep_checkpoints", "log_every"):
+        _positive(config, f"train.{key}")
+    if config.optim.warmup_steps >= config.train.steps and config.optim.schedule == "cosine":
+        _fail("optim.warmup_steps", f"{config.optim.warmup_steps} must be below train.steps "
+              f"({config.train.steps}) for the cosine schedule")
+    for decoding in config.eval.decodings:
+        if decoding not in ("greedy", "sampled"):
+            _fail("eval.decodings", f"{decoding!r} is not greedy or sampled")
+    for key in ("num_tasks", "answer_max_new_tokens"):
+        _positive(config, f"eval.{key}")
+    for key in ("open_ended_tasks", "capability_prompts", "reasoning_problems"):
+        _positive(config, f"eval.{key}", allow_zero=True)
+
+
+def mesh_sizes(config, device_count: int) -> dict:
+    """mesh.{data, fsdp, tensor} with a -1 resolved against `device_count`."""
+    sizes = {a: int(config.mesh[a]) for a in ("data", "fsdp", "tensor")}
+    known = 1
+    for value in sizes.values():
+        known *= value if value != -1 else 1
+    if -1 in sizes.values():
+        free = next(a for a, v in sizes.items() if v == -1)
+        if device_count % known:
+            _fail(f"mesh.{free}", f"-1 cannot fill {device_count} devices with the other axes "
+                  f"using {known}; choose mesh sizes whose product divides {device_count}")
+        sizes[free] = device_count // known
+    if sizes["data"] * sizes["fsdp"] * sizes["tensor"] != device_count:
+        _fail("mesh", f"data*fsdp*tensor = {sizes['data'] * sizes['fsdp'] * sizes['tensor']} "
+              f"but {device_count} devices are present; make the product equal the device count")
+    return sizes
+
+
+def validate_devices(config, device_count: int, process_count: int) -> dict:
+    """Batch and host divisibility on the real device layout; returns the resolved mesh sizes."""
+    sizes = mesh_sizes(config, device_count)
+    if config.mode != "train":
+        return sizes
+    r = config.rollout
+    if r.prompts_per_step % process_count:
+        _fail("rollout.prompts_per_step", f"{r.prompts_per_step} is not divisible by the "
+              f"{process_count} hosts; make it a multiple of {process_count}")
+    batch = r.prompts_per_step * r.group_size
+    parallel = sizes["data"] * sizes["fsdp"] * config.rl.microbatches
+    if batch % parallel:
+        _fail("rollout.prompts_per_step", f"the batch prompts_per_step*group_size = {batch} is "
+              f"not divisible by mesh.data*mesh.fsdp*rl.microbatches = {parallel}; change "
+              "rollout.prompts_per_step, rollout.group_size, the mesh or rl.microbatches")
+    return sizes
+
+
+def check_judge(config) -> None:
+    """A remote judge must answer before the run starts (a local judge is loaded later)."""
+    if config.mode == "chat" or config.judge.kind != "http":
+        return
+    from negojax.rewards import JudgeUnreachable
+    try:
+        make_http_judge(config).check_reachable()
+    except JudgeUnreachable as error:
+        raise ConfigError(f"config.judge.base_url: {error}") from None
+
+
+def make_http_judge(config, cache_dir: str | None = None):
+    from negojax.rewards import HttpJudge
+    j = config.judge
+    return HttpJudge(j.base_url, j.model, api_key_env=j.api_key_env, timeout_s=j.timeout_s,
+                     max_retries=j.max_retries, concurrency=j.concurrency,
+                     cache_dir=cache_dir if j.cache else None, fallback=config.reward.fallback)
