@@ -1,0 +1,123 @@
+"""Config validation: every bad config is ONE stderr line naming the key, exit status 2, before
+any model is loaded (so each of these runs in seconds)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from negojax.run_config import ConfigError, validate_devices, validate_static
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (bad flags, text the one line must contain, extra environment); run as real subprocesses.
+BAD_CONFIGS = {
+    "unknown key": (["--config.rollout.group_sze=4"],
+                    "config.rollout.group_sze: unknown key in configs/tiny_test.py; did you mean "
+                    "config.rollout.group_size?", {}),
+    "batch vs data parallel": (["--config.mesh.data=8"],
+                               "not divisible by mesh.data*mesh.fsdp",
+                               {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}),
+    "missing model path": (["--config.model.path=/nonexistent/model"],
+                           "config.model.path: '/nonexistent/model' does not exist", {}),
+    "bad enum": (["--config.rollout.opponent=everyone"],
+                 "config.rollout.opponent: 'everyone' is not one of frozen, live, pool", {}),
+    "judge unreachable": (["--config.judge.kind=http", "--config.judge.model=judge",
+                           "--config.judge.base_url=http://127.0.0.1:9/v1"],
+                          "config.judge.base_url: judge endpoint http://127.0.0.1:9/v1 is "
+                          "unreachable", {}),
+}
+
+
+def _start(flags, env_extra):
+    args = ["--config=configs/tiny_test.py", "--config.workdir=/tmp/never-written", *flags]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **env_extra}
+    return subprocess.Popen([sys.executable, "-m", "negojax.main", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_bad_configs_fail_in_one_line_with_exit_2():
+    # All at once: each run is mostly interpreter and jax start-up.
+    runs = {name: _start(flags, env) for name, (flags, _, env) in BAD_CONFIGS.items()}
+    for name, proc in runs.items():
+        out, err = proc.communicate(timeout=300)
+        expected = BAD_CONFIGS[name][1]
+        lines = err.strip().splitlines()
+        assert proc.returncode == 2, f"{name}: exit {proc.returncode}\n{err[-2000:]}"
+        assert len(lines) == 1, f"{name}: stderr has {len(lines)} lines:\n{err[-2000:]}"
+        assert expected in lines[0], f"{name}: {lines[0]!r} lacks {expected!r}"
+        assert "Traceback" not in err and not os.path.exists("/tmp/never-written")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--config=configs/nope.py"], "--config=configs/nope.py: no such file"),
+    (["--config=configs/tiny_test.py", "--config.train.stepz=3"],
+     "config.train.stepz: unknown key in configs/tiny_test.py; did you mean config.train.steps?"),
+])
+def test_override_checks_in_process(argv, expected, monkeypatch):
+    from negojax.main import check_overrides
+    monkeypatch.chdir(REPO)
+    with pytest.raises(ConfigError) as error:
+        check_overrides(["negojax.main", *argv])
+    assert str(error.value).count("\n") == 0 and expected in str(error.value)
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("train.steps", 0, "config.train.steps: 0 must be > 0"),
+    ("rollout.top_p", 1.5, "config.rollout.top_p: 1.5 must lie in (0, 1]"),
+    ("rollout.group_size", 1, "config.rollout.group_size: 1 gives every sample a zero"),
+    ("rl.advantage", "ppo", "config.rl.advantage: 'ppo' is not one of grpo, dr_grpo, rloo"),
+    ("model.random_init", False, "config.model.overrides: changes the architecture"),
+    ("judge.path", "/no/judge", "config.judge.path: '/no/judge' does not exist"),
+])
+def test_static_validation_in_process(key, value, expected):
+    config = _tiny_config()
+    section, name = key.split(".")
+    config[section][name] = value
+    with pytest.raises(ConfigError) as error:
+        validate_static(config)
+    assert str(error.value).count("\n") == 0 and expected in str(error.value)
+
+
+def _tiny_config():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("tiny", os.path.join(REPO, "configs/tiny_test.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def test_prompts_per_step_must_split_over_hosts():
+    config = _tiny_config()
+    with pytest.raises(ConfigError, match=r"config.rollout.prompts_per_step: 2 is not divisible "
+                                          r"by the 3 hosts"):
+        validate_devices(config, device_count=3, process_count=3)
+    assert validate_devices(config, device_count=2, process_count=2) == \
+        {"data": 2, "fsdp": 1, "tensor": 1}
+
+
+def test_shipped_configs_validate():
+    from negojax.run_config import validate_static
+    for name in ("default", "tiny_test"):
+        import importlib.util
+        spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, f"configs/{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        validate_static(module.get_config())
+
+
+def test_tpu_v4_config_is_the_method_setting_on_a_v4_64_mesh():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("tpu", os.path.join(REPO, "configs/tpu_v4.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = module.get_config()
+    assert (c.rollout.group_size, c.rollout.prompts_per_step, c.optim.lr, c.rl.beta) == \
+        (8, 16, 5e-6, 0.0)
+    assert (c.rollout.max_turns, c.rollout.context_turns, c.rollout.temperature,
+            c.rollout.top_p, c.rollout.final_temperature) == (7, 2, 0.7, 0.95, 0.1)
+    assert c.rl.loss_aggregation == "token_mean" and c.lora.rank > 0
+    assert c.mesh.data * c.mesh.fsdp * c.mesh.tensor == 32  # v4-64: 32 chips
+    # 8 hosts, and the batch splits over data x fsdp x microbatches.
+    sizes = validate_devices(c, device_count=32, process_count=8)
+    assert sizes == {"data": 1, "fsdp": 8, "tensor": 4}
