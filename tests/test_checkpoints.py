@@ -115,7 +115,10 @@ def test_load_onto_shardings_and_in_bfloat16(tmp_path):
 
 
 def test_load_never_holds_two_host_copies(tmp_path):
-    """Peak host allocation while loading stays near the largest leaf, far below the model."""
+    """Transient host memory while loading stays near the largest leaf, far below the model.
+
+    On CPU, jax may adopt a finished numpy leaf as its device buffer; what stays allocated after
+    the load is that, so only the excess of the peak over it counts as a second copy."""
     cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=128, intermediate_size=512,
                                    num_hidden_layers=8, num_attention_heads=4,
                                    num_key_value_heads=2, tie_word_embeddings=True)
@@ -126,10 +129,10 @@ def test_load_never_holds_two_host_copies(tmp_path):
         tf.param_shapes(config), is_leaf=lambda x: isinstance(x, tuple)))
     tracemalloc.start()
     params = load_hf_params(src, config)
-    _, peak = tracemalloc.get_traced_memory()
+    retained, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     largest = max(leaf.nbytes for leaf in jax.tree.leaves(params))
-    assert peak < largest * 2 + 2**20 < total, (peak, largest, total)
+    assert peak - retained < largest * 2 + 2**20 < total, (peak, retained, largest, total)
 
 
 # --------------------------------------------------------------------------- bad input
