@@ -30,6 +30,7 @@ setup(
         "jinja2>=3.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "torch==2.13.0"],
+        # accelerate: transformers needs it to load GGUF files (the reference in tests/test_gguf.py).
+        "test": ["pytest>=8", "torch==2.13.0", "accelerate>=1.0"],
     },
 )
