@@ -5,6 +5,7 @@ Judge reliability statistics live in `negojax.rewards.reliability` (also a comma
 from negojax.rewards.composition import COMPONENTS, compose_rewards
 from negojax.rewards.http_judge import HttpJudge, JudgeUnreachable
 from negojax.rewards.judge import FALLBACKS, Judge
+from negojax.rewards.local_judge import LocalJudge
 from negojax.rewards.rubric import (AGREEMENT, CA_RUBRIC, CA_SCORE, PREFERENCE, Question,
                                     agreement_messages, ca_score_messages, format_persona,
                                     preference_messages)
@@ -12,7 +13,7 @@ from negojax.rewards.scoring import binary_probability, expected_score
 
 __all__ = [
     "AGREEMENT", "CA_RUBRIC", "CA_SCORE", "COMPONENTS", "FALLBACKS", "PREFERENCE", "HttpJudge",
-    "Judge", "JudgeUnreachable", "Question", "agreement_messages", "binary_probability",
-    "ca_score_messages", "compose_rewards", "expected_score", "format_persona",
-    "preference_messages",
+    "Judge", "JudgeUnreachable", "LocalJudge", "Question", "agreement_messages",
+    "binary_probability", "ca_score_messages", "compose_rewards", "expected_score",
+    "format_persona", "preference_messages",
 ]
