@@ -67,7 +67,7 @@ def multihost(out_path):
                                     rules)
 
     losses, params = run_steps(rules, local_rows)
-    params = multihost_utils.process_allgather(params)
+    params = multihost_utils.process_allgather(params, tiled=True)
     if is_main_process():
         flat = {"/".join(str(k.key) for k in path): np.asarray(v)
                 for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}

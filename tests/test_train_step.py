@@ -1,0 +1,166 @@
+"""The GRPO train step: microbatching, inner updates, the non-finite guard, the KL path, sharding."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import negojax.rl.train_step as train_step
+from negojax.models.transformer import init_params
+from negojax.parallel.mesh import make_mesh
+from negojax.parallel.sharding import LogicalRules
+from negojax.rl.losses import kl_penalty
+from negojax.rl.train_step import (TrainHParams, init_train_state, make_train_step, place_batch,
+                                   sequence_logprobs)
+from train_step_case import CONFIG, HPARAMS, make_batch, max_abs_diff
+
+HERE = os.path.dirname(__file__)
+BASE = dataclasses.replace(HPARAMS, num_microbatches=1)
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return LogicalRules(make_mesh(1, 1, 1, devices=jax.devices()[:1]))
+
+
+@pytest.fixture(scope="module")
+def steps(rules):
+    """One compiled step per hyper-parameter set, shared by the tests (full fine-tuning layout)."""
+    cache = {}
+
+    def get(hp):
+        if hp not in cache:
+            cache[hp] = make_train_step(hp, CONFIG, rules, fresh(hp, rules))
+        return cache[hp]
+    return get
+
+
+def fresh(hp, rules, **kw):
+    return init_train_state(init_params(CONFIG, seed=0), {}, hp, rules, **kw)
+
+
+def host(tree):
+    return jax.tree.map(np.asarray, tree)
+
+
+def test_microbatches_match_one_big_batch(rules, steps):
+    batch = make_batch(0)
+    results = []
+    for k in (1, 2):
+        hp = dataclasses.replace(BASE, num_microbatches=k)
+        state, metrics = steps(hp)(fresh(hp, rules), place_batch(batch, rules))
+        results.append((host(metrics), host(state["trainable"])))
+    (m1, p1), (m2, p2) = results
+    for name in ("loss", "grad_norm", "entropy", "clip_fraction", "tokens"):
+        np.testing.assert_allclose(m1[name], m2[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert max_abs_diff(p1, p2) < 1e-5
+
+
+def test_inner_updates_equal_repeated_steps(rules, steps):
+    batch = make_batch(0)
+    hp2 = dataclasses.replace(BASE, num_microbatches=2, num_inner_updates=2)
+    once, _ = steps(hp2)(fresh(hp2, rules), place_batch(batch, rules))
+    hp1 = dataclasses.replace(hp2, num_inner_updates=1)
+    state = fresh(hp1, rules)
+    for _ in range(2):
+        state, metrics = steps(hp1)(state, place_batch(batch, rules))
+    assert int(once["step"]) == int(state["step"]) == 2
+    assert max_abs_diff(host(once["trainable"]), host(state["trainable"])) < 1e-6
+    # The second pass is off-policy: the ratio has moved away from 1.
+    assert abs(float(metrics["ratio_mean"]) - 1.0) > 1e-4
+
+
+def test_nan_advantage_skips_the_update(rules, steps):
+    batch = make_batch(0)
+    batch["advantages"][3] = np.nan
+    state = fresh(BASE, rules)
+    before = host({k: state[k] for k in ("trainable", "opt_state", "step")})
+    state, metrics = steps(BASE)(state, place_batch(batch, rules))
+    assert not np.isfinite(float(metrics["loss"]))
+    assert int(metrics["skipped_updates"]) == int(state["skipped_updates"]) == 1
+    after = host({k: state[k] for k in ("trainable", "opt_state", "step")})
+    assert max_abs_diff(before, after) == 0.0
+    # A clean batch afterwards is applied.
+    state, metrics = steps(BASE)(state, place_batch(make_batch(1), rules))
+    assert int(state["step"]) == 1 and int(metrics["skipped_updates"]) == 1
+
+
+def forwards_per_loss(monkeypatch, hp, rules):
+    """Trace the step; count model forwards built per evaluation of the policy loss."""
+    calls = {"forward": 0, "loss": 0}
+
+    def spy(name, real):
+        def wrapped(*args, **kw):
+            calls[name] += 1
+            return real(*args, **kw)
+        return wrapped
+
+    monkeypatch.setattr(train_step, "hidden_states", spy("forward", train_step.hidden_states))
+    monkeypatch.setattr(train_step, "policy_loss_terms",
+                        spy("loss", train_step.policy_loss_terms))
+    state = fresh(hp, rules)
+    make_train_step(hp, CONFIG, rules, state).lower(state, place_batch(make_batch(0), rules))
+    assert calls["loss"] > 0
+    return calls["forward"] / calls["loss"]
+
+
+def test_beta_zero_builds_no_reference_forward(monkeypatch, rules):
+    assert forwards_per_loss(monkeypatch, BASE, rules) == 1
+    assert forwards_per_loss(monkeypatch, dataclasses.replace(BASE, beta=0.1), rules) == 2
+
+
+def test_kl_term_adds_beta_times_kl(rules, steps):
+    batch = make_batch(0)
+    ref = init_params(CONFIG, seed=1)
+    hp = dataclasses.replace(BASE, beta=0.1, kl_estimator="k3")
+    state = fresh(hp, rules, ref=ref)
+    _, with_kl = steps(hp)(state, place_batch(batch, rules))
+    _, without = steps(BASE)(fresh(BASE, rules), place_batch(batch, rules))
+
+    logp, _ = sequence_logprobs(init_params(CONFIG, seed=0), CONFIG, jnp.asarray(batch["tokens"]),
+                                rules, 16)
+    ref_logp, _ = sequence_logprobs(ref, CONFIG, jnp.asarray(batch["tokens"]), rules, 16)
+    mask = batch["loss_mask"]
+    expected_kl = float((kl_penalty(logp, ref_logp, "k3") * mask).sum() / mask.sum())
+    assert expected_kl > 0.01
+    np.testing.assert_allclose(float(with_kl["kl"]), expected_kl, rtol=1e-4)
+    np.testing.assert_allclose(float(with_kl["loss"]) - float(without["loss"]),
+                               0.1 * expected_kl, rtol=1e-4, atol=1e-6)
+
+
+def test_batch_errors_name_the_fix(rules, steps):
+    batch = make_batch(0, rows=6)
+    hp = dataclasses.replace(BASE, num_microbatches=4)
+    with pytest.raises(ValueError, match="num_microbatches"):
+        make_train_step(hp, CONFIG, rules, fresh(hp, rules)).lower(
+            fresh(hp, rules), place_batch(batch, rules))
+
+
+@pytest.fixture(scope="module")
+def eight_devices(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sharded") / "result.json"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+           "JAX_PLATFORMS": "cpu"}
+    subprocess.run([sys.executable, os.path.join(HERE, "train_step_worker.py"), "sharded",
+                    str(out)], env=env, cwd=HERE, check=True, timeout=600)
+    return json.loads(out.read_text())
+
+
+def test_mesh_2x2x2_matches_one_device(eight_devices):
+    r = eight_devices
+    np.testing.assert_allclose(r["losses_8"], r["losses_1"], rtol=1e-5, atol=1e-6)
+    assert r["param_diff"] < 1e-5
+    # The parameters really were sharded (FSDP on embed, tensor on heads).
+    assert r["wq_spec"] == "P(None, 'fsdp', 'tensor', None)"
+
+
+def test_vocab_parallel_log_softmax_matches_plain(eight_devices):
+    r = eight_devices
+    assert r["vocab_logp_diff"] < 1e-5
+    assert r["vocab_entropy_diff"] < 1e-4
+    assert r["vocab_grad_diff"] < 1e-5
