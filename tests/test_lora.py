@@ -66,9 +66,10 @@ def test_int8_base_dequantises_within_half_a_step(base):
     assert bf16["layers"]["wq"].dtype == jnp.bfloat16
 
 
-def test_only_adapters_train_over_an_int8_base(base):
+def test_only_adapters_train_over_an_int8_base_in_bf16(base):
     rules = LogicalRules(make_mesh(1, 1, 1, devices=jax.devices()[:1]))
     adapters, config = lora.init_lora(base, CONFIG, RANK, ALPHA)
+    config = config.replace(dtype=jnp.bfloat16)  # bf16 compute over f32 master adapters
     frozen = lora.freeze_base(base, "int8")
     hp = dataclasses.replace(HPARAMS, learning_rate=1e-2)
     state = init_train_state({"layers": {"lora": adapters}}, frozen, hp, rules)
@@ -81,6 +82,7 @@ def test_only_adapters_train_over_an_int8_base(base):
     for i in range(2):
         state, metrics = step(state, place_batch(make_batch(i), rules))
     assert int(state["step"]) == 2 and np.isfinite(float(metrics["loss"]))
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state["trainable"]))
     after = jax.tree.map(np.asarray, combine(state["trainable"], state["frozen"]))
     for path, old in jax.tree_util.tree_flatten_with_path(before)[0]:
         new = after
