@@ -1,5 +1,7 @@
 """The negotiation engine with a tiny random model on the SmolLM2 tokenizer: turn order, context
 windows, masks, lockstep batching, agreement and no-agreement handling, Session continuation."""
+import functools
+
 import jax
 import numpy as np
 import pytest
@@ -194,6 +196,18 @@ def test_eval_mode_writes_solution_without_agreement(tok, tiny, tasks):
     assert len(counter.calls) == 3
 
 
+_token_logprobs = jax.jit(tf.token_logprobs, static_argnums=1)
+
+
+def fresh_logprobs(params, config, tokens):
+    """log p(tokens[t] | tokens[:t]) by a full causal forward, 0 at t=0 (padded to one
+    compiled length)."""
+    ids = np.zeros((1, 512), np.int32)
+    ids[0, :len(tokens)] = tokens
+    logp, _ = _token_logprobs(params, config, ids[:, :-1], ids[:, 1:])
+    return np.concatenate([[0.0], np.asarray(logp[0, :len(tokens) - 1])])
+
+
 class CountingSession(Session):
     generate_calls = 0
 
@@ -230,11 +244,8 @@ def test_full_history_continues_sessions(tok, tiny, tasks):
         for x in d["turns"][:own[-1]]:
             if x["speaker"] != seq.seat:
                 assert f"{x['persona']}: {x['text']}" in context
-        logits = tf.forward(params[seq.seat], config, seq.tokens[None, :-1])[0]
-        logp = np.asarray(jax.nn.log_softmax(logits, axis=-1))
-        pos = np.nonzero(seq.loss_mask)[0]
-        fresh = logp[pos - 1, seq.tokens[pos]]
-        np.testing.assert_allclose(fresh, seq.old_logp[pos], atol=2e-4)
+        fresh = fresh_logprobs(params[seq.seat], config, seq.tokens)
+        np.testing.assert_allclose(fresh[seq.loss_mask], seq.old_logp[seq.loss_mask], atol=2e-4)
 
 
 def test_marker_agreement_needs_every_seat(tok, tasks):
@@ -306,3 +317,13 @@ def test_errors_say_what_to_fix(tok, tiny, tasks):
         seat_params_for("frozen", p)
     frozen = seat_params_for("frozen", p, q, num_seats=3)
     assert frozen.params[0] is p and frozen.params[2] is q and frozen.trainable == (0,)
+
+
+def test_judge_mode_checks_after_every_seat_spoke(tok, tiny, tasks):
+    config, p, q = tiny
+    judge = ScriptedJudge([1.0] * 8)
+    out = NegotiationEngine(settings(agreement="judge", max_turns=4), config, tok,
+                            judge=judge).rollout(tasks[2], group_size=G, seat_params=[p, q],
+                                                 seed=0)
+    assert out.agreed.all() and (out.rounds == 2).all() and len(judge.seen) == 4
+    assert "[AGREE]" not in tok.decode(out.sequences[0].tokens)  # no marker instructions

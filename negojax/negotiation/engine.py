@@ -96,7 +96,7 @@ class NegotiationEngine:
                    for s in states]
         stats = {"sampler_calls": 0, "generated_tokens": 0, "time_generate_s": 0.0,
                  "time_agreement_s": 0.0}
-        sessions = (self._open_sessions(len(states), model_of_seat, models)
+        sessions = (self._open_sessions(states, systems, model_of_seat, models)
                     if cfg.context_turns is None else None)
         sampling = SamplingParams(cfg.temperature, cfg.top_p)
 
@@ -195,14 +195,22 @@ class NegotiationEngine:
         return [self._turn(states[i].speaker(t), out.tokens[k], out.policy_logp[k],
                            out.finished[k], prompt_ids[k]) for k, i in enumerate(rows)]
 
-    def _open_sessions(self, num_dialogues, model_of_seat, models):
-        """One Session per model; a row per (dialogue, seat using that model)."""
+    def _open_sessions(self, states, systems, model_of_seat, models):
+        """One Session per model; a row per (dialogue, seat using that model). The cache is
+        sized up front for the longest opening prompt plus max_turns full messages, so it does
+        not grow (and recompile) turn after turn."""
+        opening = max(len(self.tokenizer.apply_chat_template(
+            self._seat_chat(s, systems[i], seat, None), True)[0])
+            for i, s in enumerate(states) for seat in range(s.num_seats))
+        cfg = self.config
+        min_cache = opening + cfg.max_turns * (cfg.max_new_tokens + _MESSAGE_OVERHEAD)
         sessions = []
         for m, params in enumerate(models):
-            keys = [(i, seat) for i in range(num_dialogues)
+            keys = [(i, seat) for i in range(len(states))
                     for seat, mm in enumerate(model_of_seat) if mm == m]
-            sessions.append(_ModelSession(
-                self.session_cls(params, self.model_config, len(keys), rules=self.rules), keys))
+            session = self.session_cls(params, self.model_config, len(keys), rules=self.rules,
+                                       min_cache=min_cache)
+            sessions.append(_ModelSession(session, keys))
         return sessions
 
     def _speak_in_session(self, states, systems, rows, t, session, sampling, seed) -> list[Turn]:
@@ -299,6 +307,8 @@ class NegotiationEngine:
         return out
 
 
+# Template and name tokens around one dialogue message ("<|im_end|>\n<|im_start|>user\nName: ").
+_MESSAGE_OVERHEAD = 32
 _TEMPLATE_REWRITES = ("negotiation.context_turns=None needs a chat template that renders earlier "
                       "messages unchanged when one is added; set negotiation.context_turns to an "
                       "integer")

@@ -1,4 +1,4 @@
-"""`python -m negojax.negotiation.view RUN_DIR`: RUN_DIR/transcripts.jsonl -> RUN_DIR/transcripts.html.
+"""`python -m negojax.negotiation.view RUN_DIR`: transcripts.jsonl -> transcripts.html in RUN_DIR.
 
 A static page (no scripts, every transcript string escaped): dialogues grouped by training step,
 each with its personas, turns coloured by speaker, the agreement turn, the final solution and
@@ -18,12 +18,14 @@ HTML_FILE = "transcripts.html"
 _COLOURS = ("#e3f2fd", "#fff3e0", "#e8f5e9", "#f3e5f5", "#fce4ec", "#e0f7fa")
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; color: #222; }
-details.dialogue { border: 1px solid #ccc; border-radius: 6px; margin: .6rem 0; padding: .4rem .8rem; }
+details.dialogue { border: 1px solid #ccc; border-radius: 6px; margin: .6rem 0;
+                   padding: .4rem .8rem; }
 summary { cursor: pointer; }
 .turn { border-radius: 6px; padding: .4rem .7rem; margin: .35rem 0; white-space: pre-wrap; }
 .who { font-weight: 600; }
 .meta { color: #555; font-size: .9em; }
-.final { border-left: 4px solid #555; padding: .4rem .7rem; white-space: pre-wrap; background: #fafafa; }
+.final { border-left: 4px solid #555; padding: .4rem .7rem; white-space: pre-wrap;
+         background: #fafafa; }
 .agree { color: #1b5e20; font-weight: 600; } .noagree { color: #b71c1c; font-weight: 600; }
 """
 
