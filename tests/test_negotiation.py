@@ -311,8 +311,8 @@ def test_errors_say_what_to_fix(tok, tiny, tasks):
             NegotiationConfig(**bad)
     with pytest.raises(ValueError, match="needs a judge"):
         NegotiationEngine(NegotiationConfig(agreement="judge"), config, tok)
-    with pytest.raises(ValueError, match="unknown key"):
-        NegotiationEngine({"max_turn": 3}, config, tok)
+    with pytest.raises(ValueError, match=r"^negotiation\.max_turns=0"):
+        NegotiationEngine({"max_turns": 0, "group_size": 4}, config, tok)
     with pytest.raises(ValueError, match="needs opponent_params"):
         seat_params_for("frozen", p)
     frozen = seat_params_for("frozen", p, q, num_seats=3)

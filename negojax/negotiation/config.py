@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Union
+from typing import Mapping, Optional, Union
 
 FIRST_SPEAKERS = ("fixed", "random")
 AGREEMENT_MODES = ("judge", "marker")
@@ -65,14 +65,13 @@ def prompts_per_batch(batch_size: int, group_size: int) -> int:
     return batch_size // group_size
 
 
-def as_config(value: Union[NegotiationConfig, dict, None]) -> NegotiationConfig:
-    """A NegotiationConfig from itself, a dict of its fields (unknown keys named), or None."""
+def as_config(value: Union[NegotiationConfig, Mapping, None]) -> NegotiationConfig:
+    """A NegotiationConfig from itself, None (defaults) or a mapping such as the run config's
+    `rollout` section, whose other keys (group_size, opponent, ...) are not ours and are left
+    to their owner (negojax.run_config checks them)."""
     if value is None:
         return NegotiationConfig()
     if isinstance(value, NegotiationConfig):
         return value
-    known = {f.name for f in dataclasses.fields(NegotiationConfig)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ValueError(f"negotiation: unknown key(s) {unknown}; known keys: {sorted(known)}")
-    return NegotiationConfig(**dict(value))
+    known = [f.name for f in dataclasses.fields(NegotiationConfig)]
+    return NegotiationConfig(**{k: value[k] for k in known if k in value})
