@@ -1,0 +1,39 @@
+"""Run `python -m negojax.main` as a real process, sharing one persistent XLA compilation cache so
+repeated tiny runs skip recompiling the same programs."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPILE_CACHE = os.path.join(tempfile.gettempdir(), "negojax-test-xla-cache")
+
+
+def env(**extra) -> dict:
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": COMPILE_CACHE,
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def main_args(config: str, workdir, *flags) -> list:
+    return [sys.executable, "-m", "negojax.main", f"--config=configs/{config}.py",
+            f"--config.workdir={workdir}", *flags]
+
+
+def run_main(config: str, workdir, *flags, timeout: int = 600) -> subprocess.CompletedProcess:
+    proc = subprocess.run(main_args(config, workdir, *flags), cwd=REPO, env=env(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def start_main(config: str, workdir, *flags) -> subprocess.Popen:
+    return subprocess.Popen(main_args(config, workdir, *flags), cwd=REPO, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def metrics(workdir) -> dict:
+    """step -> metrics row of workdir/metrics.jsonl."""
+    with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+        return {row["step"]: row for row in map(json.loads, f)}
