@@ -105,7 +105,10 @@ def main(argv) -> None:
             _run_chat(config)
             return
         from negojax.parallel.multihost import initialize_distributed
-        initialize_distributed(config.distributed)
+        try:
+            initialize_distributed(config.distributed)
+        except ValueError as error:  # a missing JAX_* variable
+            raise ConfigError(f"config.distributed: {error}") from None
         import jax
         mesh_sizes = validate_devices(config, jax.device_count(), jax.process_count())
         check_judge(config)

@@ -1,6 +1,7 @@
 """Per-step metrics and transcripts: console progress bar, workdir/metrics.jsonl, TensorBoard event
 files (tensorboardX, no TensorFlow), Weights & Biases when installed and enabled, and
-workdir/transcripts.jsonl. Only the main process writes; the others get a logger that does nothing.
+workdir/transcripts.jsonl. Only the main process writes; the others get a logger that does nothing,
+so in multi-process runs transcripts.jsonl holds process 0's dialogues (metrics cover every host).
 
 metrics.jsonl holds one JSON object per step; the report (negojax.eval.report) reads these keys.
 """

@@ -1,6 +1,7 @@
 """The training loop as users run it (real processes, the tiny config): resume after SIGTERM gives
 the same metrics as an uninterrupted run, and a damaged latest checkpoint falls back to the one
 before."""
+import json
 import os
 import signal
 import time
@@ -26,18 +27,33 @@ def assert_same_steps(a: dict, b: dict, steps) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("uninterrupted")
-    proc = run_main("tiny_test", workdir, "--config.train.steps=3")
+    proc = run_main("tiny_test", workdir, "--config.train.steps=3", "--config.train.eval_every=3")
     return workdir, proc
 
 
 def test_uninterrupted_run_leaves_its_outputs(uninterrupted):
     workdir, proc = uninterrupted
-    assert sorted(metrics(workdir)) == [1, 2, 3]
+    rows = metrics(workdir)
+    assert sorted(rows) == [1, 2, 3]
+    assert "eval_agreement_rate" in rows[3] and "eval_agreement_rate" not in rows[2]
     for name in ("metrics.jsonl", "transcripts.jsonl", "transcripts.html", "report.html",
                  "export/config.json", "export/model.safetensors", "tensorboard"):
         assert os.path.exists(os.path.join(workdir, name)), name
     assert sorted(os.listdir(workdir / "checkpoints"))[-1] == "3"
     assert "wrote:" in proc.stdout
+
+
+def test_eval_mode_compares_the_export_with_the_base_and_writes_the_report(uninterrupted):
+    workdir, _ = uninterrupted
+    proc = run_main("tiny_test", workdir, "--config.mode=eval", "--config.eval.decodings=greedy",
+                    "--config.eval.capability_prompts=1", "--config.eval.reasoning_problems=1")
+    with open(workdir / "eval_results.json", encoding="utf-8") as f:
+        results = json.load(f)
+    assert results["models"]["A"].endswith("export") and results["conflict"]["greedy"]["n"] == 2
+    assert set(results["win_rates"]) == {"conflict", "open_ended"}
+    assert set(results["capability"]) >= {"instructions", "reasoning"}
+    assert "Pairwise CA win rate" in (workdir / "report.html").read_text()
+    assert "eval_results" in proc.stdout
 
 
 def test_sigterm_saves_and_the_restart_matches_an_uninterrupted_run(uninterrupted, tmp_path):
