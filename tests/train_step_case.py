@@ -8,8 +8,9 @@ from negojax.models.config import ModelConfig
 from negojax.models.transformer import init_params
 from negojax.rl.train_step import TrainHParams, init_train_state, make_train_step
 
+# Tied embeddings: the sharded step then unembeds through the vocab-sharded embedding table.
 CONFIG = ModelConfig("qwen3", vocab_size=128, hidden_size=32, intermediate_size=64, num_layers=2,
-                     num_heads=4, num_kv_heads=2, head_dim=8)
+                     num_heads=4, num_kv_heads=2, head_dim=8, tie_word_embeddings=True)
 # Adam's first update is lr * g / (|g| + eps): with eps = 1e-8 a coordinate whose gradient is a
 # near-cancelling sum amplifies summation-order rounding (mesh vs one device, 1 vs k microbatches)
 # to ~lr * 1e-2. eps = 1e-6 keeps that below 1e-7 without changing what is compared.
