@@ -132,7 +132,7 @@ class LocalJudge(judge.Judge):
         elif len(question.answers) == 2:
             reduce = "binary"
         else:
-            raise ValueError(f"LocalJudge reads scores 0..n or two answers; question "
+            raise ValueError(f"LocalJudge reads the CA score or two-answer questions; question "
                              f"{question.name!r} has answers {question.answers}")
         prompts = [self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)[0]
                    for messages in conversations]
