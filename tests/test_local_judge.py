@@ -22,9 +22,12 @@ from negojax.tokenization import load_tokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Measured on the first run of the default SmolLM2-135M-Instruct (float32, CPU): the inclusive
-# solution scored higher in 4 of 5 pairs (margins 0.05-0.13 points; pair 4 reversed), the
-# agreeing exchange got the higher P(yes) in 2 of 3 cases (margins under 0.05; every P(yes) was
-# 0.23-0.34, so the judge leans to "no"), and prefer() chose "A" in both orders in 4 of 5 pairs.
+# solution scored higher in 4 of 5 pairs (every score 2.1-2.5; margins 0.05-0.19 points; pair 5,
+# facial recognition, reversed by 0.09), the agreeing exchange got the higher P(yes) in 2 of 3
+# cases (margins under 0.05; every P(yes) was 0.23-0.34, so the judge leans to "no"), and
+# prefer() gave P(A) > 0.5 in both orders for all 5 pairs (0.59-0.79): a position bias only.
+# (On that run pairs 4 and 5 held their two solutions in swapped slots, a typo fixed afterwards
+# without touching any text; the counts here are for the corrected order.)
 MEASURED_CA_CORRECT = 4
 MEASURED_AGREEMENT_CORRECT = 2
 
@@ -35,7 +38,7 @@ def _persona(name, core_value, wants, fears, style):
 
 
 # (dilemma, personas, inclusive solution, one-sided solution). The one-sided solution favours the
-# first persona in some cases and the second in others.
+# second persona in pair 4 and the first in the others.
 CA_PAIRS = [
     (
         "A therapist's client confesses to a robbery for which an innocent man is now serving a "
@@ -91,13 +94,13 @@ CA_PAIRS = [
                   "losing her one big chance", "intense"),
          _persona("Sam Carter", "his family's health", "quiet evenings so the baby can sleep",
                   "an exhausted family", "tired but fair")],
-        "Elena stops practising at home; she must find somewhere else or practise less. The "
-        "Carters get their quiet evenings back.",
         "Elena moves her evening practice to the afternoon and early evening, ending before the "
         "baby's bedtime at seven. The neighbours share the cost of soundproofing panels on the "
         "shared wall, and the local community centre lends Elena a room on weekend nights until "
         "the audition. They check in after two weeks and adjust the times if the baby still "
         "wakes.",
+        "Elena stops practising at home; she must find somewhere else or practise less. The "
+        "Carters get their quiet evenings back.",
     ),
     (
         "A city council is deciding whether to add facial recognition to its street cameras "
@@ -106,14 +109,14 @@ CA_PAIRS = [
                   "quickly", "more victims of crime", "firm"),
          _persona("Omar Haddad", "privacy", "people free to walk the city without being "
                   "tracked", "a surveillance state that targets minorities", "principled")],
-        "Facial recognition is switched on for every camera in the city, all footage is kept "
-        "forever, and the police may search it for any reason without oversight.",
         "The city adds cameras only in the few areas where violent crime rose, without facial "
         "recognition running by default. Police may run a face search only with a judge's "
         "warrant for a named violent crime, footage is deleted after thirty days unless it is "
         "evidence, and an independent board with community members audits every search and "
         "publishes a yearly report. The council reviews crime and complaint figures after a "
         "year.",
+        "Facial recognition is switched on for every camera in the city, all footage is kept "
+        "forever, and the police may search it for any reason without oversight.",
     ),
 ]
 
