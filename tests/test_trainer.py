@@ -11,6 +11,10 @@ import pytest
 
 from trainer_runs import metrics, run_main, start_main
 
+# A pool of 2 opponent snapshots, refreshed every step: the checkpoint must carry the pool and
+# the opponent drawn per step must repeat after a restart.
+POOL = ("--config.rollout.opponent=pool", "--config.rollout.opponent_pool_size=2")
+
 # Everything a step computes from its inputs; timings and throughput differ between runs.
 DETERMINISTIC = ("reward_mean", "reward_std", "reward_min", "reward_max", "agreement_rate",
                  "mean_rounds", "kl", "clip_fraction", "entropy", "grad_norm", "loss",
@@ -27,7 +31,8 @@ def assert_same_steps(a: dict, b: dict, steps) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("uninterrupted")
-    proc = run_main("tiny_test", workdir, "--config.train.steps=3", "--config.train.eval_every=3")
+    proc = run_main("tiny_test", workdir, "--config.train.steps=3", "--config.train.eval_every=3",
+                    *POOL)
     return workdir, proc
 
 
@@ -58,7 +63,7 @@ def test_eval_mode_compares_the_export_with_the_base_and_writes_the_report(unint
 
 def test_sigterm_saves_and_the_restart_matches_an_uninterrupted_run(uninterrupted, tmp_path):
     reference = metrics(uninterrupted[0])
-    proc = start_main("tiny_test", tmp_path, "--config.train.steps=3")
+    proc = start_main("tiny_test", tmp_path, "--config.train.steps=3", *POOL)
     metrics_file = tmp_path / "metrics.jsonl"
     deadline = time.time() + 400
     while not (metrics_file.exists() and metrics_file.read_text().strip()):
@@ -71,7 +76,7 @@ def test_sigterm_saves_and_the_restart_matches_an_uninterrupted_run(uninterrupte
     assert stopped_at < 3 and f"SIGTERM: saved checkpoint {stopped_at}" in out, out[-3000:]
     assert not (tmp_path / "export").exists()
 
-    resumed = run_main("tiny_test", tmp_path, "--config.train.steps=3")
+    resumed = run_main("tiny_test", tmp_path, "--config.train.steps=3", *POOL)
     assert f"resuming from checkpoint step {stopped_at}" in resumed.stdout
     after = metrics(tmp_path)
     assert sorted(after) == [1, 2, 3]
@@ -89,7 +94,7 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_one_before(uninterrupted)
                 f.write(b"\x00garbage")
             damaged += 1
     assert damaged
-    resumed = run_main("tiny_test", workdir, "--config.train.steps=3")
+    resumed = run_main("tiny_test", workdir, "--config.train.steps=3", *POOL)
     assert "checkpoint 3" in resumed.stdout and "unreadable" in resumed.stdout
     assert "resuming from checkpoint step 2" in resumed.stdout
     after = metrics(workdir)
