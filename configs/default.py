@@ -17,6 +17,9 @@ def get_config():
     c.judge.path = "policy"  # the default model, frozen at its initial weights
     c.rollout.update(prompts_per_step=2, group_size=4, max_turns=3, max_new_tokens=48,
                      final_max_new_tokens=96, context_turns=2)
+    # 16 train rows of ~768 tokens: without microbatches the backward pass holds ~20 GB of
+    # activations; 8 microbatches of 2 rows keep the step under ~3 GB.
+    c.rl.microbatches = 8
     c.optim.update(lr=1e-5, warmup_steps=0, schedule="constant")
     c.train.update(steps=3, checkpoint_every=1, keep_checkpoints=2, eval_every=0)
     # mode=eval on CPU: a small slice of the held-out sets.

@@ -223,11 +223,11 @@ def validate_devices(config, device_count: int, process_count: int) -> dict:
         _fail("rollout.prompts_per_step", f"{r.prompts_per_step} is not divisible by the "
               f"{process_count} hosts; make it a multiple of {process_count}")
     batch = r.prompts_per_step * r.group_size
-    parallel = sizes["data"] * sizes["fsdp"] * config.rl.microbatches
+    parallel = sizes["data"] * sizes["fsdp"]
     if batch % parallel:
         _fail("rollout.prompts_per_step", f"the batch prompts_per_step*group_size = {batch} is "
-              f"not divisible by mesh.data*mesh.fsdp*rl.microbatches = {parallel}; change "
-              "rollout.prompts_per_step, rollout.group_size, the mesh or rl.microbatches")
+              f"not divisible by mesh.data*mesh.fsdp = {parallel}; change "
+              "rollout.prompts_per_step, rollout.group_size or the mesh")
     return sizes
 
 
