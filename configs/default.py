@@ -15,8 +15,11 @@ def get_config():
     c.model.path = "default"
     c.judge.kind = "local"
     c.judge.path = "policy"  # the default model, frozen at its initial weights
+    # SmolLM2-135M as judge leans to "no" (P(yes) measured 0.23-0.34, tests/test_local_judge.py):
+    # at the method's 0.5 nothing ever agrees and every reward is 0, so the threshold sits inside
+    # that range.
     c.rollout.update(prompts_per_step=2, group_size=4, max_turns=3, max_new_tokens=48,
-                     final_max_new_tokens=96, context_turns=2)
+                     final_max_new_tokens=96, context_turns=2, agreement_threshold=0.3)
     # 16 train rows of ~768 tokens: without microbatches the backward pass holds ~20 GB of
     # activations; 8 microbatches of 2 rows keep the step under ~3 GB.
     c.rl.microbatches = 8
