@@ -118,7 +118,7 @@ def main():
     train_f, ref_f = model_flops_per_token(config, args.length)
     flops = tokens * (train_f + (ref_f if args.beta > 0 else 0.0)) * hp.num_inner_updates
     achieved = flops / step_s
-    rows = [[args.batch, args.length, args.microbatches, args.beta, f"{step_s:.3f}",
+    rows = [[args.batch, args.length, args.microbatches, f"{args.beta:g}", f"{step_s:.3f}",
              f"{first - step_s:.1f}", tokens / step_s, f"{achieved / 1e12:.3f}",
              f"{peak / 1e12:.3f}", f"{100 * achieved / peak:.1f}%"]]
     body = table(["batch", "length", "microbatches", "beta", "step s (median)", "compile s",
