@@ -20,7 +20,8 @@ def test_default_config_end_to_end_reduced(tmp_path):
     """configs/default.py with 1 step, 2 prompts x G 2, 2 turns of 16 tokens."""
     proc = run_main("default", tmp_path, "--config.train.steps=1", "--config.rollout.group_size=2",
                     "--config.rollout.max_turns=2", "--config.rollout.max_new_tokens=16",
-                    "--config.rollout.final_max_new_tokens=16", "--config.rl.microbatches=4")
+                    "--config.rollout.final_max_new_tokens=16", "--config.rl.microbatches=4",
+                    timeout=1500)  # a 135M training step: minutes on 2 shared CPU cores
     rows = metrics(tmp_path)
     assert list(rows) == [1]
     for key in ("reward_mean", "agreement_rate", "mean_rounds", "grad_norm", "time_rollout_s",
