@@ -44,12 +44,13 @@ class DialogueState:
 
     def latest_turns(self) -> Optional[list[Turn]]:
         """Each seat's latest turn in dialogue order, or None while some seat has not spoken."""
-        latest = {}
-        for turn in self.turns:
-            latest[turn.speaker] = turn
+        latest = {}  # speaker -> position of their latest turn
+        for position, turn in enumerate(self.turns):
+            latest[turn.speaker] = position
         if len(latest) < self.num_seats:
             return None
-        return sorted(latest.values(), key=self.turns.index)
+        # Positions, not Turn objects: turns hold numpy arrays, which do not compare.
+        return [self.turns[i] for i in sorted(latest.values())]
 
     def record(self) -> dict:
         """The transcript record (contract in /work/notes/contracts.md)."""
