@@ -18,7 +18,7 @@
 #   COORDINATOR_PORT          default: a free port
 #   NEGOJAX_CONFIG            default configs/tiny_test.py
 #   WORKDIR                   default runs/local (relative to the repository root)
-#   EXTRA_ARGS                more flags for negojax.main, e.g. '--config.steps=2'
+#   EXTRA_ARGS                more flags for negojax.main, e.g. '--config.train.steps=2'
 #   PYTHON                    interpreter, default python
 #   NEGOJAX_LOCAL_CMD         a shell command to run instead of negojax.main (it sees the same
 #                             JAX_* variables), e.g. for testing this script

@@ -18,7 +18,7 @@
 #   NEGOJAX_CONFIG            config file inside the checkout, default configs/tpu_v4.py
 #   WORKDIR                   run directory on each worker, default $HOME/negojax-run; relative
 #                             paths are under ~/negojax; a gs:// path shares it between workers
-#   EXTRA_ARGS                more flags for negojax.main, e.g. '--config.steps=100'
+#   EXTRA_ARGS                more flags for negojax.main, e.g. '--config.train.steps=100'
 #   FOLLOW                    whose logs to stream: all (default), a worker number, or none
 #
 # --dry-run prints the gcloud commands, one per line, instead of running them.

@@ -46,7 +46,7 @@ def _jit_forward(params, config, ids):
     return transformer.forward(params, config, ids)
 
 
-def _resolve_dir(path: str) -> str:
+def resolve_model_dir(path: str) -> str:
     """'default', an HF directory, or a .gguf file (converted once into the cache)."""
     if path == "default":
         return default_model_dir()
@@ -79,7 +79,7 @@ def load_model(path_or_preset: str, *, dtype="float32", param_dtype="float32",
         config = PRESETS[path_or_preset].replace(dtype=compute, param_dtype=stored)
         return Model(config, _place(transformer.init_params(config, seed), config, rules),
                      rules=rules)
-    model_dir = _resolve_dir(path_or_preset)
+    model_dir = resolve_model_dir(path_or_preset)
     config = load_hf_config(model_dir).replace(dtype=compute, param_dtype=stored)
     if random_init:
         params = _place(transformer.init_params(config, seed), config, rules)

@@ -27,7 +27,7 @@ from negojax.checkpoints.hf import load_hf_config
 from negojax.checkpoints.orbax_checkpoint import TrainCheckpointer
 from negojax.data import TaskSampler, load_tasks
 from negojax.metrics_logging import MetricsLogger
-from negojax.model import Model, _resolve_dir as resolve_model_dir
+from negojax.model import Model, resolve_model_dir
 from negojax.models import lora, transformer
 from negojax.models.config import PRESETS, resolve_dtype
 from negojax.negotiation.config import NegotiationConfig
