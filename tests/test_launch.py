@@ -132,10 +132,10 @@ def test_install_ships_checkout_and_installs_on_every_worker():
 
 def test_run_starts_training_on_every_worker_and_follows_logs():
     start, follow = dry_run("run.sh", NEGOJAX_CONFIG="configs/tpu_v4.py",
-                            EXTRA_ARGS="--config.steps=100", **TPU)
+                            EXTRA_ARGS="--config.train.steps=100", **TPU)
     assert "--worker=all" in shlex.split(start) and "--worker=all" in shlex.split(follow)
     assert ("negojax-venv/bin/python -m negojax.main --config=configs/tpu_v4.py "
-            "--config.workdir=$HOME/negojax-run --config.distributed=True --config.steps=100"
+            "--config.workdir=$HOME/negojax-run --config.distributed=True --config.train.steps=100"
             in remote_command(start))
     assert "tail " in remote_command(follow)
 
@@ -196,11 +196,11 @@ def test_delete_tpu_vm_and_queued_resource():
 
 def test_local_dry_run_prints_one_command_per_process():
     lines = dry_run("local.sh", NUM_PROCESSES="3", DEVICES_PER_PROCESS="2", COORDINATOR_PORT="5123",
-                    EXTRA_ARGS="--config.steps=2")
+                    EXTRA_ARGS="--config.train.steps=2")
     assert lines == [
         f"JAX_COORDINATOR_ADDRESS=127.0.0.1:5123 JAX_NUM_PROCESSES=3 JAX_PROCESS_ID={i} JAX_PLATFORMS=cpu "
         "XLA_FLAGS=--xla_force_host_platform_device_count=2 python -m negojax.main "
-        "--config=configs/tiny_test.py --config.workdir=runs/local --config.distributed=True --config.steps=2"
+        "--config=configs/tiny_test.py --config.workdir=runs/local --config.distributed=True --config.train.steps=2"
         for i in range(3)]
 
 
