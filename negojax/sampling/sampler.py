@@ -94,6 +94,13 @@ def _grow(cache, extra: int):
                         cache)
 
 
+@functools.partial(jax.jit, static_argnames=("constrain",))
+def _take_rows(cache, lengths, logits, index, constrain):
+    cache = {k: constrain(jnp.take(c, index, axis=1), transformer.CACHE_AXES)
+             for k, c in cache.items()}
+    return cache, lengths[index], logits[index]
+
+
 @dataclasses.dataclass
 class Generation:
     """What one `generate` call produced, per real row (padding rows removed)."""
@@ -138,6 +145,16 @@ class Session:
         if needed > self.capacity:
             extra = bucket(needed) - self.capacity
             self.cache = self._place_cache(_grow(self.cache, extra))
+
+    def _copy_rows(self, rows: Sequence[int]) -> "Session":
+        """A new session whose row b continues from this session's row rows[b]."""
+        out = Session(self.params, self.config, len(rows), rules=self.rules, min_cache=1)
+        index = np.zeros(out.padded_batch, np.int32)
+        index[:len(rows)] = rows
+        out.cache, out.lengths, out.logits = _take_rows(
+            self.cache, self.lengths, self.logits,
+            out._place(jnp.asarray(index), ("act_batch",)), self.constrain)
+        return out
 
     # ------------------------------------------------------------------ operations
     def extend(self, token_lists: Sequence[Sequence[int]]) -> None:
@@ -200,8 +217,14 @@ def sample(params, config: ModelConfig, prompts: Sequence[Sequence[int]], *,
         return Generation([], [], [], np.zeros(0, bool))
     if any(len(p) == 0 for p in prompts):
         raise ValueError("sample: every prompt needs at least one token")
+    # Identical prompts (every dialogue of a group opens the same way) are prefilled once.
+    distinct = {tuple(p): i for i, p in reversed(list(enumerate(prompts)))}
+    unique = sorted(distinct.values())
     # Room for the prompt block and the whole token buffer, so generate never grows the cache.
-    session = Session(params, config, len(prompts), rules=rules,
+    session = Session(params, config, len(unique), rules=rules,
                       min_cache=bucket(max(len(p) for p in prompts)) + bucket(max_new_tokens, 8))
-    session.extend(prompts)
+    session.extend([prompts[i] for i in unique])
+    if len(unique) < len(prompts):
+        position = {i: r for r, i in enumerate(unique)}
+        session = session._copy_rows([position[distinct[tuple(p)]] for p in prompts])
     return session.generate(max_new_tokens, sampling, stop_ids=stop_ids, seed=seed)
