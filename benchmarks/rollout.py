@@ -1,7 +1,8 @@
 """Self-play rollout throughput: one batch of prompts x G dialogues through the negotiation
 engine, with judge calls, and where its time goes; then how a dialogue's cost grows with turns.
 
-Time is split by timing around the engine's injectable parts, never inside jitted code:
+Time is split by timing around the engine's injectable parts (the sampler's own `sample`, run
+on a timed Session), never inside jitted code:
 prefill = Session.extend (synchronised on its logits), decode = Session.generate (returns host
 arrays, so it is synchronised), judge = agreement checks and CA scores, host = the rest of the
 wall clock (prompt rendering, tokenisation, bookkeeping, Python between calls).
@@ -34,7 +35,7 @@ from negojax.negotiation.agreement import agreement_check  # noqa: E402
 from negojax.negotiation.config import NegotiationConfig  # noqa: E402
 from negojax.negotiation.engine import NegotiationEngine  # noqa: E402
 from negojax.rewards import LocalJudge  # noqa: E402
-from negojax.sampling import Session, bucket  # noqa: E402
+from negojax.sampling import Session  # noqa: E402
 from negojax.sampling import sampler as sampler_module  # noqa: E402
 
 
@@ -76,16 +77,16 @@ def timed_session_cls(clock: Clock):
 
 
 def timed_sample_fn(clock: Clock):
-    """`negojax.sampling.sample` built on the timed Session (the same cache sizing)."""
+    """`negojax.sampling.sample` itself, with its Session swapped for the timed one per call."""
     session_cls = timed_session_cls(clock)
 
-    def sample(params, config, prompts, *, max_new_tokens, sampling, stop_ids=(), seed=0,
-               rules=None):
-        session = session_cls(params, config, len(prompts), rules=rules,
-                              min_cache=bucket(max(map(len, prompts)))
-                              + bucket(max_new_tokens, 8))
-        session.extend(prompts)
-        return session.generate(max_new_tokens, sampling, stop_ids=stop_ids, seed=seed)
+    def sample(*args, **kwargs):
+        plain = sampler_module.Session
+        sampler_module.Session = session_cls
+        try:
+            return sampler_module.sample(*args, **kwargs)
+        finally:
+            sampler_module.Session = plain
 
     return sample
 
