@@ -27,14 +27,6 @@ CHATS = [
 
 
 @pytest.fixture(scope="session")
-def smollm_dir(tmp_path_factory):
-    """The default model converted once per test session into a session cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NEGOJAX_CACHE", str(tmp_path_factory.getbasetemp() / "negojax-cache"))
-        return default_model.default_model_dir()
-
-
-@pytest.fixture(scope="session")
 def hf_gguf():
     """transformers' own reading of the same GGUF file: (model, tokenizer)."""
     path = default_model.default_gguf_path()

@@ -5,7 +5,6 @@ import shutil
 
 import pytest
 
-from negojax.checkpoints import default_model
 from negojax.tokenization import Tokenizer, load_tokenizer
 
 CHAT = [
@@ -14,14 +13,6 @@ CHAT = [
     {"role": "assistant", "content": "Could the hire rotate between both wards?"},
     {"role": "user", "content": "Only if scheduling allows: 3 shifts × 2 wards."},
 ]
-
-
-@pytest.fixture(scope="session")
-def smollm_dir(tmp_path_factory):
-    """The default model converted once per test session (shared with test_gguf)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NEGOJAX_CACHE", str(tmp_path_factory.getbasetemp() / "negojax-cache"))
-        return default_model.default_model_dir()
 
 
 @pytest.fixture(scope="session")
