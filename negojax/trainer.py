@@ -38,7 +38,8 @@ from negojax.parallel.multihost import host_local_to_global, is_main_process
 from negojax.parallel.sharding import LogicalRules
 from negojax.rewards import compose_rewards
 from negojax.rl import advantages, zero_advantage_fraction
-from negojax.rl.train_step import TrainHParams, combine, init_train_state, make_train_step
+from negojax.rl.train_step import (TrainHParams, combine, init_train_state, loss_positions,
+                                   make_train_step)
 from negojax.run_config import make_http_judge
 from negojax.sampling import bucket
 from negojax.tokenization import load_tokenizer
@@ -184,8 +185,10 @@ def _padded_length(n: int) -> int:
     return bucket(n) if n <= 256 else -(-n // 256) * 256
 
 
-def build_batch(sequences, adv: np.ndarray, *, rows: int, length: int) -> dict:
-    """The train batch: sequences padded to [rows, length]; padding rows carry no loss."""
+def build_batch(sequences, adv: np.ndarray, *, rows: int, length: int,
+                positions_width: int) -> dict:
+    """The train batch: sequences padded to [rows, length]; padding rows carry no loss. Only the
+    loss positions (at most positions_width per row) are unembedded in the step."""
     batch = {"tokens": np.zeros((rows, length), np.int32),
              "loss_mask": np.zeros((rows, length), np.float32),
              "old_logp": np.zeros((rows, length), np.float32),
@@ -196,6 +199,7 @@ def build_batch(sequences, adv: np.ndarray, *, rows: int, length: int) -> dict:
         batch["loss_mask"][b, :n] = seq.loss_mask
         batch["old_logp"][b, :n] = seq.old_logp
         batch["advantages"][b] = adv[seq.prompt_index, seq.group_index]
+    batch["loss_positions"] = loss_positions(batch["loss_mask"], positions_width)
     return batch
 
 
@@ -350,11 +354,13 @@ class Trainer:
 
         start = time.perf_counter()
         multiple = self.rules.batch_size_multiple * config.rl.microbatches
-        rows, length = _allgather(np.asarray([len(rollout.sequences), max(
-            [len(s.tokens) for s in rollout.sequences] or [1])])).reshape(-1, 2).max(0)
+        rows, length, trained = _allgather(np.asarray([
+            len(rollout.sequences), max([len(s.tokens) for s in rollout.sequences] or [1]),
+            max([int(np.sum(s.loss_mask)) for s in rollout.sequences] or [1])])).reshape(-1, 3).max(0)
         local_multiple = max(1, multiple // jax.process_count())
         rows = -(-bucket(int(rows), 1) // local_multiple) * local_multiple
-        batch = build_batch(rollout.sequences, adv, rows=rows, length=_padded_length(int(length)))
+        batch = build_batch(rollout.sequences, adv, rows=rows, length=_padded_length(int(length)),
+                            positions_width=_padded_length(int(trained)))
         batch = host_local_to_global(batch, self.rules)
         self.state, metrics = self.step_fn(self.state, batch)
         metrics = jax.device_get(metrics)

@@ -15,8 +15,8 @@ from negojax.models.transformer import init_params
 from negojax.parallel.mesh import make_mesh
 from negojax.parallel.sharding import LogicalRules
 from negojax.rl.losses import kl_penalty
-from negojax.rl.train_step import (TrainHParams, init_train_state, make_train_step, place_batch,
-                                   sequence_logprobs)
+from negojax.rl.train_step import (TrainHParams, init_train_state, loss_positions,
+                                   make_train_step, place_batch, sequence_logprobs)
 from train_step_case import CONFIG, HPARAMS, make_batch, max_abs_diff
 
 HERE = os.path.dirname(__file__)
@@ -59,6 +59,34 @@ def test_microbatches_match_one_big_batch(rules, steps):
     for name in ("loss", "grad_norm", "entropy", "clip_fraction", "tokens"):
         np.testing.assert_allclose(m1[name], m2[name], rtol=1e-5, atol=1e-6, err_msg=name)
     assert max_abs_diff(p1, p2) < 1e-5
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.1])
+def test_loss_positions_match_every_position(rules, steps, beta):
+    """Unembedding only the loss positions gives the same update as unembedding all of them."""
+    hp = dataclasses.replace(HPARAMS, beta=beta)  # 2 microbatches
+    batch = make_batch(0)
+    batch["loss_mask"][:, -3:] = 0.0  # rows whose loss does not reach the end
+    results = []
+    for positioned in (False, True):
+        b = dict(batch, loss_positions=loss_positions(batch["loss_mask"], 12)) if positioned \
+            else batch
+        state, metrics = steps(hp)(fresh(hp, rules), place_batch(b, rules))
+        results.append((host(metrics), host(state["trainable"])))
+    (m1, p1), (m2, p2) = results
+    for name in ("loss", "grad_norm", "entropy", "clip_fraction", "tokens", "kl"):
+        np.testing.assert_allclose(m1[name], m2[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert max_abs_diff(p1, p2) < 1e-6
+
+
+def test_loss_positions_list_each_masked_position():
+    mask = np.zeros((3, 10), np.float32)
+    mask[0, 2:5] = 1
+    mask[2, [1, 7, 9]] = 1
+    np.testing.assert_array_equal(loss_positions(mask, 4),
+                                  [[2, 3, 4, 0], [0, 0, 0, 0], [1, 7, 9, 0]])
+    assert loss_positions(np.ones((2, 200), np.float32)).shape == (2, 200)  # capped at T
+    assert loss_positions(mask).shape == (3, 10)
 
 
 def test_inner_updates_equal_repeated_steps(rules, steps):

@@ -6,7 +6,7 @@ import numpy as np
 
 from negojax.models.config import ModelConfig
 from negojax.models.transformer import init_params
-from negojax.rl.train_step import TrainHParams, init_train_state, make_train_step
+from negojax.rl.train_step import TrainHParams, init_train_state, loss_positions, make_train_step
 
 # Tied embeddings: the sharded step then unembeds through the vocab-sharded embedding table.
 CONFIG = ModelConfig("qwen3", vocab_size=128, hidden_size=32, intermediate_size=64, num_layers=2,
@@ -35,12 +35,15 @@ def make_batch(seed: int, rows: int = B, length: int = T) -> dict:
 
 
 def run_steps(rules, put_batch, num_steps: int = 2, hp: TrainHParams = HPARAMS):
-    """Train from fixed init on batches 0..num_steps-1; returns (losses, full params on host)."""
+    """Train from fixed init on batches 0..num_steps-1; returns (losses, full params on host).
+    The batches carry loss_positions, as the trainer's do."""
     state = init_train_state(init_params(CONFIG, seed=0), {}, hp, rules)
     step = make_train_step(hp, CONFIG, rules, state)
     losses = []
     for i in range(num_steps):
-        state, metrics = step(state, put_batch(make_batch(i)))
+        batch = make_batch(i)
+        batch["loss_positions"] = loss_positions(batch["loss_mask"], T)
+        state, metrics = step(state, put_batch(batch))
         losses.append(float(metrics["loss"]))
     return losses, state["trainable"]
 

@@ -14,6 +14,10 @@ Batch (leading dim B, sharded over the data axes):
   old_logp[b, t] = log pi_old(tokens[b, t] | tokens[b, :t]) (the sampler's temperature-1 log-probs);
   advantages [B]; optional ref_logp [B, T] (then no reference forward runs in the step).
   Position 0 has no prediction, so loss_mask[:, 0] must be 0.
+  Optional loss_positions [B, P] int32 (P <= T): every position whose loss_mask is 1, padded with
+  0. Only those positions are unembedded; the vocabulary projection and its softmax are a fifth
+  of a small model's step when every position gets one, and the policy's own tokens are a small
+  fraction of a re-encoded dialogue turn. `loss_positions` builds it.
 """
 from __future__ import annotations
 
@@ -129,14 +133,34 @@ def init_train_state(trainable: dict, frozen: dict, hp: TrainHParams, rules: Log
 # ------------------------------------------------------------------------------ log-probs
 
 
-def sequence_logprobs(params, config: ModelConfig, tokens, rules: LogicalRules, chunk: int):
+def loss_positions(loss_mask: np.ndarray, width: Optional[int] = None) -> np.ndarray:
+    """[B, P] indices of each row's loss_mask == 1 positions, padded with 0. P is `width` (the
+    same on every host) or the largest count rounded up to a multiple of 64, which bounds the
+    set of compiled shapes."""
+    if width is None:
+        width = max(64, -(-int((loss_mask > 0).sum(axis=1).max(initial=0)) // 64) * 64)
+    out = np.zeros((loss_mask.shape[0], min(width, loss_mask.shape[1])), np.int32)
+    for b in range(loss_mask.shape[0]):
+        where = np.flatnonzero(loss_mask[b] > 0)
+        out[b, :len(where)] = where
+    return out
+
+
+def sequence_logprobs(params, config: ModelConfig, tokens, rules: LogicalRules, chunk: int,
+                      positions=None):
     """logp[b, t] = log p(tokens[b, t] | tokens[b, :t]) and that distribution's entropy [B, T].
 
-    Position 0 has no context and gets 0. With a tensor axis that divides the vocabulary the
-    unembedding runs vocab-parallel under shard_map, so full logits never exist on one device.
+    Position 0 has no context and gets 0. With `positions` [B, P] only those positions are
+    computed and both outputs are [B, P] (position 0 still gives 0s of no meaning: mask it).
+    With a tensor axis that divides the vocabulary the unembedding runs vocab-parallel under
+    shard_map, so full logits never exist on one device.
     """
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     h = hidden_states(params, config, inputs, constrain=rules.constrain)
+    if positions is not None:  # h[:, p - 1] predicts tokens[:, p]
+        before = jnp.maximum(positions - 1, 0)
+        h = jnp.take_along_axis(h, before[..., None], axis=1)
+        targets = jnp.take_along_axis(targets, before, axis=1)
     tensor = rules.mesh.shape["tensor"]
     if tensor > 1 and config.vocab_size % tensor == 0:
         w = params["embed"].T if config.tie_word_embeddings else params["lm_head"]
@@ -144,6 +168,8 @@ def sequence_logprobs(params, config: ModelConfig, tokens, rules: LogicalRules, 
                                                 chunk=chunk)
     else:
         logp, entropy = logprobs_from_hidden(params, config, h, targets, chunk=chunk)
+    if positions is not None:
+        return logp, entropy
     shift = lambda a: jnp.pad(a, ((0, 0), (1, 0)))
     return shift(logp), shift(entropy)
 
@@ -160,6 +186,11 @@ def _check_batch(batch: dict, hp: TrainHParams, rules: LogicalRules) -> None:
     for key in ("loss_mask", "old_logp", "ref_logp"):
         if key in batch and batch[key].shape != (B, T):
             raise ValueError(f"train batch: {key} is {batch[key].shape}, tokens are {(B, T)}")
+    positions = batch.get("loss_positions")
+    if positions is not None and (positions.ndim != 2 or positions.shape[0] != B
+                                  or positions.shape[1] > T):
+        raise ValueError(f"train batch: loss_positions is {positions.shape}, need [{B}, P <= {T}]"
+                         "; build it with negojax.rl.loss_positions(loss_mask)")
     if batch["advantages"].shape != (B,):
         raise ValueError(f"train batch: advantages is {batch['advantages'].shape}, need {(B,)}")
     multiple = rules.batch_size_multiple * hp.num_microbatches
@@ -189,15 +220,21 @@ def make_train_step(hp: TrainHParams, model_config: ModelConfig, rules: LogicalR
 
     def loss_terms(trainable, frozen, ref, mb):
         params = combine(trainable, frozen)
-        logp, entropy = sequence_logprobs(params, model_config, mb["tokens"], rules, chunk)
-        ref_logp = mb.get("ref_logp")
+        positions = mb.get("loss_positions")
+        per_token = {k: mb[k] for k in ("loss_mask", "old_logp", "ref_logp") if k in mb}
+        if positions is not None:
+            per_token = {k: jnp.take_along_axis(v, positions, axis=1) for k, v in per_token.items()}
+        logp, entropy = sequence_logprobs(params, model_config, mb["tokens"], rules, chunk,
+                                          positions)
+        ref_logp = per_token.get("ref_logp")
         if ref_logp is None and hp.beta != 0:
             # Under LoRA the frozen base (adapters left out) is the reference.
             reference = jax.lax.stop_gradient(ref if ref else frozen)
-            ref_logp, _ = sequence_logprobs(reference, model_config, mb["tokens"], rules, chunk)
-        mask = mb["loss_mask"].astype(jnp.float32)
+            ref_logp, _ = sequence_logprobs(reference, model_config, mb["tokens"], rules, chunk,
+                                            positions)
+        mask = per_token["loss_mask"].astype(jnp.float32)
         loss_sum, normaliser, sums = policy_loss_terms(
-            logp, mb["old_logp"], mb["advantages"], mask, clip_low=hp.clip_low,
+            logp, per_token["old_logp"], mb["advantages"], mask, clip_low=hp.clip_low,
             clip_high=hp.clip_high, dual_clip=hp.dual_clip, aggregation=hp.aggregation,
             ref_logp=ref_logp, beta=hp.beta, kl_estimator=hp.kl_estimator,
             max_len_norm=hp.max_len_norm)
