@@ -64,6 +64,27 @@ def test_continuation_equals_reencoding(params):
     assert session.capacity >= 4 + 6 + 5 + 6
 
 
+def test_attention_window_equals_whole_cache(params):
+    """Attending over a prefix of the cache that holds every token changes nothing."""
+    rng = np.random.default_rng(0)
+    cache = tf.init_cache(CONFIG, 3, 64)
+    lengths = jnp.asarray([0, 5, 11], jnp.int32)
+    prior = jnp.asarray(rng.integers(1, 64, (3, 16)), jnp.int32)
+    _, cache = tf.forward_cached(params, CONFIG, prior, cache, jnp.zeros(3, jnp.int32))
+    ids = jnp.asarray(rng.integers(1, 64, (3, 8)), jnp.int32)
+    whole, cache_whole = tf.forward_cached(params, CONFIG, ids, cache, lengths)
+    windowed, cache_windowed = tf.forward_cached(params, CONFIG, ids, cache, lengths, window=32)
+    np.testing.assert_allclose(windowed, whole, atol=1e-5)
+    for key in ("k", "v"):
+        np.testing.assert_allclose(cache_windowed[key], cache_whole[key], atol=1e-5)
+
+
+def test_length_buckets_are_powers_of_two_then_multiples_of_128():
+    assert [sampler_mod.bucket(n) for n in (1, 17, 200, 256, 257, 400, 513)] == [
+        16, 32, 256, 256, 384, 512, 640]
+    assert sampler_mod.bucket(3, 1) == 4
+
+
 def test_policy_logprobs_are_temperature_one(params):
     out = sample(params, CONFIG, [[1, 2, 3]], max_new_tokens=5,
                  sampling=SamplingParams(temperature=0.7, top_p=0.9), seed=1)

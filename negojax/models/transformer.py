@@ -323,12 +323,17 @@ def init_cache(config: ModelConfig, batch: int, max_len: int, dtype=None) -> dic
 
 
 def forward_cached(params, config: ModelConfig, ids, cache: dict, lengths,
-                   constrain: Constrain = _no_constraint, logits_at=None):
+                   constrain: Constrain = _no_constraint, logits_at=None,
+                   window: Optional[int] = None):
     """Append ids [B, T] to a KV cache and return (logits [B, T, V], new cache).
 
     With `logits_at` (int [B]) only that block position of each row is unembedded and the
     logits are [B, V]: a prefill needs just the last real token, and the vocabulary projection
     dominates small models.
+
+    With `window` (static) attention reads only the first `window` cache slots; the caller
+    guarantees lengths[b] + T <= window. Attention cost then follows the dialogue's length, not
+    the cache's capacity (a fresh prompt's prefill attends over its own block only).
 
     Row b's tokens take positions lengths[b] .. lengths[b] + T - 1; query t attends to cache
     slots j <= lengths[b] + t. Right padding inside the T block is harmless: the caller
@@ -336,7 +341,7 @@ def forward_cached(params, config: ModelConfig, ids, cache: dict, lengths,
     The caller keeps lengths[b] + T <= S.
     """
     B, T = ids.shape
-    S = cache["k"].shape[2]
+    S = window or cache["k"].shape[2]
     lengths = lengths.astype(jnp.int32)
     positions = lengths[:, None] + jnp.arange(T, dtype=jnp.int32)[None, :]
     mask = jnp.arange(S, dtype=jnp.int32)[None, None, :] <= positions[:, :, None]
@@ -350,7 +355,8 @@ def forward_cached(params, config: ModelConfig, ids, cache: dict, lengths,
         def kv_fn(k, v):
             nk = ck.at[i, rows, positions].set(k.astype(ck.dtype), mode="drop")
             nv = cv.at[i, rows, positions].set(v.astype(cv.dtype), mode="drop")
-            return nk[i].astype(k.dtype), nv[i].astype(v.dtype), mask, (nk, nv)
+            keys, values = nk[i, :, :S], nv[i, :, :S]
+            return keys.astype(k.dtype), values.astype(v.dtype), mask, (nk, nv)
 
         x, (ck, cv) = _layer(config, x, layer, positions, inv_freq, kv_fn, constrain)
         return (x, ck, cv), None
