@@ -1,14 +1,15 @@
 """GRPO train step throughput and model FLOPs utilisation (MFU) against a measured matmul peak.
 
 Model FLOPs per step (useful work only; rematerialisation is not counted):
-  N_mm   = L * (D*Dh*(H + 2K) + H*Dh*D + 3*D*F) + D*V     matmul weights (embedding lookup excluded,
-                                                        the unembedding included)
-  train  = tokens * (6 * N_mm + 12 * L * T * H * Dh)    forward + backward; the attention term is
-                                                        QK^T and PV over the full T x T square,
-                                                        which is what the model computes
-  ref    = tokens * (2 * N_mm + 4 * L * T * H * Dh)     reference forward, only when beta > 0
+  N_layers = L * (D*Dh*(H + 2K) + H*Dh*D + 3*D*F)       layer matmul weights
+  N_vocab  = D*V                                          the unembedding
+  train  = tokens * (6 * N_layers + 12 * L * T * H * Dh) + loss_tokens * 6 * N_vocab
+           forward + backward; the attention term is QK^T and PV over the full T x T square,
+           which is what the model computes; the step unembeds only the loss positions, as the
+           trainer's batches ask (loss_positions)
+  ref    = tokens * (2 * N_layers + 4 * L * T * H * Dh) + loss_tokens * 2 * N_vocab, when beta > 0
   times num_inner_updates; tokens = B * (T - 1) positions (every position is forwarded and
-  back-propagated, masked or not).
+  back-propagated), loss_tokens = B * --loss-tokens (the generated suffix of each row).
 Peak: the best of several large square matmuls in the compute dtype, timed on the same device in
 the same run. MFU = model FLOPs / step time / peak.
 
@@ -34,19 +35,21 @@ import negojax  # noqa: E402
 from common import record, table  # noqa: E402
 from negojax.parallel.mesh import make_mesh  # noqa: E402
 from negojax.parallel.sharding import LogicalRules  # noqa: E402
-from negojax.rl.train_step import (TrainHParams, init_train_state, make_train_step,  # noqa: E402
-                                   place_batch)
+from negojax.rl.train_step import (TrainHParams, init_train_state, loss_positions,  # noqa: E402
+                                   make_train_step, place_batch)
 
 
-def model_flops_per_token(config, length: int) -> tuple[float, float]:
-    """(training FLOPs, reference-forward FLOPs) per token, by the formula in the docstring."""
+def step_model_flops(config, batch: int, length: int, loss_tokens: int) -> tuple[float, float]:
+    """(training FLOPs, reference-forward FLOPs) of one step, by the formula in the docstring."""
     c = config
-    per_layer = (c.hidden_size * c.head_dim * (c.num_heads + 2 * c.num_kv_heads)
-                 + c.num_heads * c.head_dim * c.hidden_size
-                 + 3 * c.hidden_size * c.intermediate_size)
-    n_mm = c.num_layers * per_layer + c.hidden_size * c.vocab_size
+    n_layers = c.num_layers * (c.hidden_size * c.head_dim * (c.num_heads + 2 * c.num_kv_heads)
+                               + c.num_heads * c.head_dim * c.hidden_size
+                               + 3 * c.hidden_size * c.intermediate_size)
+    n_vocab = c.hidden_size * c.vocab_size
     attention = c.num_layers * length * c.num_heads * c.head_dim
-    return 6 * n_mm + 12 * attention, 2 * n_mm + 4 * attention
+    tokens, trained = batch * (length - 1), batch * loss_tokens
+    return (tokens * (6 * n_layers + 12 * attention) + trained * 6 * n_vocab,
+            tokens * (2 * n_layers + 4 * attention) + trained * 2 * n_vocab)
 
 
 def matmul_peak_flops(dtype, size: int, repeats: int = 5) -> float:
@@ -63,14 +66,15 @@ def matmul_peak_flops(dtype, size: int, repeats: int = 5) -> float:
     return 2 * size ** 3 / best
 
 
-def synthetic_batch(rng, batch: int, length: int, vocab: int) -> dict:
-    """Random tokens; the second half of each row is 'generated' (loss on it)."""
+def synthetic_batch(rng, batch: int, length: int, vocab: int, loss_tokens: int) -> dict:
+    """Random tokens; the last loss_tokens of each row are 'generated' (loss on them)."""
     mask = np.zeros((batch, length), np.float32)
-    mask[:, length // 2:] = 1.0
+    mask[:, length - loss_tokens:] = 1.0
     return {"tokens": rng.integers(3, vocab, (batch, length)).astype(np.int32),
             "loss_mask": mask,
             "old_logp": np.where(mask > 0, -np.log(vocab), 0.0).astype(np.float32),
-            "advantages": rng.standard_normal(batch).astype(np.float32)}
+            "advantages": rng.standard_normal(batch).astype(np.float32),
+            "loss_positions": loss_positions(mask, loss_tokens)}
 
 
 def main():
@@ -81,6 +85,8 @@ def main():
     ap.add_argument("--param-dtype", default="float32", help="master weights and Adam state")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--length", type=int, default=256)
+    ap.add_argument("--loss-tokens", type=int, default=0,
+                    help="generated tokens per row (0: half the row)")
     ap.add_argument("--microbatches", type=int, default=1)
     ap.add_argument("--beta", type=float, default=0.0, help="> 0 adds the reference forward")
     ap.add_argument("--steps", type=int, default=3, help="timed steps after the compiling one")
@@ -96,8 +102,9 @@ def main():
     state = init_train_state(model.params, {}, hp, rules)
     del model  # the state holds the params; the step donates it
     step_fn = make_train_step(hp, config, rules, state)
+    loss_tokens = args.loss_tokens or args.length // 2
     batch = place_batch(synthetic_batch(np.random.default_rng(0), args.batch, args.length,
-                                        config.vocab_size), rules)
+                                        config.vocab_size, loss_tokens), rules)
 
     start = time.perf_counter()
     state, metrics = step_fn(state, batch)
@@ -115,18 +122,17 @@ def main():
     size = args.matmul_size or (2048 if jax.default_backend() == "cpu" else 8192)
     peak = matmul_peak_flops(config.dtype, size) * len(jax.devices())
     tokens = args.batch * (args.length - 1)
-    train_f, ref_f = model_flops_per_token(config, args.length)
-    flops = tokens * (train_f + (ref_f if args.beta > 0 else 0.0)) * hp.num_inner_updates
+    train_f, ref_f = step_model_flops(config, args.batch, args.length, loss_tokens)
+    flops = (train_f + (ref_f if args.beta > 0 else 0.0)) * hp.num_inner_updates
     achieved = flops / step_s
     rows = [[args.batch, args.length, args.microbatches, f"{args.beta:g}", f"{step_s:.3f}",
              f"{first - step_s:.1f}", tokens / step_s, f"{achieved / 1e12:.3f}",
              f"{peak / 1e12:.3f}", f"{100 * achieved / peak:.1f}%"]]
     body = table(["batch", "length", "microbatches", "beta", "step s (median)", "compile s",
                   "tokens/s", "model TFLOP/s", "matmul peak TFLOP/s", "MFU"], rows)
-    body += (f"\n\nN_mm = {(train_f - 12 * config.num_layers * args.length * config.num_heads * config.head_dim) / 6 / 1e6:.1f}M "
-             f"matmul params; model FLOPs/token = 6*N_mm + 12*L*T*H*Dh"
-             f"{' + reference 2*N_mm + 4*L*T*H*Dh' if args.beta > 0 else ''} = "
-             f"{(train_f + (ref_f if args.beta > 0 else 0)) / 1e9:.2f} GFLOP; peak from a "
+    body += (f"\n\nmodel FLOPs per step {flops / 1e12:.2f} TFLOP (formula in the script's "
+             f"docstring; {loss_tokens} loss tokens per row are unembedded"
+             f"{', reference forward included' if args.beta > 0 else ''}); peak from a "
              f"{size}^3 {jnp.dtype(config.dtype).name} matmul on the same device; compute "
              f"{jnp.dtype(config.dtype).name}, master weights {args.param_dtype}; "
              f"{args.steps} timed steps {', '.join(f'{t:.3f}' for t in times)} s; "
