@@ -229,7 +229,7 @@ def main():
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--prompts", type=int, default=2)
     ap.add_argument("--group-size", type=int, default=4)
-    ap.add_argument("--turns", type=int, default=3)
+    ap.add_argument("--turns", type=int, default=3, help="0 skips the throughput part")
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--final-max-new-tokens", type=int, default=96)
     ap.add_argument("--context-turns", type=int, default=2, help="0 = full history (Session)")
@@ -242,10 +242,11 @@ def main():
 
     model = negojax.load_model(args.model, dtype=args.dtype)
     tasks = load_tasks("train")[:args.prompts]
-    load = os.getloadavg()[0]
-    body = throughput(args, model, tasks, model)
-    record(f"Rollout: {args.model} {args.dtype}, {args.prompts}x{args.group_size} dialogues",
-           body + f"\n\nload average at start: {load:.1f}")
+    if args.turns:
+        load = os.getloadavg()[0]
+        body = throughput(args, model, tasks, model)
+        record(f"Rollout: {args.model} {args.dtype}, {args.prompts}x{args.group_size} dialogues",
+               body + f"\n\nload average at start: {load:.1f}")
     if args.scaling_turns:
         load = os.getloadavg()[0]
         record(f"Rollout cost vs turns: {args.model}, continuation vs re-encoding",

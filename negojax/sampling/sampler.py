@@ -218,6 +218,32 @@ class Session:
             finished=np.asarray(stopped[:n]))
 
 
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    differs = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(differs[0]) if len(differs) else n
+
+
+def shared_stems(prompts: Sequence[Sequence[int]], min_shared: int = 32):
+    """Group rows that open with the same >= min_shared tokens: (groups, stem lengths).
+
+    Every dialogue of a group opens with the same system prompt and dilemma and only the last
+    messages differ, so the stem is prefilled once per group and its cache rows are copied.
+    Identical prompts are the case of an empty remainder.
+    """
+    order = sorted(range(len(prompts)), key=lambda i: tuple(prompts[i]))
+    groups, stems = [], []
+    for i in order:
+        shared = _common_prefix(prompts[groups[-1][0]], prompts[i]) if groups else 0
+        if shared >= min(min_shared, len(prompts[i])) and shared > 0:
+            groups[-1].append(i)
+            stems[-1] = min(stems[-1], shared)
+        else:
+            groups.append([i])
+            stems.append(len(prompts[i]))
+    return groups, stems
+
+
 def sample(params, config: ModelConfig, prompts: Sequence[Sequence[int]], *,
            max_new_tokens: int, sampling: SamplingParams = SamplingParams(),
            stop_ids: Sequence[int] = (), seed: int = 0, rules=None) -> Generation:
@@ -226,14 +252,16 @@ def sample(params, config: ModelConfig, prompts: Sequence[Sequence[int]], *,
         return Generation([], [], [], np.zeros(0, bool))
     if any(len(p) == 0 for p in prompts):
         raise ValueError("sample: every prompt needs at least one token")
-    # Identical prompts (every dialogue of a group opens the same way) are prefilled once.
-    distinct = {tuple(p): i for i, p in reversed(list(enumerate(prompts)))}
-    unique = sorted(distinct.values())
-    # Room for the prompt block and the whole token buffer, so generate never grows the cache.
-    session = Session(params, config, len(unique), rules=rules,
-                      min_cache=bucket(max(len(p) for p in prompts)) + bucket(max_new_tokens, 8))
-    session.extend([prompts[i] for i in unique])
-    if len(unique) < len(prompts):
-        position = {i: r for r, i in enumerate(unique)}
-        session = session._copy_rows([position[distinct[tuple(p)]] for p in prompts])
+    groups, stems = shared_stems(prompts)
+    group_of = {i: g for g, rows in enumerate(groups) for i in rows}
+    rests = [prompts[i][stems[group_of[i]]:] for i in range(len(prompts))]
+    # Room for stem, remainder and the whole token buffer, so generate never grows the cache.
+    session = Session(params, config, len(groups), rules=rules,
+                      min_cache=bucket(max(stems)) + bucket(max(len(r) for r in rests))
+                      + bucket(max_new_tokens, 8))
+    session.extend([prompts[rows[0]][:n] for rows, n in zip(groups, stems)])
+    index = [group_of[i] for i in range(len(prompts))]
+    if index != list(range(len(groups))):  # shared stems, or groups in another order
+        session = session._copy_rows(index)
+    session.extend(rests)
     return session.generate(max_new_tokens, sampling, stop_ids=stop_ids, seed=seed)
