@@ -185,15 +185,20 @@ def _padded_length(n: int) -> int:
     return bucket(n) if n <= 256 else -(-n // 256) * 256
 
 
-def build_batch(sequences, adv: np.ndarray, *, rows: int, length: int,
-                positions_width: int) -> dict:
+def build_batch(sequences, adv: np.ndarray, *, rows: int, length: int, positions_width: int,
+                microbatches: int = 1) -> dict:
     """The train batch: sequences padded to [rows, length]; padding rows carry no loss. Only the
-    loss positions (at most positions_width per row) are unembedded in the step."""
+    loss positions (at most positions_width per row) are unembedded in the step.
+
+    The step's microbatch i holds rows i, i + microbatches, ...; sequences fill microbatches one
+    after another, so padding rows share microbatches, which the step skips."""
     batch = {"tokens": np.zeros((rows, length), np.int32),
              "loss_mask": np.zeros((rows, length), np.float32),
              "old_logp": np.zeros((rows, length), np.float32),
              "advantages": np.zeros(rows, np.float32)}
-    for b, seq in enumerate(sequences):
+    per_microbatch = rows // microbatches if rows % microbatches == 0 else rows
+    for j, seq in enumerate(sequences):
+        b = (j % per_microbatch) * (rows // per_microbatch) + j // per_microbatch
         n = len(seq.tokens)
         batch["tokens"][b, :n] = seq.tokens
         batch["loss_mask"][b, :n] = seq.loss_mask
@@ -360,7 +365,8 @@ class Trainer:
         local_multiple = max(1, multiple // jax.process_count())
         rows = -(-bucket(int(rows), 1) // local_multiple) * local_multiple
         batch = build_batch(rollout.sequences, adv, rows=rows, length=_padded_length(int(length)),
-                            positions_width=_padded_length(int(trained)))
+                            positions_width=_padded_length(int(trained)),
+                            microbatches=config.rl.microbatches)
         batch = host_local_to_global(batch, self.rules)
         self.state, metrics = self.step_fn(self.state, batch)
         metrics = jax.device_get(metrics)

@@ -89,6 +89,28 @@ def test_loss_positions_list_each_masked_position():
     assert loss_positions(mask).shape == (3, 10)
 
 
+def test_padding_microbatches_change_nothing(rules, steps):
+    """Rows with no loss token, gathered into whole microbatches (skipped by the step), give the
+    update of the batch without them."""
+    batch = make_batch(0, rows=12)
+    padded = {k: np.concatenate([v, np.zeros((4,) + v.shape[1:], v.dtype)]) for k, v in
+              batch.items()}
+    # Microbatch i holds rows i, i + 4, ...: rows 12-15 land one per microbatch; swap them with
+    # rows 3, 7, 11 so that microbatch 3 (rows 3, 7, 11, 15) is all padding.
+    order = np.arange(16)
+    order[[3, 7, 11, 12, 13, 14]] = [12, 13, 14, 3, 7, 11]
+    padded = {k: v[order] for k, v in padded.items()}
+    results = []
+    for b, k in ((batch, 3), (padded, 4)):
+        hp = dataclasses.replace(BASE, num_microbatches=k)
+        state, metrics = steps(hp)(fresh(hp, rules), place_batch(b, rules))
+        results.append((host(metrics), host(state["trainable"])))
+    (m1, p1), (m2, p2) = results
+    for name in ("loss", "grad_norm", "entropy", "clip_fraction", "tokens"):
+        np.testing.assert_allclose(m1[name], m2[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert max_abs_diff(p1, p2) < 1e-5
+
+
 def test_inner_updates_equal_repeated_steps(rules, steps):
     batch = make_batch(0)
     hp2 = dataclasses.replace(BASE, num_microbatches=2, num_inner_updates=2)

@@ -100,3 +100,25 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_one_before(uninterrupted)
     after = metrics(workdir)
     assert sorted(after) == [1, 2, 3]
     assert_same_steps(reference, after, [3])  # step 3 redone from checkpoint 2, identically
+
+
+def test_train_batch_fills_microbatches_in_turn():
+    """5 sequences in 8 rows of 4 microbatches (microbatch i = rows i, i + 4): microbatches 0-2
+    hold them and microbatch 3 is padding only, which the step skips."""
+    from negojax.negotiation.records import TrainSequence
+    from negojax.trainer import build_batch
+
+    def seq(n, g):
+        mask = np.zeros(n, bool)
+        mask[2:] = True
+        return TrainSequence(tokens=np.full(n, g + 1, np.int32), loss_mask=mask,
+                             old_logp=np.where(mask, -1.0, 0.0).astype(np.float32),
+                             agent=np.zeros(n, np.int32), turn=np.zeros(n, np.int32),
+                             prompt_index=0, group_index=g, seat=0)
+    batch = build_batch([seq(6, g) for g in range(5)], np.arange(5, dtype=np.float32)[None],
+                        rows=8, length=8, positions_width=8, microbatches=4)
+    assert batch["tokens"][:, 0].tolist() == [1, 3, 5, 0, 2, 4, 0, 0]
+    assert batch["advantages"].tolist() == [0, 2, 4, 0, 1, 3, 0, 0]
+    live = batch["loss_mask"].reshape(2, 4, 8).swapaxes(0, 1).any(axis=(1, 2))
+    assert live.tolist() == [True, True, True, False]
+    assert batch["loss_positions"][0].tolist() == [2, 3, 4, 5, 0, 0, 0, 0]

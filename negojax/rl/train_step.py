@@ -253,8 +253,13 @@ def make_train_step(hp: TrainHParams, model_config: ModelConfig, rules: LogicalR
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), shapes)
 
         def body(acc, mb):
-            out = grad_fn(*args, mb)
-            return jax.tree.map(lambda a, o: a + o.astype(jnp.float32), acc, out), None
+            # A microbatch of padding rows only (no loss token anywhere) adds exactly zero, so
+            # its forward and backward are skipped; the trainer packs padding rows together.
+            out = jax.lax.cond(
+                jnp.any(mb["loss_mask"] > 0),
+                lambda: jax.tree.map(lambda o: o.astype(jnp.float32), grad_fn(*args, mb)),
+                lambda: zeros)
+            return jax.tree.map(jnp.add, acc, out), None
 
         ((loss_sum, sums), grads), _ = jax.lax.scan(body, zeros, mbs)
         return loss_sum, sums, grads
