@@ -248,6 +248,25 @@ def test_full_history_continues_sessions(tok, tiny, tasks):
         np.testing.assert_allclose(fresh[seq.loss_mask], seq.old_logp[seq.loss_mask], atol=2e-4)
 
 
+def test_full_history_self_play_decodes_only_the_speaking_seat(tok, tiny, tasks):
+    """Both seats on one model: a Session per seat, so each turn is one call over one row per
+    dialogue (a Session per model would also step the silent seat's rows)."""
+    config, p, _ = tiny
+    batches = []
+
+    class RecordingSession(Session):
+        def generate(self, *args, **kw):
+            batches.append(self.batch)
+            return super().generate(*args, **kw)
+
+    out = engine(tok, tiny, settings(max_turns=3, context_turns=None),
+                 session_cls=RecordingSession).rollout(
+        tasks[2], group_size=G, seat_params=[p, p], trainable_seats=(0, 1), seed=2)
+    dialogues = len(out.dialogues)
+    assert batches == [dialogues] * 3 == [dialogues] * out.stats["sampler_calls"]
+    assert len(out.sequences) == 2 * dialogues
+
+
 def test_marker_agreement_needs_every_seat(tok, tasks):
     task = tasks[3][0]
 

@@ -1,14 +1,15 @@
 """The turn loop: P prompts x G dialogues advance in lockstep between N seats.
 
 Per turn, the running dialogues are grouped by the model their current speaker uses (models are
-told apart by params object identity) and each group is ONE batched sampler call; then one
-agreement check covers every dialogue that spoke. Agreed dialogues stop. Agent 1 (seat 0) then
-writes the final solutions in one more batched call.
+told apart by params object identity) and each group is ONE batched sampler call (with
+`context_turns=None`: one call per speaking seat, see below); then one agreement check covers
+every dialogue that spoke. Agreed dialogues stop. Agent 1 (seat 0) then writes the final
+solutions in one more batched call.
 
 Context. With `context_turns=k` every turn re-encodes its seat's chat: system prompt, dilemma
 and the last k dialogue messages; each turn a trainable seat spoke is one TrainSequence. With
-`context_turns=None` every (dialogue, seat) pair is one row of a sampler `Session` per model, so
-a seat's whole history stays in the KV cache: before a seat speaks, its row is extended by the
+`context_turns=None` every dialogue is one row of a sampler `Session` per seat, so a seat's
+whole history stays in the KV cache and a turn decodes only the speaking seat's rows: before a seat speaks, its row is extended by the
 text the chat template adds since that row last spoke (the close of its own message, the other
 seats' messages and the generation prompt); its own earlier message stays as the tokens it
 sampled. Each (dialogue, trainable seat) row is then one TrainSequence over the whole history.
@@ -38,8 +39,8 @@ def derived_seed(seed: int, turn: int, model_index: int) -> int:
     return int(state >> 1)  # fits int32
 
 
-class _ModelSession:
-    """A Session of one model and the (dialogue, seat) pair behind each of its rows."""
+class _SeatSession:
+    """A Session of one seat and the (dialogue, seat) pair behind each of its rows."""
 
     def __init__(self, session, keys):
         self.session = session
@@ -96,7 +97,7 @@ class NegotiationEngine:
                    for s in states]
         stats = {"sampler_calls": 0, "generated_tokens": 0, "time_generate_s": 0.0,
                  "time_agreement_s": 0.0}
-        sessions = (self._open_sessions(states, systems, model_of_seat, models)
+        sessions = (self._open_sessions(states, systems, seat_params)
                     if cfg.context_turns is None else None)
         sampling = SamplingParams(cfg.temperature, cfg.top_p)
 
@@ -104,24 +105,29 @@ class NegotiationEngine:
             running = [i for i, s in enumerate(states) if not s.agreed]
             if not running:
                 break
-            for m, params in enumerate(models):
-                rows = [i for i in running if model_of_seat[states[i].speaker(t)] == m]
+            if sessions is None:  # one call per model
+                groups = [[i for i in running if model_of_seat[states[i].speaker(t)] == m]
+                          for m in range(len(models))]
+            else:  # one call per seat: its Session
+                groups = [[i for i in running if states[i].speaker(t) == seat]
+                          for seat in range(num_seats)]
+            for g, rows in enumerate(groups):
                 if not rows:
                     continue
                 start = time.perf_counter()
                 if sessions is None:
-                    new_turns = self._speak_windowed(states, systems, rows, t, params, sampling,
-                                                     derived_seed(seed, t, m))
+                    new_turns = self._speak_windowed(states, systems, rows, t, models[g],
+                                                     sampling, derived_seed(seed, t, g))
                 else:
-                    new_turns = self._speak_in_session(states, systems, rows, t, sessions[m],
-                                                       sampling, derived_seed(seed, t, m))
+                    new_turns = self._speak_in_session(states, systems, rows, t, sessions[g],
+                                                       sampling, derived_seed(seed, t, g))
                 stats["time_generate_s"] += time.perf_counter() - start
                 stats["sampler_calls"] += 1
                 for i, turn in zip(rows, new_turns):
                     states[i].turns.append(turn)
                     stats["generated_tokens"] += len(turn.tokens)
             if sessions is not None:
-                self._close_own_messages(states, systems, running, t, sessions, model_of_seat)
+                self._close_own_messages(states, systems, running, t, sessions)
             start = time.perf_counter()
             agreed = np.asarray(self.agreement_fn([states[i] for i in running]), bool)
             stats["time_agreement_s"] += time.perf_counter() - start
@@ -141,7 +147,7 @@ class NegotiationEngine:
         P, G = len(tasks), group_size
         return Rollout(
             dialogues=[s.record() for s in states],
-            sequences=self._sequences(states, sessions, model_of_seat, trainable_seats),
+            sequences=self._sequences(states, sessions, trainable_seats),
             agreed=np.asarray([s.agreed for s in states], bool).reshape(P, G),
             rounds=np.asarray([len(s.turns) for s in states], np.int32).reshape(P, G),
             final_solutions=[None if s.final is None else s.final.text for s in states],
@@ -195,22 +201,22 @@ class NegotiationEngine:
         return [self._turn(states[i].speaker(t), out.tokens[k], out.policy_logp[k],
                            out.finished[k], prompt_ids[k]) for k, i in enumerate(rows)]
 
-    def _open_sessions(self, states, systems, model_of_seat, models):
-        """One Session per model; a row per (dialogue, seat using that model). The cache is
-        sized up front for the longest opening prompt plus max_turns full messages, so it does
-        not grow (and recompile) turn after turn."""
+    def _open_sessions(self, states, systems, seat_params):
+        """One Session per seat, a row per dialogue: a turn's decode runs only over the rows of
+        the seat that speaks (one Session per model would also step the silent seats' rows).
+        The cache is sized up front for the longest opening prompt plus max_turns full
+        messages, so it does not grow (and recompile) turn after turn."""
         opening = max(len(self.tokenizer.apply_chat_template(
             self._seat_chat(s, systems[i], seat, None), True)[0])
             for i, s in enumerate(states) for seat in range(s.num_seats))
         cfg = self.config
         min_cache = opening + cfg.max_turns * (cfg.max_new_tokens + _MESSAGE_OVERHEAD)
         sessions = []
-        for m, params in enumerate(models):
-            keys = [(i, seat) for i in range(len(states))
-                    for seat, mm in enumerate(model_of_seat) if mm == m]
+        for seat, params in enumerate(seat_params):
+            keys = [(i, seat) for i in range(len(states))]
             session = self.session_cls(params, self.model_config, len(keys), rules=self.rules,
                                        min_cache=min_cache)
-            sessions.append(_ModelSession(session, keys))
+            sessions.append(_SeatSession(session, keys))
         return sessions
 
     def _speak_in_session(self, states, systems, rows, t, session, sampling, seed) -> list[Turn]:
@@ -242,13 +248,13 @@ class NegotiationEngine:
             turns.append(self._turn(seat, out.tokens[r], out.policy_logp[r], out.finished[r]))
         return turns
 
-    def _close_own_messages(self, states, systems, running, t, sessions, model_of_seat):
+    def _close_own_messages(self, states, systems, running, t, sessions):
         """After turn t: record, for each row that just spoke, the template text that closes its
         message (minus the stop token it sampled), owed before its next extension."""
         for i in running:
             state = states[i]
             turn = state.turns[t]
-            session = sessions[model_of_seat[turn.speaker]]
+            session = sessions[turn.speaker]
             row = session.rows[session.row_of[(i, turn.speaker)]]
             closed = self.tokenizer.render_chat(self._seat_chat(state, systems[i], turn.speaker,
                                                                 None),
@@ -281,8 +287,7 @@ class NegotiationEngine:
                                  prompt_ids[k])
 
     # ---------------------------------------------------------------- bookkeeping
-    def _sequences(self, states, sessions, model_of_seat, trainable_seats
-                   ) -> list[TrainSequence]:
+    def _sequences(self, states, sessions, trainable_seats) -> list[TrainSequence]:
         trainable = sorted(set(trainable_seats))
         out = []
         for i, s in enumerate(states):
@@ -295,7 +300,7 @@ class NegotiationEngine:
                             seq.generated(turn.tokens, turn.policy_logp, seat, t)
                             out.append(seq.build(s.prompt_index, s.group_index, seat))
                 else:
-                    session = sessions[model_of_seat[seat]]
+                    session = sessions[seat]
                     seq = session.rows[session.row_of[(i, seat)]].sequence
                     if seq.has_generated:
                         out.append(seq.build(s.prompt_index, s.group_index, seat))
