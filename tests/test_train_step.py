@@ -48,17 +48,23 @@ def host(tree):
     return jax.tree.map(np.asarray, tree)
 
 
-def test_microbatches_match_one_big_batch(rules, steps):
-    batch = make_batch(0)
+def assert_same_update(steps, rules, runs, names=("loss", "grad_norm", "entropy",
+                                                   "clip_fraction", "tokens"), params_tol=1e-5):
+    """Both (hparams, batch) runs, each from the same fresh state, give one update."""
     results = []
-    for k in (1, 2):
-        hp = dataclasses.replace(BASE, num_microbatches=k)
+    for hp, batch in runs:
         state, metrics = steps(hp)(fresh(hp, rules), place_batch(batch, rules))
         results.append((host(metrics), host(state["trainable"])))
     (m1, p1), (m2, p2) = results
-    for name in ("loss", "grad_norm", "entropy", "clip_fraction", "tokens"):
+    for name in names:
         np.testing.assert_allclose(m1[name], m2[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    assert max_abs_diff(p1, p2) < 1e-5
+    assert max_abs_diff(p1, p2) < params_tol
+
+
+def test_microbatches_match_one_big_batch(rules, steps):
+    batch = make_batch(0)
+    assert_same_update(steps, rules, [(dataclasses.replace(BASE, num_microbatches=k), batch)
+                                      for k in (1, 2)])
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.1])
@@ -67,16 +73,10 @@ def test_loss_positions_match_every_position(rules, steps, beta):
     hp = dataclasses.replace(HPARAMS, beta=beta)  # 2 microbatches
     batch = make_batch(0)
     batch["loss_mask"][:, -3:] = 0.0  # rows whose loss does not reach the end
-    results = []
-    for positioned in (False, True):
-        b = dict(batch, loss_positions=loss_positions(batch["loss_mask"], 12)) if positioned \
-            else batch
-        state, metrics = steps(hp)(fresh(hp, rules), place_batch(b, rules))
-        results.append((host(metrics), host(state["trainable"])))
-    (m1, p1), (m2, p2) = results
-    for name in ("loss", "grad_norm", "entropy", "clip_fraction", "tokens", "kl"):
-        np.testing.assert_allclose(m1[name], m2[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    assert max_abs_diff(p1, p2) < 1e-6
+    positioned = dict(batch, loss_positions=loss_positions(batch["loss_mask"], 12))
+    assert_same_update(steps, rules, [(hp, batch), (hp, positioned)],
+                       names=("loss", "grad_norm", "entropy", "clip_fraction", "tokens", "kl"),
+                       params_tol=1e-6)
 
 
 def test_loss_positions_list_each_masked_position():
@@ -100,15 +100,8 @@ def test_padding_microbatches_change_nothing(rules, steps):
     order = np.arange(16)
     order[[3, 7, 11, 12, 13, 14]] = [12, 13, 14, 3, 7, 11]
     padded = {k: v[order] for k, v in padded.items()}
-    results = []
-    for b, k in ((batch, 3), (padded, 4)):
-        hp = dataclasses.replace(BASE, num_microbatches=k)
-        state, metrics = steps(hp)(fresh(hp, rules), place_batch(b, rules))
-        results.append((host(metrics), host(state["trainable"])))
-    (m1, p1), (m2, p2) = results
-    for name in ("loss", "grad_norm", "entropy", "clip_fraction", "tokens"):
-        np.testing.assert_allclose(m1[name], m2[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    assert max_abs_diff(p1, p2) < 1e-5
+    assert_same_update(steps, rules, [(dataclasses.replace(BASE, num_microbatches=k), b)
+                                      for b, k in ((batch, 3), (padded, 4))])
 
 
 def test_inner_updates_equal_repeated_steps(rules, steps):
