@@ -196,9 +196,10 @@ def build_batch(sequences, adv: np.ndarray, *, rows: int, length: int, positions
              "loss_mask": np.zeros((rows, length), np.float32),
              "old_logp": np.zeros((rows, length), np.float32),
              "advantages": np.zeros(rows, np.float32)}
-    per_microbatch = rows // microbatches if rows % microbatches == 0 else rows
+    k = microbatches if rows % microbatches == 0 else 1
+    per_microbatch = rows // k
     for j, seq in enumerate(sequences):
-        b = (j % per_microbatch) * (rows // per_microbatch) + j // per_microbatch
+        b = (j % per_microbatch) * k + j // per_microbatch
         n = len(seq.tokens)
         batch["tokens"][b, :n] = seq.tokens
         batch["loss_mask"][b, :n] = seq.loss_mask
@@ -359,9 +360,10 @@ class Trainer:
 
         start = time.perf_counter()
         multiple = self.rules.batch_size_multiple * config.rl.microbatches
-        rows, length, trained = _allgather(np.asarray([
-            len(rollout.sequences), max([len(s.tokens) for s in rollout.sequences] or [1]),
-            max([int(np.sum(s.loss_mask)) for s in rollout.sequences] or [1])])).reshape(-1, 3).max(0)
+        sizes = [len(rollout.sequences),
+                 max([len(s.tokens) for s in rollout.sequences] or [1]),
+                 max([int(np.sum(s.loss_mask)) for s in rollout.sequences] or [1])]
+        rows, length, trained = _allgather(np.asarray(sizes)).reshape(-1, 3).max(0)
         local_multiple = max(1, multiple // jax.process_count())
         rows = -(-bucket(int(rows), 1) // local_multiple) * local_multiple
         batch = build_batch(rollout.sequences, adv, rows=rows, length=_padded_length(int(length)),

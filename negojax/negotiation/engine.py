@@ -9,10 +9,11 @@ solutions in one more batched call.
 Context. With `context_turns=k` every turn re-encodes its seat's chat: system prompt, dilemma
 and the last k dialogue messages; each turn a trainable seat spoke is one TrainSequence. With
 `context_turns=None` every dialogue is one row of a sampler `Session` per seat, so a seat's
-whole history stays in the KV cache and a turn decodes only the speaking seat's rows: before a seat speaks, its row is extended by the
-text the chat template adds since that row last spoke (the close of its own message, the other
-seats' messages and the generation prompt); its own earlier message stays as the tokens it
-sampled. Each (dialogue, trainable seat) row is then one TrainSequence over the whole history.
+whole history stays in the KV cache and a turn decodes only the speaking seat's rows. Before a
+seat speaks, its row is extended by the text the chat template adds since that row last spoke
+(the close of its own message, the other seats' messages and the generation prompt); its own
+earlier message stays as the tokens it sampled. Each (dialogue, trainable seat) row is then one
+TrainSequence over the whole history.
 """
 from __future__ import annotations
 
@@ -33,19 +34,19 @@ from negojax.sampling import SamplingParams, Session, sample
 MODES = ("train", "eval")
 
 
-def derived_seed(seed: int, turn: int, model_index: int) -> int:
-    """A sampler seed per (rollout seed, turn, model), independent across turns and models."""
-    state = np.random.SeedSequence([seed, turn, model_index]).generate_state(1, np.uint32)[0]
+def derived_seed(seed: int, turn: int, call_index: int) -> int:
+    """A sampler seed per (rollout seed, turn, sampler call of that turn: a model, or a seat
+    under full-history continuation), independent across turns and calls."""
+    state = np.random.SeedSequence([seed, turn, call_index]).generate_state(1, np.uint32)[0]
     return int(state >> 1)  # fits int32
 
 
 class _SeatSession:
-    """A Session of one seat and the (dialogue, seat) pair behind each of its rows."""
+    """A Session of one seat; row i is that seat's view of dialogue i."""
 
-    def __init__(self, session, keys):
+    def __init__(self, session, num_dialogues: int):
         self.session = session
-        self.row_of = {key: r for r, key in enumerate(keys)}
-        self.rows = [_SessionRow() for _ in keys]
+        self.rows = [_SessionRow() for _ in range(num_dialogues)]
 
 
 class _SessionRow:
@@ -213,10 +214,9 @@ class NegotiationEngine:
         min_cache = opening + cfg.max_turns * (cfg.max_new_tokens + _MESSAGE_OVERHEAD)
         sessions = []
         for seat, params in enumerate(seat_params):
-            keys = [(i, seat) for i in range(len(states))]
-            session = self.session_cls(params, self.model_config, len(keys), rules=self.rules,
+            session = self.session_cls(params, self.model_config, len(states), rules=self.rules,
                                        min_cache=min_cache)
-            sessions.append(_SeatSession(session, keys))
+            sessions.append(_SeatSession(session, len(states)))
         return sessions
 
     def _speak_in_session(self, states, systems, rows, t, session, sampling, seed) -> list[Turn]:
@@ -225,27 +225,26 @@ class NegotiationEngine:
         speakers = []
         for i in rows:
             seat = states[i].speaker(t)
-            r = session.row_of[(i, seat)]
-            row = session.rows[r]
+            row = session.rows[i]
             chat = self._seat_chat(states[i], systems[i], seat, None)
             text = self.tokenizer.render_chat(chat, add_generation_prompt=True)
             if row.rendered is None:
-                deltas[r] = self.tokenizer.apply_chat_template(chat, True)[0]
+                deltas[i] = self.tokenizer.apply_chat_template(chat, True)[0]
             else:
                 if not text.startswith(row.rendered):
                     raise ValueError(_TEMPLATE_REWRITES)
-                deltas[r] = self.tokenizer.encode(row.pending + text[len(row.rendered):])
+                deltas[i] = self.tokenizer.encode(row.pending + text[len(row.rendered):])
             row.prompt_text = text
-            row.sequence.context(deltas[r])
-            active[r] = True
-            speakers.append((r, seat))
+            row.sequence.context(deltas[i])
+            active[i] = True
+            speakers.append((i, seat))
         session.session.extend(deltas)
-        out = session.session.generate(self.config.max_new_tokens, sampling, stop_ids=self.stop_ids,
-                               seed=seed, rows=active)
+        out = session.session.generate(self.config.max_new_tokens, sampling,
+                                       stop_ids=self.stop_ids, seed=seed, rows=active)
         turns = []
-        for r, seat in speakers:
-            session.rows[r].sequence.generated(out.tokens[r], out.policy_logp[r], seat, t)
-            turns.append(self._turn(seat, out.tokens[r], out.policy_logp[r], out.finished[r]))
+        for i, seat in speakers:
+            session.rows[i].sequence.generated(out.tokens[i], out.policy_logp[i], seat, t)
+            turns.append(self._turn(seat, out.tokens[i], out.policy_logp[i], out.finished[i]))
         return turns
 
     def _close_own_messages(self, states, systems, running, t, sessions):
@@ -255,7 +254,7 @@ class NegotiationEngine:
             state = states[i]
             turn = state.turns[t]
             session = sessions[turn.speaker]
-            row = session.rows[session.row_of[(i, turn.speaker)]]
+            row = session.rows[i]
             closed = self.tokenizer.render_chat(self._seat_chat(state, systems[i], turn.speaker,
                                                                 None),
                                                 add_generation_prompt=False)
@@ -301,7 +300,7 @@ class NegotiationEngine:
                             out.append(seq.build(s.prompt_index, s.group_index, seat))
                 else:
                     session = sessions[seat]
-                    seq = session.rows[session.row_of[(i, seat)]].sequence
+                    seq = session.rows[i].sequence
                     if seq.has_generated:
                         out.append(seq.build(s.prompt_index, s.group_index, seat))
                 if seat == 0 and s.final is not None and self.config.train_on_final_solution:

@@ -151,7 +151,8 @@ def sequence_logprobs(params, config: ModelConfig, tokens, rules: LogicalRules, 
     """logp[b, t] = log p(tokens[b, t] | tokens[b, :t]) and that distribution's entropy [B, T].
 
     Position 0 has no context and gets 0. With `positions` [B, P] only those positions are
-    computed and both outputs are [B, P] (position 0 still gives 0s of no meaning: mask it).
+    computed and both outputs are [B, P]; entries that pad `positions` (0) hold values of no
+    meaning, which the loss mask gathered at the same positions drops.
     With a tensor axis that divides the vocabulary the unembedding runs vocab-parallel under
     shard_map, so full logits never exist on one device.
     """
