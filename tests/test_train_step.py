@@ -87,6 +87,9 @@ def test_loss_positions_list_each_masked_position():
                                   [[2, 3, 4, 0], [0, 0, 0, 0], [1, 7, 9, 0]])
     assert loss_positions(np.ones((2, 200), np.float32)).shape == (2, 200)  # capped at T
     assert loss_positions(mask).shape == (3, 10)
+    with pytest.raises(ValueError, match="3 loss tokens but width=2") as err:
+        loss_positions(mask, 2)
+    assert "\n" not in str(err.value)
 
 
 def test_padding_microbatches_change_nothing(rules, steps):

@@ -137,9 +137,14 @@ def loss_positions(loss_mask: np.ndarray, width: Optional[int] = None) -> np.nda
     """[B, P] indices of each row's loss_mask == 1 positions, padded with 0. P is `width` (the
     same on every host) or the largest count rounded up to a multiple of 64, which bounds the
     set of compiled shapes."""
+    longest = int((loss_mask > 0).sum(axis=1).max(initial=0))
     if width is None:
-        width = max(64, -(-int((loss_mask > 0).sum(axis=1).max(initial=0)) // 64) * 64)
-    out = np.zeros((loss_mask.shape[0], min(width, loss_mask.shape[1])), np.int32)
+        width = max(64, -(-longest // 64) * 64)
+    width = min(width, loss_mask.shape[1])
+    if longest > width:
+        raise ValueError(f"loss_positions: a row has {longest} loss tokens but width={width}; "
+                         "pass a width >= the most loss tokens in any row (on every host)")
+    out = np.zeros((loss_mask.shape[0], width), np.int32)
     for b in range(loss_mask.shape[0]):
         where = np.flatnonzero(loss_mask[b] > 0)
         out[b, :len(where)] = where
