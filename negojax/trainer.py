@@ -2,7 +2,8 @@
 
 One step: draw this host's tasks -> lockstep self-play rollouts (policy in seat 0, the opponent in
 the others) -> the judge scores agreed final solutions -> rewards and group-relative advantages ->
-a padded, bucketed train batch -> the jitted train step -> metrics, transcripts, checkpoint.
+a packed, bucketed train batch (rows shared by sequences and by their common prompt stems,
+`negojax.rl.packing`) -> the jitted train step -> metrics, transcripts, checkpoint.
 Everything random derives from (config.seed, step, process), and a checkpoint carries the train
 state, the opponent snapshot(s) and the task sampler's position, so a restarted run continues
 exactly where the interrupted one stopped.
@@ -38,6 +39,7 @@ from negojax.parallel.multihost import host_local_to_global, is_main_process
 from negojax.parallel.sharding import LogicalRules
 from negojax.rewards import compose_rewards
 from negojax.rl import advantages, zero_advantage_fraction
+from negojax.rl.packing import attention_parity_length, pack_sequences
 from negojax.rl.train_step import (TrainHParams, combine, init_train_state, loss_positions,
                                    make_train_step)
 from negojax.run_config import make_http_judge
@@ -185,26 +187,26 @@ def _padded_length(n: int) -> int:
     return bucket(n) if n <= 256 else -(-n // 256) * 256
 
 
-def build_batch(sequences, adv: np.ndarray, *, rows: int, length: int, positions_width: int,
-                microbatches: int = 1) -> dict:
-    """The train batch: sequences padded to [rows, length]; padding rows carry no loss. Only the
-    loss positions (at most positions_width per row) are unembedded in the step.
+def row_length_candidates(longest: int) -> tuple[int, ...]:
+    """Row lengths packing may choose from: the longest sequence's bucket, or a bucket half as
+    long again, which lets more sequences share one copy of their prompt stem."""
+    return tuple(sorted({_padded_length(longest), _padded_length(longest * 3 // 2)}))
 
-    The step's microbatch i holds rows i, i + microbatches, ...; sequences fill microbatches one
-    after another, so padding rows share microbatches, which the step skips."""
-    batch = {"tokens": np.zeros((rows, length), np.int32),
-             "loss_mask": np.zeros((rows, length), np.float32),
-             "old_logp": np.zeros((rows, length), np.float32),
-             "advantages": np.zeros(rows, np.float32)}
+
+def build_batch(packed: dict, *, rows: int, positions_width: int, microbatches: int = 1) -> dict:
+    """The train batch: packed rows (`pack_sequences`) padded to `rows`; padding rows carry no
+    loss. Only the loss positions (at most positions_width per row) are unembedded in the step.
+
+    The step's microbatch i holds rows i, i + microbatches, ...; packed rows fill microbatches
+    one after another, so padding rows share microbatches, which the step skips."""
+    batch = {key: np.zeros((rows,) + value.shape[1:], value.dtype)
+             for key, value in packed.items()}
     k = microbatches if rows % microbatches == 0 else 1
     per_microbatch = rows // k
-    for j, seq in enumerate(sequences):
+    for j in range(len(packed["tokens"])):
         b = (j % per_microbatch) * k + j // per_microbatch
-        n = len(seq.tokens)
-        batch["tokens"][b, :n] = seq.tokens
-        batch["loss_mask"][b, :n] = seq.loss_mask
-        batch["old_logp"][b, :n] = seq.old_logp
-        batch["advantages"][b] = adv[seq.prompt_index, seq.group_index]
+        for key, value in packed.items():
+            batch[key][b] = value[j]
     batch["loss_positions"] = loss_positions(batch["loss_mask"], positions_width)
     return batch
 
@@ -359,17 +361,7 @@ class Trainer:
         adv = np.asarray(advantages(rewards, config.rl.advantage, valid=valid))
 
         start = time.perf_counter()
-        multiple = self.rules.batch_size_multiple * config.rl.microbatches
-        sizes = [len(rollout.sequences),
-                 max([len(s.tokens) for s in rollout.sequences] or [1]),
-                 max([int(np.sum(s.loss_mask)) for s in rollout.sequences] or [1])]
-        rows, length, trained = _allgather(np.asarray(sizes)).reshape(-1, 3).max(0)
-        local_multiple = max(1, multiple // jax.process_count())
-        rows = -(-bucket(int(rows), 1) // local_multiple) * local_multiple
-        batch = build_batch(rollout.sequences, adv, rows=rows, length=_padded_length(int(length)),
-                            positions_width=_padded_length(int(trained)),
-                            microbatches=config.rl.microbatches)
-        batch = host_local_to_global(batch, self.rules)
+        batch = host_local_to_global(self._train_batch(rollout.sequences, adv), self.rules)
         self.state, metrics = self.step_fn(self.state, batch)
         metrics = jax.device_get(metrics)
         time_update = time.perf_counter() - start
@@ -398,6 +390,24 @@ class Trainer:
             record["reward_components"] = {name: float(v[p, g]) for name, v in parts.items()}
         log.transcripts(step, rollout.dialogues)
         return row
+
+    def _train_batch(self, sequences, adv: np.ndarray) -> dict:
+        """This host's part of the train batch; row count and lengths agree across hosts."""
+        longest = int(_allgather(np.asarray(max([len(s.tokens) for s in sequences] or [1]))).max())
+        seq_adv = [adv[s.prompt_index, s.group_index] for s in sequences]
+        parity = attention_parity_length(self.model_config)
+        packed = pack_sequences(sequences, seq_adv, row_length_candidates(longest),
+                                parity_length=parity)
+        length = int(_allgather(np.asarray(packed["tokens"].shape[1])).max())
+        if packed["tokens"].shape[1] != length:  # another host chose longer rows
+            packed = pack_sequences(sequences, seq_adv, (length,), parity_length=parity)
+        sizes = [len(packed["tokens"]), int(packed["loss_mask"].sum(axis=1).max(initial=1))]
+        rows, trained = _allgather(np.asarray(sizes)).reshape(-1, 2).max(0)
+        multiple = self.rules.batch_size_multiple * self.config.rl.microbatches
+        local_multiple = max(1, multiple // jax.process_count())
+        rows = -(-bucket(int(rows), 1) // local_multiple) * local_multiple
+        return build_batch(packed, rows=rows, positions_width=bucket(int(trained)),
+                           microbatches=self.config.rl.microbatches)
 
     def quick_eval(self, eval_tasks) -> dict:
         """Agreement on a few held-out tasks with greedy dialogue (the policy in every seat)."""

@@ -17,7 +17,7 @@ from negojax.parallel.sharding import LogicalRules
 from negojax.rl.losses import kl_penalty
 from negojax.rl.train_step import (TrainHParams, init_train_state, loss_positions,
                                    make_train_step, place_batch, sequence_logprobs)
-from train_step_case import CONFIG, HPARAMS, make_batch, max_abs_diff
+from train_step_case import B, CONFIG, HPARAMS, T, make_batch, max_abs_diff
 
 HERE = os.path.dirname(__file__)
 BASE = dataclasses.replace(HPARAMS, num_microbatches=1)
@@ -77,6 +77,33 @@ def test_loss_positions_match_every_position(rules, steps, beta):
     assert_same_update(steps, rules, [(hp, batch), (hp, positioned)],
                        names=("loss", "grad_norm", "entropy", "clip_fraction", "tokens", "kl"),
                        params_tol=1e-6)
+
+
+@pytest.mark.parametrize("aggregation,beta", [("token_mean", 0.0), ("seq_mean_token_mean", 0.1)])
+def test_packed_rows_match_one_sequence_per_row(rules, steps, aggregation, beta):
+    """Sequences packed into prefix trees (shared stems once, several per row) give the update
+    of one padded sequence per row."""
+    from negojax.rl.packing import pack_sequences
+    from test_packing import grouped_sequences
+
+    hp = dataclasses.replace(HPARAMS, aggregation=aggregation, beta=beta)  # 2 microbatches
+    seqs = grouped_sequences(seed=2, stem=20)[:8]
+    adv = np.random.default_rng(0).normal(size=len(seqs)).astype(np.float32)
+    longest = max(len(s.tokens) for s in seqs)
+    plain = {key: np.zeros((8, longest), dtype) for key, dtype in
+             (("tokens", np.int32), ("loss_mask", np.float32), ("old_logp", np.float32))}
+    plain["advantages"] = adv
+    for b, s in enumerate(seqs):
+        for key, value in (("tokens", s.tokens), ("loss_mask", s.loss_mask),
+                           ("old_logp", s.old_logp)):
+            plain[key][b, :len(s.tokens)] = value
+    packed = pack_sequences(seqs, adv, (2 * longest,), parity_length=10**6)
+    assert len(packed["tokens"]) <= 4
+    packed = {k: np.concatenate([v, np.zeros((4 - len(v),) + v.shape[1:], v.dtype)])
+              for k, v in packed.items()}
+    packed["loss_positions"] = loss_positions(packed["loss_mask"])
+    assert_same_update(steps, rules, [(hp, plain), (hp, packed)],
+                       names=("loss", "grad_norm", "entropy", "clip_fraction", "tokens", "kl"))
 
 
 def test_loss_positions_list_each_masked_position():
@@ -185,6 +212,15 @@ def test_batch_errors_name_the_fix(rules, steps):
     with pytest.raises(ValueError, match="num_microbatches"):
         make_train_step(hp, CONFIG, rules, fresh(hp, rules)).lower(
             fresh(hp, rules), place_batch(batch, rules))
+    step = steps(BASE)
+    half_packed = dict(make_batch(0), segment_ids=np.ones((B, T), np.int32))
+    with pytest.raises(ValueError, match="not all of .*pack_sequences") as err:
+        step.lower(fresh(BASE, rules), place_batch(half_packed, rules))
+    assert "\n" not in str(err.value)
+    packed = dict(half_packed, branch_ids=np.zeros((B, T), np.int32),
+                  position_ids=np.tile(np.arange(T, dtype=np.int32), (B, 1)))
+    with pytest.raises(ValueError, match=r"advantages is \(16,\), need \(16, 16\) \(per token"):
+        step.lower(fresh(BASE, rules), place_batch(packed, rules))
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -103,22 +104,24 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_one_before(uninterrupted)
 
 
 def test_train_batch_fills_microbatches_in_turn():
-    """5 sequences in 8 rows of 4 microbatches (microbatch i = rows i, i + 4): microbatches 0-2
+    """5 packed rows in 8 rows of 4 microbatches (microbatch i = rows i, i + 4): microbatches 0-2
     hold them and microbatch 3 is padding only, which the step skips."""
-    from negojax.negotiation.records import TrainSequence
+    from negojax.rl.packing import pack_sequences
     from negojax.trainer import build_batch
 
     def seq(n, g):
         mask = np.zeros(n, bool)
         mask[2:] = True
-        return TrainSequence(tokens=np.full(n, g + 1, np.int32), loss_mask=mask,
-                             old_logp=np.where(mask, -1.0, 0.0).astype(np.float32),
-                             agent=np.zeros(n, np.int32), turn=np.zeros(n, np.int32),
-                             prompt_index=0, group_index=g, seat=0)
-    batch = build_batch([seq(6, g) for g in range(5)], np.arange(5, dtype=np.float32)[None],
-                        rows=8, length=8, positions_width=8, microbatches=4)
+        return SimpleNamespace(tokens=np.full(n, g + 1, np.int32), loss_mask=mask,
+                               old_logp=np.where(mask, -1.0, 0.0).astype(np.float32))
+    # Distinct 6-token sequences in 8-token rows: one per row, in order.
+    packed = pack_sequences([seq(6, g) for g in range(5)], np.arange(5, dtype=np.float32), (8,),
+                            parity_length=100)
+    batch = build_batch(packed, rows=8, positions_width=8, microbatches=4)
     assert batch["tokens"][:, 0].tolist() == [1, 3, 5, 0, 2, 4, 0, 0]
-    assert batch["advantages"].tolist() == [0, 2, 4, 0, 1, 3, 0, 0]
+    live_rows = batch["tokens"][:, 0] > 0
+    assert (batch["advantages"][live_rows, :6] == batch["tokens"][live_rows, :1] - 1).all()
     live = batch["loss_mask"].reshape(2, 4, 8).swapaxes(0, 1).any(axis=(1, 2))
     assert live.tolist() == [True, True, True, False]
     assert batch["loss_positions"][0].tolist() == [2, 3, 4, 5, 0, 0, 0, 0]
+    assert batch["segment_ids"][0].tolist() == [1] * 6 + [0, 0]

@@ -251,15 +251,31 @@ def unembed(params, config, hidden):
     return jnp.einsum("...d,dv->...v", hidden, w.astype(config.dtype)).astype(jnp.float32)
 
 
+def prefix_tree_mask(segment_ids, branch_ids):
+    """[B, T, T] attention mask of rows packed with prefix trees (True = attend).
+
+    A row holds several segments (ids 1, 2, ...; 0 pads). A segment is one sequence (branch 0
+    only) or a shared stem (branch 0) followed by continuations (branches 1, 2, ...) that each
+    read the stem and themselves, causally, never each other.
+    """
+    T = segment_ids.shape[1]
+    causal = jnp.tril(jnp.ones((T, T), bool))
+    same_segment = segment_ids[:, :, None] == segment_ids[:, None, :]
+    visible_branch = ((branch_ids[:, None, :] == 0)
+                      | (branch_ids[:, :, None] == branch_ids[:, None, :]))
+    return causal & same_segment & visible_branch
+
+
 def hidden_states(params, config: ModelConfig, ids, positions=None,
-                  constrain: Constrain = _no_constraint):
-    """Full-sequence causal forward up to the final norm: ids [B, T] -> [B, T, D]."""
+                  constrain: Constrain = _no_constraint, mask=None):
+    """Full-sequence forward up to the final norm: ids [B, T] -> [B, T, D]. Causal unless
+    `mask` [B, T, T] says otherwise (packed rows: `prefix_tree_mask`, with their positions)."""
     B, T = ids.shape
     if positions is None:
         positions = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
     inv_freq = rope_inv_freq(config)
-    causal = jnp.tril(jnp.ones((T, T), bool))
-    mask = jnp.broadcast_to(causal, (B, T, T))
+    if mask is None:
+        mask = jnp.broadcast_to(jnp.tril(jnp.ones((T, T), bool)), (B, T, T))
 
     def kv_fn(k, v):
         return k, v, mask, None

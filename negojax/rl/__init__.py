@@ -9,5 +9,6 @@ from negojax.rl.losses import (AGGREGATIONS, KL_ESTIMATORS, advantage_stats, kl_
 
 # Train step exports go below (owned by the train-step engineer); keep the imports above pure math.
 from negojax.rl.optimizer import learning_rate_schedule, make_optimizer
+from negojax.rl.packing import pack_sequences
 from negojax.rl.train_step import (TrainHParams, combine, init_train_state, loss_positions,
                                    make_train_step, place_batch, sequence_logprobs, state_shardings)

@@ -1,8 +1,9 @@
 """GRPO policy loss: clipped importance ratio, optional dual clip, KL to a reference, aggregation.
 
 Shapes: ``logp``, ``old_logp``, ``ref_logp`` and ``mask`` are per token [B, T]; ``advantages`` is per
-sequence [B] and broadcasts over tokens. ``mask`` (bool or 0/1) marks the tokens that are trained (the
-policy's own dialogue tokens).
+sequence [B] and broadcasts over tokens, or per token [B, T] when a row packs several sequences
+(then ``sequence_ids`` [B, T] tells a row's sequences apart for the sequence means). ``mask`` (bool
+or 0/1) marks the tokens that are trained (the policy's own dialogue tokens).
 
 Per-token term (minimised):
     ratio = exp(logp - old_logp)
@@ -94,7 +95,7 @@ def token_metrics(sums: dict) -> dict:
 
 
 def _check_options(logp, old_logp, advantages, mask, ref_logp, clip_low, clip_high, dual_clip,
-                   aggregation, beta, kl_estimator, max_len_norm) -> None:
+                   aggregation, beta, kl_estimator, max_len_norm, sequence_ids) -> None:
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {', '.join(AGGREGATIONS)}")
     if kl_estimator not in KL_ESTIMATORS:
@@ -107,16 +108,19 @@ def _check_options(logp, old_logp, advantages, mask, ref_logp, clip_low, clip_hi
         raise ValueError(f"beta={beta} needs ref_logp (the reference model's log-probs); set beta=0 to drop the KL term")
     if aggregation == "seq_mean_token_sum_norm" and not max_len_norm:
         raise ValueError("aggregation 'seq_mean_token_sum_norm' needs max_len_norm (the constant generation budget in tokens)")
-    for name, value in (("old_logp", old_logp), ("mask", mask), ("ref_logp", ref_logp)):
+    for name, value in (("old_logp", old_logp), ("mask", mask), ("ref_logp", ref_logp),
+                        ("sequence_ids", sequence_ids)):
         if value is not None and jnp.shape(value) != jnp.shape(logp):
             raise ValueError(f"{name} has shape {jnp.shape(value)}, expected logp's shape {jnp.shape(logp)}")
-    if jnp.ndim(logp) != 2 or jnp.shape(advantages) != jnp.shape(logp)[:1]:
-        raise ValueError(f"need logp [B, T] and advantages [B], got {jnp.shape(logp)} and {jnp.shape(advantages)}")
+    if jnp.ndim(logp) != 2 or jnp.shape(advantages) not in (jnp.shape(logp)[:1], jnp.shape(logp)):
+        raise ValueError(f"need logp [B, T] and advantages [B] or [B, T], got {jnp.shape(logp)} and "
+                         f"{jnp.shape(advantages)}")
 
 
 def policy_loss_terms(logp, old_logp, advantages, mask, *, clip_low: float = 0.2, clip_high: float = 0.2,
                       dual_clip: float | None = None, aggregation: str = "token_mean", ref_logp=None,
-                      beta: float = 0.0, kl_estimator: str = "k3", max_len_norm: int | None = None):
+                      beta: float = 0.0, kl_estimator: str = "k3", max_len_norm: int | None = None,
+                      sequence_ids=None):
     """Sum form of ``policy_loss`` for one (micro)batch: ``(loss_sum, normaliser, sums)``.
 
     loss = loss_sum / normaliser; across microbatches add both before dividing (module docstring).
@@ -125,12 +129,13 @@ def policy_loss_terms(logp, old_logp, advantages, mask, *, clip_low: float = 0.2
     KL term is not built at all.
     """
     _check_options(logp, old_logp, advantages, mask, ref_logp, clip_low, clip_high, dual_clip,
-                   aggregation, beta, kl_estimator, max_len_norm)
+                   aggregation, beta, kl_estimator, max_len_norm, sequence_ids)
     # bf16 log-probs are upcast: token counts and sums over a batch need more than bf16's 8 bits.
     logp = jnp.asarray(logp)
     logp = logp.astype(jnp.result_type(logp.dtype, jnp.float32))
     mask = jnp.asarray(mask).astype(logp.dtype)
-    adv = jax.lax.stop_gradient(jnp.asarray(advantages, logp.dtype))[:, None]
+    adv = jax.lax.stop_gradient(jnp.asarray(advantages, logp.dtype))
+    adv = adv[:, None] if adv.ndim == 1 else adv
     ratio = jnp.exp(logp - jax.lax.stop_gradient(jnp.asarray(old_logp, logp.dtype)))
 
     unclipped = -adv * ratio
@@ -155,12 +160,21 @@ def policy_loss_terms(logp, old_logp, advantages, mask, *, clip_low: float = 0.2
     masked = per_token * mask
     if aggregation == "token_mean":
         return masked.sum(), sums["tokens"], sums
-    row_tokens = mask.sum(axis=1)
+    if sequence_ids is None:
+        row_tokens = mask.sum(axis=1)
+        if aggregation == "seq_mean_token_mean":
+            per_seq = masked.sum(axis=1) / jnp.maximum(row_tokens, 1.0)
+        else:  # seq_mean_token_sum_norm
+            per_seq = masked.sum(axis=1) / max_len_norm
+        return per_seq.sum(), (row_tokens > 0).sum().astype(logp.dtype), sums
+    # Each masked token carries 1 / (its sequence's masked-token count) of one sequence.
+    ids = jnp.asarray(sequence_ids)
+    same = (ids[:, :, None] == ids[:, None, :]) & (mask[:, None, :] > 0)
+    seq_tokens = jnp.maximum(same.sum(axis=2).astype(logp.dtype), 1.0)
+    normaliser = (mask / seq_tokens).sum()
     if aggregation == "seq_mean_token_mean":
-        per_seq = masked.sum(axis=1) / jnp.maximum(row_tokens, 1.0)
-    else:  # seq_mean_token_sum_norm
-        per_seq = masked.sum(axis=1) / max_len_norm
-    return per_seq.sum(), (row_tokens > 0).sum().astype(logp.dtype), sums
+        return (masked / seq_tokens).sum(), normaliser, sums
+    return masked.sum() / max_len_norm, normaliser, sums  # seq_mean_token_sum_norm
 
 
 def policy_loss(logp, old_logp, advantages, mask, *, clip_low: float = 0.2, clip_high: float = 0.2,

@@ -18,6 +18,12 @@ Batch (leading dim B, sharded over the data axes):
   0. Only those positions are unembedded; the vocabulary projection and its softmax are a fifth
   of a small model's step when every position gets one, and the policy's own tokens are a small
   fraction of a re-encoded dialogue turn. `loss_positions` builds it.
+  Optional packing, all three [B, T] int32 or none (`negojax.rl.packing` builds them): a row holds
+  several sequences, and sequences that open alike share one copy of their common stem.
+  segment_ids (0 pads) and branch_ids (0 = stem) give the attention mask
+  (`prefix_tree_mask`), position_ids the rotary positions; advantages are then per token
+  [B, T]. A packed row's loss token is never the first of its branch, so position t - 1
+  still holds its context.
 """
 from __future__ import annotations
 
@@ -31,13 +37,15 @@ import optax
 
 from negojax.models.config import ModelConfig
 from negojax.models.lora import frozen_axes
-from negojax.models.transformer import hidden_states, logprobs_from_hidden, param_axes
+from negojax.models.transformer import (hidden_states, logprobs_from_hidden, param_axes,
+                                       prefix_tree_mask)
 from negojax.parallel.sharding import LogicalRules
 from negojax.parallel.vocab_parallel import vocab_parallel_logprobs
 from negojax.rl.losses import policy_loss_terms, token_metrics
 from negojax.rl.optimizer import make_optimizer
 
 BATCH_KEYS = ("tokens", "loss_mask", "old_logp", "advantages")
+PACKING_KEYS = ("position_ids", "segment_ids", "branch_ids")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +160,7 @@ def loss_positions(loss_mask: np.ndarray, width: Optional[int] = None) -> np.nda
 
 
 def sequence_logprobs(params, config: ModelConfig, tokens, rules: LogicalRules, chunk: int,
-                      positions=None):
+                      positions=None, packing: Optional[dict] = None):
     """logp[b, t] = log p(tokens[b, t] | tokens[b, :t]) and that distribution's entropy [B, T].
 
     Position 0 has no context and gets 0. With `positions` [B, P] only those positions are
@@ -160,9 +168,14 @@ def sequence_logprobs(params, config: ModelConfig, tokens, rules: LogicalRules, 
     meaning, which the loss mask gathered at the same positions drops.
     With a tensor axis that divides the vocabulary the unembedding runs vocab-parallel under
     shard_map, so full logits never exist on one device.
+    `packing` holds a packed batch's PACKING_KEYS, aligned with tokens.
     """
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
-    h = hidden_states(params, config, inputs, constrain=rules.constrain)
+    rope_positions = mask = None
+    if packing is not None:
+        rope_positions = packing["position_ids"][:, :-1]
+        mask = prefix_tree_mask(packing["segment_ids"][:, :-1], packing["branch_ids"][:, :-1])
+    h = hidden_states(params, config, inputs, rope_positions, rules.constrain, mask)
     if positions is not None:  # h[:, p - 1] predicts tokens[:, p]
         before = jnp.maximum(positions - 1, 0)
         h = jnp.take_along_axis(h, before[..., None], axis=1)
@@ -197,8 +210,17 @@ def _check_batch(batch: dict, hp: TrainHParams, rules: LogicalRules) -> None:
                                   or positions.shape[1] > T):
         raise ValueError(f"train batch: loss_positions is {positions.shape}, need [{B}, P <= {T}]"
                          "; build it with negojax.rl.loss_positions(loss_mask)")
-    if batch["advantages"].shape != (B,):
-        raise ValueError(f"train batch: advantages is {batch['advantages'].shape}, need {(B,)}")
+    packed = [k for k in PACKING_KEYS if k in batch]
+    if packed and len(packed) < len(PACKING_KEYS):
+        raise ValueError(f"train batch: has {packed} but not all of {PACKING_KEYS}; build a packed "
+                         "batch with negojax.rl.pack_sequences")
+    for key in packed:
+        if batch[key].shape != (B, T):
+            raise ValueError(f"train batch: {key} is {batch[key].shape}, tokens are {(B, T)}")
+    need = (B, T) if packed else (B,)
+    if batch["advantages"].shape != need:
+        raise ValueError(f"train batch: advantages is {batch['advantages'].shape}, need {need} "
+                         f"({'per token: the batch is packed' if packed else 'per row'})")
     multiple = rules.batch_size_multiple * hp.num_microbatches
     if B % multiple:
         raise ValueError(f"train batch: {B} rows is not a multiple of data*fsdp*num_microbatches"
@@ -227,23 +249,31 @@ def make_train_step(hp: TrainHParams, model_config: ModelConfig, rules: LogicalR
     def loss_terms(trainable, frozen, ref, mb):
         params = combine(trainable, frozen)
         positions = mb.get("loss_positions")
+        packing = {k: mb[k] for k in PACKING_KEYS} if PACKING_KEYS[0] in mb else None
         per_token = {k: mb[k] for k in ("loss_mask", "old_logp", "ref_logp") if k in mb}
+        advantages = mb["advantages"]
+        if packing is not None:
+            per_token["advantages"] = advantages
+            # One id per (segment, branch): a row's sequences, for the sequence means.
+            per_token["sequence_ids"] = (packing["segment_ids"] * mb["tokens"].shape[1]
+                                         + packing["branch_ids"])
         if positions is not None:
             per_token = {k: jnp.take_along_axis(v, positions, axis=1) for k, v in per_token.items()}
         logp, entropy = sequence_logprobs(params, model_config, mb["tokens"], rules, chunk,
-                                          positions)
+                                          positions, packing)
         ref_logp = per_token.get("ref_logp")
         if ref_logp is None and hp.beta != 0:
             # Under LoRA the frozen base (adapters left out) is the reference.
             reference = jax.lax.stop_gradient(ref if ref else frozen)
             ref_logp, _ = sequence_logprobs(reference, model_config, mb["tokens"], rules, chunk,
-                                            positions)
+                                            positions, packing)
         mask = per_token["loss_mask"].astype(jnp.float32)
         loss_sum, normaliser, sums = policy_loss_terms(
-            logp, per_token["old_logp"], mb["advantages"], mask, clip_low=hp.clip_low,
-            clip_high=hp.clip_high, dual_clip=hp.dual_clip, aggregation=hp.aggregation,
-            ref_logp=ref_logp, beta=hp.beta, kl_estimator=hp.kl_estimator,
-            max_len_norm=hp.max_len_norm)
+            logp, per_token["old_logp"], per_token.get("advantages", advantages), mask,
+            clip_low=hp.clip_low, clip_high=hp.clip_high, dual_clip=hp.dual_clip,
+            aggregation=hp.aggregation, ref_logp=ref_logp, beta=hp.beta,
+            kl_estimator=hp.kl_estimator, max_len_norm=hp.max_len_norm,
+            sequence_ids=per_token.get("sequence_ids"))
         sums = {**sums, "entropy": (jax.lax.stop_gradient(entropy) * mask).sum(),
                 "normaliser": normaliser}
         return loss_sum, sums

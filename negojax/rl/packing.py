@@ -1,0 +1,133 @@
+"""Pack train sequences into fewer, fuller rows; sequences that open alike share their stem.
+
+A GRPO batch is G samples of each prompt, and with re-encoded dialogue turns most of a sequence
+is its prompt (system prompt, persona, dilemma: ~300 of ~450 tokens at the defaults), identical
+across the group. Padding every sequence to the longest and computing each prompt G times is
+most of the update. Here sequences whose tokens agree on at least `min_shared` leading tokens
+become one prefix tree: the common stem once (branch 0), then each sequence's remainder as its own
+branch that attends to the stem and to itself (`transformer.prefix_tree_mask`), with rotary
+positions continuing from the stem. Trees (split into chunks that fit a row) and lone sequences
+are then packed first-fit-decreasing into rows, as separate segments. Log-probs, losses and
+gradients equal the unpacked batch's up to float summation order.
+
+The stem stops before the group's first loss token, so every branch opens with a context token:
+a loss token's context is then always the position before it, as in an unpacked row.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from negojax.models.config import ModelConfig
+from negojax.sampling.sampler import shared_stems
+
+ROW_KEYS = ("tokens", "loss_mask", "old_logp", "advantages", "position_ids", "segment_ids",
+            "branch_ids")
+
+
+def attention_parity_length(config: ModelConfig) -> int:
+    """The row length at which a row's attention FLOPs (every query against every key of the row,
+    4 * heads * head_dim per pair and layer) equal its matmul FLOPs (2 * layer params per token):
+    the price of a longer row."""
+    d, f, h, k, hd = (config.hidden_size, config.intermediate_size, config.num_heads,
+                      config.num_kv_heads, config.head_dim)
+    layer_params = d * (h + 2 * k) * hd + h * hd * d + 3 * d * f
+    return max(1, layer_params // (2 * h * hd))
+
+
+def _pieces(tokens: Sequence[np.ndarray], first_loss: Sequence[int], length: int,
+            min_shared: int) -> list[tuple[int, list[int], int]]:
+    """(stem length, member indices, total tokens): prefix trees cut to fit `length`, and lone
+    sequences (stem length = their length, one member)."""
+    groups, stems = shared_stems([t.tolist() for t in tokens], min_shared)
+    pieces = []
+    for members, stem in zip(groups, stems):
+        stem = min([stem] + [first_loss[i] - 1 for i in members])
+        if len(members) == 1 or stem < min_shared:
+            pieces += [(len(tokens[i]), [i], len(tokens[i])) for i in members]
+            continue
+        chunks: list[list] = []  # [total, members]
+        for i in sorted(members, key=lambda i: -len(tokens[i])):
+            branch = len(tokens[i]) - stem
+            fits = [c for c in chunks if c[0] + branch <= length]
+            if fits:
+                fits[0][0] += branch
+                fits[0][1].append(i)
+            else:
+                chunks.append([stem + branch, [i]])
+        pieces += [(stem, sorted(m), total) if len(m) > 1 else (len(tokens[m[0]]), m, total)
+                   for total, m in chunks]
+    return pieces
+
+
+def _rows(pieces, length: int) -> list[list]:
+    """First-fit decreasing of pieces into rows of `length` tokens."""
+    rows: list[list] = []  # [used, pieces]
+    for piece in sorted(pieces, key=lambda p: -p[2]):
+        fits = [r for r in rows if r[0] + piece[2] <= length]
+        if fits:
+            fits[0][0] += piece[2]
+            fits[0][1].append(piece)
+        else:
+            rows.append([piece[2], [piece]])
+    return [r[1] for r in rows]
+
+
+def _empty_rows(rows: int, length: int) -> dict:
+    floats = ("loss_mask", "old_logp", "advantages")
+    return {key: np.zeros((rows, length), np.float32 if key in floats else np.int32)
+            for key in ROW_KEYS}
+
+
+def pack_sequences(sequences, advantages: Sequence[float], lengths: Sequence[int], *,
+                   parity_length: int, min_shared: int = 32) -> dict:
+    """Packed rows for `sequences` (each with tokens, loss_mask, old_logp) and their advantages.
+
+    Tries each row length in `lengths` (each >= the longest sequence) and keeps the one whose
+    rows cost the fewest FLOPs: rows * L * (1 + L / parity_length). Returns ROW_KEYS arrays
+    [rows, L] (advantages per token; segments numbered from 1 in each row).
+    """
+    if not sequences:
+        return _empty_rows(0, min(lengths))
+    tokens = [np.asarray(s.tokens) for s in sequences]
+    first_loss = [int(np.argmax(np.asarray(s.loss_mask) > 0)) if np.any(s.loss_mask) else len(t)
+                  for s, t in zip(sequences, tokens)]
+    longest = max(len(t) for t in tokens)
+    if min(lengths) < longest:
+        raise ValueError(f"pack_sequences: row length {min(lengths)} < the longest sequence "
+                         f"({longest} tokens)")
+    best = None
+    for length in lengths:
+        rows = _rows(_pieces(tokens, first_loss, length, min_shared), length)
+        cost = len(rows) * length * (1 + length / parity_length)
+        if best is None or cost < best[0]:
+            best = (cost, length, rows)
+    _, length, rows = best
+
+    out = _empty_rows(len(rows), length)
+    for r, row in enumerate(rows):
+        at = 0
+        for segment, (stem, members, _) in enumerate(row, start=1):
+            end = at + stem
+            out["tokens"][r, at:end] = tokens[members[0]][:stem]
+            out["position_ids"][r, at:end] = np.arange(stem)
+            out["segment_ids"][r, at:end] = segment
+            if len(members) == 1:  # a lone sequence: all of it is branch 0
+                s = sequences[members[0]]
+                out["loss_mask"][r, at:end] = s.loss_mask
+                out["old_logp"][r, at:end] = s.old_logp
+                out["advantages"][r, at:end] = advantages[members[0]]
+            for branch, i in enumerate(members if len(members) > 1 else [], start=1):
+                s, n = sequences[i], len(tokens[i])
+                stop = end + n - stem
+                for key, values in (("tokens", tokens[i]), ("loss_mask", s.loss_mask),
+                                    ("old_logp", s.old_logp)):
+                    out[key][r, end:stop] = np.asarray(values)[stem:]
+                out["advantages"][r, end:stop] = advantages[i]
+                out["position_ids"][r, end:stop] = np.arange(stem, n)
+                out["segment_ids"][r, end:stop] = segment
+                out["branch_ids"][r, end:stop] = branch
+                end = stop
+            at = end
+    return out
