@@ -252,8 +252,8 @@ def test_prefills_compile_once_per_bucket(tiny_model):
 
 
 def _judge_prefill_cache_size():
-    from negojax.rewards.local_judge import _judge_prefill
-    return _judge_prefill._cache_size()
+    from negojax.sampling.sampler import _prefill
+    return _prefill._cache_size()
 
 
 def test_model_without_tokenizer_is_refused_in_one_line(tiny_model):

@@ -1,11 +1,11 @@
 """An in-process judge: any negojax model, scored from the logits of the answer tokens.
 
-Each batch of judge prompts (chat-templated, ending in the assistant generation prompt) goes
-through one jitted prefill: the tokens all prompts share (the judge role and the rubric, most of a
-CA prompt) are encoded once and their KV cache copied to every row, then each row's own tokens
-follow. Only the last real position of each row is unembedded, and the logits of the allowed
-answers give the judgement directly: the expected value over "0".."5" for the CA score, the
-two-way probability for yes/no and A/B. There is no text to parse, so a LocalJudge never
+Each batch of judge prompts (chat-templated, ending in the assistant generation prompt) is
+prefilled as a tree of shared openings (`sampling.prefill`): the judge role and rubric once, each
+dilemma with its personas once, then every row's own turns or solution. Only the last real
+position of each row is unembedded, and the logits of the allowed answers give the judgement
+directly: the expected value over "0".."5" for the CA score, the two-way probability for
+yes/no and A/B. There is no text to parse, so a LocalJudge never
 returns NaN.
 
 An answer counts in two spellings, as written and capitalised ("yes" and "Yes"; "A" and digits
@@ -23,13 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from negojax.models import transformer
-from negojax.models.config import ModelConfig
 from negojax.rewards import judge, rubric, scoring
-from negojax.sampling import bucket
-
-
-def _no_constraint(x, _names):
-    return x
+from negojax.sampling.sampler import prefill
 
 
 def answer_token_ids(tokenizer, answers) -> np.ndarray:
@@ -46,37 +41,10 @@ def answer_token_ids(tokenizer, answers) -> np.ndarray:
     return np.array([ids + [-1] * (width - len(ids)) for ids in rows], np.int32)
 
 
-def shared_prefix_length(prompts) -> int:
-    """Tokens every prompt starts with (the judge role and rubric), leaving each prompt at least
-    one token of its own, whose position is where the answer is read."""
-    shortest = min(len(p) for p in prompts)
-    first = np.asarray(prompts[0][:shortest])
-    same = np.ones(shortest, bool)
-    for prompt in prompts[1:]:
-        same &= np.asarray(prompt[:shortest]) == first
-    mismatch = np.flatnonzero(~same)
-    return min(int(mismatch[0]) if mismatch.size else shortest, shortest - 1)
-
-
-@functools.partial(jax.jit, static_argnames=("config", "reduce", "constrain"))
-def _judge_prefill(params, config: ModelConfig, prefix, prefix_length, ids, last, answer_ids,
-                   reduce: str, constrain):
-    """The shared prefix once, then every row's own tokens on a copy of its KV cache.
-
-    prefix int32 [1, P] right-padded (prefix_length real tokens); ids int32 [B, T] each row's
-    remaining tokens, right-padded; last int32 [B] the index in ids of each row's final token.
-    Returns float32 [B]: the expected score or the probability of the first answer.
-    """
-    B, T = ids.shape
-    cache = transformer.init_cache(config, 1, prefix.shape[1] + T)
-    _, cache = transformer.forward_cached(params, config, prefix, cache, jnp.zeros(1, jnp.int32),
-                                          constrain, logits_at=jnp.zeros(1, jnp.int32))
-    # Padded prefix slots hold junk; row tokens overwrite them or causal masking hides them.
-    cache = {name: constrain(jnp.broadcast_to(c, (c.shape[0], B) + c.shape[2:]),
-                             transformer.CACHE_AXES) for name, c in cache.items()}
-    lengths = jnp.full((B,), prefix_length, jnp.int32)
-    logits, _ = transformer.forward_cached(params, config, ids, cache, lengths, constrain,
-                                           logits_at=last)                 # [B, V]
+@functools.partial(jax.jit, static_argnames=("reduce",))
+def _answer_values(logits, answer_ids, reduce: str):
+    """logits [B, V] at each prompt's last token -> float32 [B]: the expected score, or the
+    probability of the first answer."""
     spelled = jnp.take(logits, jnp.maximum(answer_ids, 0), axis=-1)      # [B, A, M]
     spelled = jnp.where(answer_ids >= 0, spelled, -jnp.inf)
     answer_logits = jax.nn.logsumexp(spelled, axis=-1)                    # [B, A]
@@ -90,8 +58,8 @@ class LocalJudge(judge.Judge):
 
     rules: place the batch (and, if the model was loaded without them, the params) on a mesh;
     defaults to the model's own rules. batch_size: most rows per prefill (bounds memory: a batch
-    holds a KV cache of B x (prefix + T) positions); None runs every row in one call. Rows are
-    sorted by length before batching, so each batch pads to the smallest length bucket.
+    holds a KV cache of B x (longest prompt) positions); None runs every row in one call. Rows
+    are sorted by length before batching, so each batch pads to the smallest length bucket.
     """
 
     def __init__(self, model=None, *, rules=None, batch_size: Optional[int] = None):
@@ -121,11 +89,6 @@ class LocalJudge(judge.Judge):
             self._answer_ids[question.name] = answer_token_ids(self.tokenizer, question.answers)
         return self._answer_ids[question.name]
 
-    def _place(self, x, names):
-        if self.rules is None:
-            return jnp.asarray(x)
-        return jax.device_put(x, self.rules.sharding(names, x.shape))
-
     def evaluate(self, question: rubric.Question, conversations: list[list[dict]]) -> np.ndarray:
         if question.name == rubric.CA_SCORE.name:
             reduce = "expected"
@@ -140,24 +103,12 @@ class LocalJudge(judge.Judge):
         if not prompts:
             return out
         answer_ids = jnp.asarray(self._answers(question))
-        constrain = self.rules.constrain if self.rules is not None else _no_constraint
-        multiple = self.rules.batch_size_multiple if self.rules is not None else 1
         order = np.argsort([len(p) for p in prompts], kind="stable")
         step = self.batch_size or len(prompts)
         for start in range(0, len(order), step):
             rows = order[start:start + step]
-            shared = shared_prefix_length([prompts[r] for r in rows])
-            prefix = np.zeros((1, bucket(shared)), np.int32)
-            prefix[0, :shared] = prompts[rows[0]][:shared]
-            batch = -(-bucket(len(rows), 1) // multiple) * multiple
-            ids = np.zeros((batch, bucket(max(len(prompts[r]) for r in rows) - shared)), np.int32)
-            last = np.zeros(batch, np.int32)
-            for b, r in enumerate(rows):
-                ids[b, :len(prompts[r]) - shared] = prompts[r][shared:]
-                last[b] = len(prompts[r]) - shared - 1
-            values = _judge_prefill(
-                self.params, self.config, jnp.asarray(prefix), jnp.int32(shared),
-                self._place(ids, ("act_batch", None)), self._place(last, ("act_batch",)),
-                answer_ids, reduce, constrain)
+            session = prefill(self.params, self.config, [prompts[r] for r in rows],
+                              rules=self.rules)
+            values = _answer_values(session.logits, answer_ids, reduce)
             out[rows] = np.asarray(jax.device_get(values))[:len(rows)]
         return out

@@ -3,12 +3,13 @@
 A GRPO batch is G samples of each prompt, and with re-encoded dialogue turns most of a sequence
 is its prompt (system prompt, persona, dilemma: ~300 of ~450 tokens at the defaults), identical
 across the group. Padding every sequence to the longest and computing each prompt G times is
-most of the update. Here sequences whose tokens agree on at least `min_shared` leading tokens
-become one prefix tree: the common stem once (branch 0), then each sequence's remainder as its own
-branch that attends to the stem and to itself (`transformer.prefix_tree_mask`), with rotary
-positions continuing from the stem. Trees (split into chunks that fit a row) and lone sequences
-are then packed first-fit-decreasing into rows, as separate segments. Log-probs, losses and
-gradients equal the unpacked batch's up to float summation order.
+most of the update. Here sequences whose tokens agree on at least `min_shared` leading tokens (a
+root of `sampling.prefix_tree`) become one prefix tree: the common stem once (branch 0), then
+each sequence's remainder as its own branch that attends to the stem and to itself
+(`transformer.prefix_tree_mask`), with rotary positions continuing from the stem. Trees (split
+into chunks that fit a row) and lone sequences are then packed first-fit-decreasing into rows,
+as separate segments. Log-probs, losses and gradients equal the unpacked batch's up to float
+summation order.
 
 The stem stops before the group's first loss token, so every branch opens with a context token:
 a loss token's context is then always the position before it, as in an unpacked row.
@@ -20,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from negojax.models.config import ModelConfig
-from negojax.sampling.sampler import shared_stems
+from negojax.sampling.prefix_tree import prefix_tree
 
 ROW_KEYS = ("tokens", "loss_mask", "old_logp", "advantages", "position_ids", "segment_ids",
             "branch_ids")
@@ -40,10 +41,10 @@ def _pieces(tokens: Sequence[np.ndarray], first_loss: Sequence[int], length: int
             min_shared: int) -> list[tuple[int, list[int], int]]:
     """(stem length, member indices, total tokens): prefix trees cut to fit `length`, and lone
     sequences (stem length = their length, one member)."""
-    groups, stems = shared_stems([t.tolist() for t in tokens], min_shared)
     pieces = []
-    for members, stem in zip(groups, stems):
-        stem = min([stem] + [first_loss[i] - 1 for i in members])
+    for root in prefix_tree([t.tolist() for t in tokens], min_shared):
+        members = root.rows()
+        stem = min([root.end] + [first_loss[i] - 1 for i in members])
         if len(members) == 1 or stem < min_shared:
             pieces += [(len(tokens[i]), [i], len(tokens[i])) for i in members]
             continue

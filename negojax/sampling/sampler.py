@@ -21,6 +21,7 @@ import numpy as np
 
 from negojax.models import transformer
 from negojax.models.config import ModelConfig
+from negojax.sampling.prefix_tree import prefix_tree
 from negojax.sampling.rules import SamplingParams, sample_tokens
 
 TRACE_COUNTS: collections.Counter = collections.Counter()
@@ -218,30 +219,42 @@ class Session:
             finished=np.asarray(stopped[:n]))
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    differs = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
-    return int(differs[0]) if len(differs) else n
+def prefill(params, config: ModelConfig, prompts: Sequence[Sequence[int]], *, rules=None,
+            extra_slots: int = 0, min_shared: int = 32) -> Session:
+    """A Session whose row b holds prompts[b], with room for `extra_slots` more tokens per row.
 
-
-def shared_stems(prompts: Sequence[Sequence[int]], min_shared: int = 32):
-    """Group rows that open with the same >= min_shared tokens: (groups, stem lengths).
-
-    Every dialogue of a group opens with the same system prompt and dilemma and only the last
-    messages differ, so the stem is prefilled once per group and its cache rows are copied.
-    Identical prompts are the case of an empty remainder.
+    Openings that several prompts share (`prefix_tree`: a judge's rubric, then a dilemma, ...)
+    are prefilled once per tree level and their cache rows copied to the rows below them.
     """
-    order = sorted(range(len(prompts)), key=lambda i: tuple(prompts[i]))
-    groups, stems = [], []
-    for i in order:
-        shared = _common_prefix(prompts[groups[-1][0]], prompts[i]) if groups else 0
-        if shared >= min(min_shared, len(prompts[i])) and shared > 0:
-            groups[-1].append(i)
-            stems[-1] = min(stems[-1], shared)
-        else:
-            groups.append([i])
-            stems.append(len(prompts[i]))
-    return groups, stems
+    roots = prefix_tree(prompts, min_shared)
+    steps = [(roots, None, [True] * len(roots))]  # (each row's node, parent row, newly reached)
+    while any(n.row is None for n in steps[-1][0]):
+        parent, nodes, fresh = [], [], []
+        for i, n in enumerate(steps[-1][0]):
+            for child in (n.children if n.row is None else [n]):  # a leaf rides along
+                parent.append(i)
+                nodes.append(child)
+                fresh.append(n.row is None)
+        steps.append((nodes, parent, fresh))
+
+    def tokens(node):
+        return list(prompts[node.rows()[0]][node.start:node.end])
+
+    # Room for each step's bucketed block after the longest row, and for generation.
+    capacity = max(bucket(max(len(p) for p in prompts)) + extra_slots, *(
+        max(n.start if new else n.end for n, new in zip(nodes, fresh))
+        + bucket(max(n.end - n.start for n, new in zip(nodes, fresh) if new))
+        for nodes, _, fresh in steps))
+    session = Session(params, config, len(roots), rules=rules, min_cache=capacity)
+    for nodes, parent, fresh in steps:
+        if parent is not None:
+            session = session._copy_rows(parent)
+        session.extend([tokens(n) if new else [] for n, new in zip(nodes, fresh)])
+    row_of = {n.row: b for b, n in enumerate(steps[-1][0])}
+    order = [row_of[i] for i in range(len(prompts))]
+    if order != list(range(len(prompts))):
+        session = session._copy_rows(order)
+    return session
 
 
 def sample(params, config: ModelConfig, prompts: Sequence[Sequence[int]], *,
@@ -252,16 +265,6 @@ def sample(params, config: ModelConfig, prompts: Sequence[Sequence[int]], *,
         return Generation([], [], [], np.zeros(0, bool))
     if any(len(p) == 0 for p in prompts):
         raise ValueError("sample: every prompt needs at least one token")
-    groups, stems = shared_stems(prompts)
-    group_of = {i: g for g, rows in enumerate(groups) for i in rows}
-    rests = [prompts[i][stems[group_of[i]]:] for i in range(len(prompts))]
-    # Room for stem, remainder and the whole token buffer, so generate never grows the cache.
-    session = Session(params, config, len(groups), rules=rules,
-                      min_cache=bucket(max(stems)) + bucket(max(len(r) for r in rests))
-                      + bucket(max_new_tokens, 8))
-    session.extend([prompts[rows[0]][:n] for rows, n in zip(groups, stems)])
-    index = [group_of[i] for i in range(len(prompts))]
-    if index != list(range(len(groups))):  # shared stems, or groups in another order
-        session = session._copy_rows(index)
-    session.extend(rests)
+    session = prefill(params, config, prompts, rules=rules,
+                      extra_slots=bucket(max_new_tokens, 8))
     return session.generate(max_new_tokens, sampling, stop_ids=stop_ids, seed=seed)
