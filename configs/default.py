@@ -1,6 +1,6 @@
 """The embedded default: SmolLM2-135M-Instruct on CPU, as policy and as local judge.
 
-A few GRPO steps of 2 prompts x G 4, 3 turns of 48 tokens; finishes in about 11 minutes on 2 CPU
+A few GRPO steps of 2 prompts x G 4, 3 turns of 48 tokens; finishes in about 10 minutes on 2 CPU
 cores and leaves a checkpoint, metrics, transcripts (JSONL and HTML), the report and the exported
 model in the workdir.
 
@@ -20,8 +20,9 @@ def get_config():
     # that range.
     c.rollout.update(prompts_per_step=2, group_size=4, max_turns=3, max_new_tokens=48,
                      final_max_new_tokens=96, context_turns=2, agreement_threshold=0.3)
-    # 16 train rows of ~768 tokens: without microbatches the backward pass holds ~20 GB of
-    # activations; 8 microbatches of 2 rows keep the step under ~3 GB.
+    # The packed train batch (4-8 rows of 512-768 tokens here) runs in 8 microbatches: the
+    # backward pass holds about one row's activations at a time (a single microbatch of the
+    # unpacked batch needed ~20 GB).
     c.rl.microbatches = 8
     c.optim.update(lr=1e-5, warmup_steps=0, schedule="constant")
     c.train.update(steps=3, checkpoint_every=1, keep_checkpoints=2, eval_every=0)

@@ -107,28 +107,24 @@ def pack_sequences(sequences, advantages: Sequence[float], lengths: Sequence[int
     _, length, rows = best
 
     out = _empty_rows(len(rows), length)
+
+    def put(r, at, i, lo, hi, segment, branch) -> int:
+        """Sequence i's tokens [lo, hi) into row r from column `at`; returns the next column."""
+        s, end = sequences[i], at + hi - lo
+        for key, values in (("tokens", tokens[i]), ("loss_mask", s.loss_mask),
+                            ("old_logp", s.old_logp)):
+            out[key][r, at:end] = np.asarray(values)[lo:hi]
+        out["advantages"][r, at:end] = advantages[i]  # read only where loss_mask is 1
+        out["position_ids"][r, at:end] = np.arange(lo, hi)
+        out["segment_ids"][r, at:end] = segment
+        out["branch_ids"][r, at:end] = branch
+        return end
+
     for r, row in enumerate(rows):
         at = 0
         for segment, (stem, members, _) in enumerate(row, start=1):
-            end = at + stem
-            out["tokens"][r, at:end] = tokens[members[0]][:stem]
-            out["position_ids"][r, at:end] = np.arange(stem)
-            out["segment_ids"][r, at:end] = segment
-            if len(members) == 1:  # a lone sequence: all of it is branch 0
-                s = sequences[members[0]]
-                out["loss_mask"][r, at:end] = s.loss_mask
-                out["old_logp"][r, at:end] = s.old_logp
-                out["advantages"][r, at:end] = advantages[members[0]]
-            for branch, i in enumerate(members if len(members) > 1 else [], start=1):
-                s, n = sequences[i], len(tokens[i])
-                stop = end + n - stem
-                for key, values in (("tokens", tokens[i]), ("loss_mask", s.loss_mask),
-                                    ("old_logp", s.old_logp)):
-                    out[key][r, end:stop] = np.asarray(values)[stem:]
-                out["advantages"][r, end:stop] = advantages[i]
-                out["position_ids"][r, end:stop] = np.arange(stem, n)
-                out["segment_ids"][r, end:stop] = segment
-                out["branch_ids"][r, end:stop] = branch
-                end = stop
-            at = end
+            at = put(r, at, members[0], 0, stem, segment, 0)  # a lone sequence is all stem
+            if len(members) > 1:
+                for branch, i in enumerate(members, start=1):
+                    at = put(r, at, i, stem, len(tokens[i]), segment, branch)
     return out
