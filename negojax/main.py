@@ -85,6 +85,14 @@ def parse_flags(argv):
         _die(str(error).splitlines()[0] if str(error) else type(error).__name__)
 
 
+def use_compilation_cache(path: str) -> None:
+    """Persist compiled programs in `path` ('' leaves JAX's in-memory cache only)."""
+    if not path:
+        return
+    import jax
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
+
+
 def _run_chat(config) -> None:
     import negojax
     from negojax.trainer import load_policy
@@ -101,6 +109,7 @@ def main(argv) -> None:
     config = _CONFIG.value
     try:
         validate_static(config)
+        use_compilation_cache(config.jax_cache_dir)
         if config.mode == "chat":
             _run_chat(config)
             return

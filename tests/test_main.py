@@ -8,11 +8,16 @@ import pytest
 from trainer_runs import metrics, run_main
 
 
-def test_chat_mode_prints_a_reply(tmp_path):
-    proc = run_main("default", tmp_path, "--config.mode=chat",
-                    "--config.prompt=What is the capital of France?",
-                    "--config.chat.max_new_tokens=16")
+def test_chat_mode_prints_a_reply_and_a_rerun_compiles_nothing_new(tmp_path):
+    cache = tmp_path / "xla"
+    args = ("--config.mode=chat", "--config.prompt=What is the capital of France?",
+            "--config.chat.max_new_tokens=16", f"--config.jax_cache_dir={cache}")
+    proc = run_main("default", tmp_path, *args)
     assert "Paris" in proc.stdout, proc.stdout
+    compiled = sorted(os.listdir(cache))
+    assert any("prefill" in name for name in compiled), compiled
+    run_main("default", tmp_path, *args)  # every program comes from the persistent cache
+    assert sorted(os.listdir(cache)) == compiled
 
 
 @pytest.mark.slow

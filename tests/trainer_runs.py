@@ -18,7 +18,7 @@ def env(**extra) -> dict:
 
 def main_args(config: str, workdir, *flags) -> list:
     return [sys.executable, "-m", "negojax.main", f"--config=configs/{config}.py",
-            f"--config.workdir={workdir}", *flags]
+            f"--config.workdir={workdir}", f"--config.jax_cache_dir={COMPILE_CACHE}", *flags]
 
 
 def run_main(config: str, workdir, *flags, timeout: int = 600) -> subprocess.CompletedProcess:
