@@ -85,6 +85,13 @@ def test_length_buckets_are_powers_of_two_then_multiples_of_128():
     assert sampler_mod.bucket(3, 1) == 4
 
 
+def test_batches_pad_to_even_rows_then_multiples_of_8():
+    assert [sampler_mod.batch_bucket(n) for n in (1, 2, 3, 5, 6, 15, 17, 33)] == [
+        1, 2, 4, 6, 6, 16, 24, 40]
+    session = sampler_mod.Session(None, CONFIG, 5, min_cache=16)
+    assert session.padded_batch == 6
+
+
 def test_policy_logprobs_are_temperature_one(params):
     out = sample(params, CONFIG, [[1, 2, 3]], max_new_tokens=5,
                  sampling=SamplingParams(temperature=0.7, top_p=0.9), seed=1)

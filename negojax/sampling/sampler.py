@@ -40,6 +40,15 @@ def bucket(n: int, minimum: int = 16) -> int:
     return size if size >= n else -(-n // 128) * 128
 
 
+def batch_bucket(n: int) -> int:
+    """Rows a batch pads to: even counts up to 16, then multiples of 8. Every padding row costs
+    a full row of prefill and attention (6 dialogues padded to 8 made a 6-row prefill 20-25%
+    slower), while the number of compiled batch shapes stays small."""
+    if n <= 1:
+        return 1
+    return -(-n // 2) * 2 if n <= 16 else -(-n // 8) * 8
+
+
 def _no_constraint(x, _names):
     return x
 
@@ -128,8 +137,7 @@ class Session:
         self.constrain = rules.constrain if rules is not None else _no_constraint
         multiple = max(batch_multiple, rules.batch_size_multiple if rules else 1)
         self.batch = batch
-        self.padded_batch = bucket(batch, 1)
-        self.padded_batch = -(-self.padded_batch // multiple) * multiple
+        self.padded_batch = -(-batch_bucket(batch) // multiple) * multiple
         self.lengths = self._place(jnp.zeros(self.padded_batch, jnp.int32), ("act_batch",))
         self.cache = self._place_cache(transformer.init_cache(
             config, self.padded_batch, bucket(min_cache)))
