@@ -1,6 +1,6 @@
 """The embedded default: SmolLM2-135M-Instruct on CPU, as policy and as local judge.
 
-A few GRPO steps of 2 prompts x G 4, 3 turns of 48 tokens; finishes in about 10 minutes on 2 CPU
+A few GRPO steps of 2 prompts x G 4, 3 turns of 48 tokens; finishes in 8-10 minutes on 2 CPU
 cores and leaves a checkpoint, metrics, transcripts (JSONL and HTML), the report and the exported
 model in the workdir.
 
