@@ -5,8 +5,7 @@ prefilled as a tree of shared openings (`sampling.prefill`): the judge role and 
 dilemma with its personas once, then every row's own turns or solution. Only the last real
 position of each row is unembedded, and the logits of the allowed answers give the judgement
 directly: the expected value over "0".."5" for the CA score, the two-way probability for
-yes/no and A/B. There is no text to parse, so a LocalJudge never
-returns NaN.
+yes/no and A/B. There is no text to parse, so a LocalJudge never returns NaN.
 
 An answer counts in two spellings, as written and capitalised ("yes" and "Yes"; "A" and digits
 are their own capitalisation); its logit is the logsumexp of the logits of the first token of

@@ -37,6 +37,21 @@ def attention_parity_length(config: ModelConfig) -> int:
     return max(1, layer_params // (2 * h * hd))
 
 
+def _first_fit(items, sizes, capacity: int, base: int = 0) -> list[tuple[int, list]]:
+    """Items, in the given order, into the first bin with room: (used, items) per bin, where a
+    bin holds `base` (a shared stem) plus its items' sizes, at most `capacity`."""
+    bins: list[list] = []
+    for item, size in zip(items, sizes):
+        for b in bins:
+            if b[0] + size <= capacity:
+                b[0] += size
+                b[1].append(item)
+                break
+        else:
+            bins.append([base + size, [item]])
+    return [(used, members) for used, members in bins]
+
+
 def _pieces(tokens: Sequence[np.ndarray], first_loss: Sequence[int], length: int,
             min_shared: int) -> list[tuple[int, list[int], int]]:
     """(stem length, member indices, total tokens): prefix trees cut to fit `length`, and lone
@@ -48,15 +63,9 @@ def _pieces(tokens: Sequence[np.ndarray], first_loss: Sequence[int], length: int
         if len(members) == 1 or stem < min_shared:
             pieces += [(len(tokens[i]), [i], len(tokens[i])) for i in members]
             continue
-        chunks: list[list] = []  # [total, members]
-        for i in sorted(members, key=lambda i: -len(tokens[i])):
-            branch = len(tokens[i]) - stem
-            fits = [c for c in chunks if c[0] + branch <= length]
-            if fits:
-                fits[0][0] += branch
-                fits[0][1].append(i)
-            else:
-                chunks.append([stem + branch, [i]])
+        longest_first = sorted(members, key=lambda i: -len(tokens[i]))
+        chunks = _first_fit(longest_first, [len(tokens[i]) - stem for i in longest_first],
+                            length, base=stem)
         pieces += [(stem, sorted(m), total) if len(m) > 1 else (len(tokens[m[0]]), m, total)
                    for total, m in chunks]
     return pieces
@@ -64,15 +73,8 @@ def _pieces(tokens: Sequence[np.ndarray], first_loss: Sequence[int], length: int
 
 def _rows(pieces, length: int) -> list[list]:
     """First-fit decreasing of pieces into rows of `length` tokens."""
-    rows: list[list] = []  # [used, pieces]
-    for piece in sorted(pieces, key=lambda p: -p[2]):
-        fits = [r for r in rows if r[0] + piece[2] <= length]
-        if fits:
-            fits[0][0] += piece[2]
-            fits[0][1].append(piece)
-        else:
-            rows.append([piece[2], [piece]])
-    return [r[1] for r in rows]
+    pieces = sorted(pieces, key=lambda p: -p[2])
+    return [row for _, row in _first_fit(pieces, [p[2] for p in pieces], length)]
 
 
 def _empty_rows(rows: int, length: int) -> dict:
