@@ -28,9 +28,13 @@ setup(
         "tqdm>=4.66",
         "matplotlib>=3.8",
         "jinja2>=3.1",
+        # TensorBoard event files without TensorFlow or torch (negojax/metrics_logging.py).
+        "tensorboardX>=2.6",
     ],
     extras_require={
         # accelerate: transformers needs it to load GGUF files (the reference in tests/test_gguf.py).
         "test": ["pytest>=8", "torch==2.13.0", "accelerate>=1.0"],
+        # --config.wandb.enabled=True logs every step to Weights & Biases.
+        "wandb": ["wandb>=0.17"],
     },
 )

@@ -10,8 +10,10 @@
 #
 # Environment:
 #   PROJECT, ZONE, TPU_NAME   required: the TPU VM made by launch/create.sh
-#   NEGOJAX_PIP_SPEC          what to pip install for negojax, default ./negojax (the shipped
-#                             checkout); for example 'negojax==0.1.0' or a git+https URL
+#   NEGOJAX_PIP_SPEC          what to pip install for negojax, default './negojax[wandb]': the
+#                             shipped checkout, so exactly setup.py's requirements, plus the W&B
+#                             extra that configs/tpu_v4.py logs to; for example
+#                             'negojax[wandb]==0.1.0' or a git+https URL
 #   PYTHON_VERSION            Python for the workers' virtual environment, default 3.11
 #   REMOTE_DIR, VENV          worker paths under ~, default negojax and negojax-venv
 #
@@ -22,7 +24,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 parse_args "$@"
 require_tpu
-: "${NEGOJAX_PIP_SPEC:=./$REMOTE_DIR}"
+: "${NEGOJAX_PIP_SPEC:="'./$REMOTE_DIR[wandb]'"}"
 : "${PYTHON_VERSION:=3.11}"
 
 tarball="${TMPDIR:-/tmp}/negojax-$TPU_NAME.tar.gz"

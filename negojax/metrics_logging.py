@@ -1,5 +1,5 @@
 """Per-step metrics and transcripts: console progress bar, workdir/metrics.jsonl, TensorBoard event
-files (tensorboardX, no TensorFlow), Weights & Biases when installed and enabled, and
+files (tensorboardX, no TensorFlow), Weights & Biases when enabled (the `wandb` extra), and
 workdir/transcripts.jsonl. Only the main process writes; the others get a logger that does nothing,
 so in multi-process runs transcripts.jsonl holds process 0's dialogues (metrics cover every host).
 
@@ -59,13 +59,9 @@ class MetricsLogger:
                          dynamic_ncols=True)
         self._wandb = None
         if wandb_project:
-            try:
-                import wandb
-            except ImportError:
-                self._bar.write("wandb.enabled is set but wandb is not installed; skipping it")
-            else:
-                self._wandb = wandb.init(project=wandb_project, dir=workdir, resume="allow",
-                                         config=run_config)
+            import wandb  # the `wandb` extra; validation has checked it is installed
+            self._wandb = wandb.init(project=wandb_project, dir=workdir, resume="allow",
+                                     config=run_config)
 
     @staticmethod
     def _drop_steps_from(path: str, start_step: int) -> None:

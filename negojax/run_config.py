@@ -10,6 +10,7 @@ Every problem is a `ConfigError` whose message is one line naming the key and wh
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import ml_collections
@@ -198,6 +199,9 @@ def validate_static(config) -> None:
         _positive(config, f"eval.{key}")
     for key in ("open_ended_tasks", "capability_prompts", "reasoning_problems"):
         _positive(config, f"eval.{key}", allow_zero=True)
+    if config.mode == "train" and config.wandb.enabled and importlib.util.find_spec("wandb") is None:
+        _fail("wandb.enabled", "is True but wandb is not installed; run pip install 'negojax[wandb]' "
+              "or set --config.wandb.enabled=False")
 
 
 def mesh_sizes(config, device_count: int) -> dict:

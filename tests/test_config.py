@@ -79,6 +79,16 @@ def test_static_validation_in_process(key, value, expected):
     assert str(error.value).count("\n") == 0 and expected in str(error.value)
 
 
+def test_wandb_without_its_extra_names_the_install(monkeypatch):
+    config = _tiny_config()
+    config.wandb.enabled = True
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as on a machine without the extra
+    with pytest.raises(ConfigError) as error:
+        validate_static(config)
+    assert str(error.value) == ("config.wandb.enabled: is True but wandb is not installed; run "
+                                "pip install 'negojax[wandb]' or set --config.wandb.enabled=False")
+
+
 def _tiny_config():
     import importlib.util
     spec = importlib.util.spec_from_file_location("tiny", os.path.join(REPO, "configs/tiny_test.py"))

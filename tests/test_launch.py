@@ -1,6 +1,7 @@
 """launch/: the Cloud TPU scripts' dry-runs, their input checks, and local multi-process mode."""
 import os
 import pathlib
+import re
 import shlex
 import shutil
 import stat
@@ -10,7 +11,8 @@ import time
 
 import pytest
 
-LAUNCH = pathlib.Path(__file__).resolve().parent.parent / "launch"
+REPO = pathlib.Path(__file__).resolve().parent.parent
+LAUNCH = REPO / "launch"
 SCRIPTS = ["create.sh", "install.sh", "run.sh", "sync.sh", "delete.sh", "local.sh"]
 TPU = {"PROJECT": "my-project", "ZONE": "us-central2-b", "TPU_NAME": "nego-v4"}
 # Settings the scripts read; cleared so a developer's shell cannot change what the tests see.
@@ -243,3 +245,13 @@ def test_local_failing_process_stops_the_others(tmp_path):
     while pathlib.Path(f"/proc/{sleeper}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pathlib.Path(f"/proc/{sleeper}").exists(), "process 0 was left running"
+
+
+def test_install_default_is_the_checkout_with_setup_py_requirements_and_the_wandb_extra():
+    """The workers get what setup.py declares (the checkout itself, so the same requirement set),
+    the W&B extra the shipped TPU config logs to, and jax's TPU build within setup.py's range."""
+    *_, ssh = dry_run("install.sh", **TPU)
+    command = remote_command(ssh)
+    with open(os.path.join(REPO, "setup.py"), encoding="utf-8") as f:
+        (jax_range,) = re.findall(r'"jax(>=[^"]+)"', f.read())
+    assert f"'jax[tpu]{jax_range}' './negojax[wandb]'" in command
