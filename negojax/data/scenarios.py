@@ -1,4 +1,4 @@
-"""Read and validate the scenario JSONL files (schema: /work/notes/data_schema.md, mirrored below).
+"""Read and validate the scenario JSONL files (their schema is below).
 
 Every check names the file and line and says what to fix, in one line, because these files are
 edited by hand and by the generator; a traceback into the loader would not tell anyone which row broke.

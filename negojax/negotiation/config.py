@@ -10,7 +10,7 @@ AGREEMENT_MODES = ("judge", "marker")
 
 @dataclasses.dataclass(frozen=True)
 class NegotiationConfig:
-    """Method defaults (METHOD.md): 7 turns, 2 messages of context, T=0.7 / top-p 0.95 for turns,
+    """Method defaults (docs/method.md): 7 turns, 2 messages of context, T=0.7 / top-p 0.95 for turns,
     T=0.1 / top-p 0.95 for Agent 1's final solution. first_speaker "fixed" lets Agent 1 (seat 0)
     open every dialogue; "random" draws the opener per dialogue from the rollout seed."""
     max_turns: int = 7

@@ -53,7 +53,7 @@ class DialogueState:
         return [self.turns[i] for i in sorted(latest.values())]
 
     def record(self) -> dict:
-        """The transcript record (contract in /work/notes/contracts.md)."""
+        """The transcript record: one line of transcripts.jsonl, read by the viewer and the report."""
         return {
             "scenario_id": self.task.id, "group": self.task.group, "tier": self.task.tier,
             "dilemma": self.task.dilemma, "personas": [p.name for p in self.task.personas],
