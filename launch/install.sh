@@ -24,7 +24,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 parse_args "$@"
 require_tpu
-: "${NEGOJAX_PIP_SPEC:="'./$REMOTE_DIR[wandb]'"}"
+: "${NEGOJAX_PIP_SPEC:="'./${REMOTE_DIR}[wandb]'"}"
 : "${PYTHON_VERSION:=3.11}"
 
 tarball="${TMPDIR:-/tmp}/negojax-$TPU_NAME.tar.gz"
