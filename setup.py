@@ -28,7 +28,7 @@ setup(
         "tqdm>=4.66",
         "matplotlib>=3.8",
         "jinja2>=3.1",
-        # TensorBoard event files without TensorFlow or torch (negojax/metrics_logging.py).
+        # TensorBoard event files without TensorFlow or torch (negojax/run/metrics.py).
         "tensorboardX>=2.6",
     ],
     extras_require={

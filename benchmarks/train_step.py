@@ -35,8 +35,9 @@ import negojax  # noqa: E402
 from common import record, table  # noqa: E402
 from negojax.parallel.mesh import make_mesh  # noqa: E402
 from negojax.parallel.sharding import LogicalRules  # noqa: E402
-from negojax.rl.train_step import (TrainHParams, init_train_state, loss_positions,  # noqa: E402
-                                   make_train_step, place_batch)
+from negojax.rl.batch import TrainBatch  # noqa: E402
+from negojax.rl.train_step import (TrainHParams, init_train_state, make_train_step,  # noqa: E402
+                                   place_batch)
 
 
 def step_model_flops(config, batch: int, length: int, loss_tokens: int) -> tuple[float, float]:
@@ -66,15 +67,15 @@ def matmul_peak_flops(dtype, size: int, repeats: int = 5) -> float:
     return 2 * size ** 3 / best
 
 
-def synthetic_batch(rng, batch: int, length: int, vocab: int, loss_tokens: int) -> dict:
+def synthetic_batch(rng, batch: int, length: int, vocab: int, loss_tokens: int) -> TrainBatch:
     """Random tokens; the last loss_tokens of each row are 'generated' (loss on them)."""
     mask = np.zeros((batch, length), np.float32)
     mask[:, length - loss_tokens:] = 1.0
-    return {"tokens": rng.integers(3, vocab, (batch, length)).astype(np.int32),
-            "loss_mask": mask,
-            "old_logp": np.where(mask > 0, -np.log(vocab), 0.0).astype(np.float32),
-            "advantages": rng.standard_normal(batch).astype(np.float32),
-            "loss_positions": loss_positions(mask, loss_tokens)}
+    return TrainBatch(tokens=rng.integers(3, vocab, (batch, length)).astype(np.int32),
+                      loss_mask=mask,
+                      old_logp=np.where(mask > 0, -np.log(vocab), 0.0).astype(np.float32),
+                      advantages=rng.standard_normal(batch).astype(np.float32)
+                      ).with_loss_positions(loss_tokens)
 
 
 def main():

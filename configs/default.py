@@ -6,7 +6,7 @@ model in the workdir.
 
   python -m negojax.main --config=configs/default.py
 """
-from negojax.run_config import base_config
+from negojax.run.config import base_config
 
 
 def get_config():

@@ -10,7 +10,7 @@ Memory: 1.7B params x (4 B master + 4 B grad + 8 B Adam) = 27 GB, KV cache for 6
 tokens x 28 layers x 2 x 8 kv heads x 128 x 2 B = 15 GB, activations per microbatch of 8 rows x
 2.5K tokens well under the remaining 35 GB.
 """
-from negojax.run_config import base_config
+from negojax.run.config import base_config
 
 
 def get_config():

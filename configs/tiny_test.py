@@ -3,7 +3,7 @@
 The architecture is SmolLM2's with tiny dimensions and random weights; the same tiny model is the
 judge, so rewards are arbitrary but deterministic, which is what resume tests need.
 """
-from negojax.run_config import base_config
+from negojax.run.config import base_config
 
 
 def get_config():

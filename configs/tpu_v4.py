@@ -19,7 +19,7 @@ HBM per chip, mesh data=1 x fsdp=8 x tensor=4 (tensor inside a host's 4 chips):
   total                                                                           ~ 17 GB of 32 GiB
 Headroom covers XLA temporaries; if a longer context is needed, raise rl.microbatches to 16.
 """
-from negojax.run_config import base_config
+from negojax.run.config import base_config
 
 
 def get_config():

@@ -5,7 +5,7 @@ chat. Subpackages: negojax.data, negojax.sampling, negojax.negotiation, negojax.
 negojax.rl, negojax.parallel, negojax.eval.
 """
 from negojax.checkpoints import default_model_dir
-from negojax.model import Model, chat, export_hf, generate, generate_ids, load_model
+from negojax.api import Model, chat, export_hf, generate, generate_ids, load_model
 
 __all__ = ["Model", "chat", "default_model_dir", "export_hf", "generate", "generate_ids",
            "load_model"]

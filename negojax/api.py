@@ -66,37 +66,35 @@ def resolve_model_dir(path: str) -> str:
 
 
 def load_model(path_or_preset: str, *, dtype="float32", param_dtype="float32",
-               random_init: bool = False, seed: int = 0, rules=None) -> Model:
+               random_init: bool = False, seed: int = 0, rules=None,
+               overrides: Optional[dict] = None) -> Model:
     """Load an HF directory, a GGUF file, "default" (embedded SmolLM2-135M-Instruct) or a
     preset name. `random_init=True` with a preset builds random weights (no tokenizer);
     with a checkpoint it keeps the architecture and tokenizer but re-initialises weights.
-    `dtype` is the compute dtype; `param_dtype` the stored (master) dtype."""
-    compute, stored = resolve_dtype(dtype), resolve_dtype(param_dtype)
+    `overrides` (ModelConfig fields, random_init only) re-shape the architecture, which is how
+    tiny test models keep a real checkpoint's tokenizer. `dtype` is the compute dtype;
+    `param_dtype` the stored (master) dtype."""
+    if overrides and not random_init:
+        raise ValueError("overrides change the architecture, so they need random_init=True")
+    dtypes = dict(dtype=resolve_dtype(dtype), param_dtype=resolve_dtype(param_dtype))
     if path_or_preset in PRESETS and not os.path.exists(path_or_preset):
         if not random_init:
             raise ValueError(f"preset {path_or_preset!r} has no weights; pass random_init=True "
                              "or point at an HF directory / GGUF file")
-        config = PRESETS[path_or_preset].replace(dtype=compute, param_dtype=stored)
-        return Model(config, _place(transformer.init_params(config, seed), config, rules),
-                     rules=rules)
-    model_dir = resolve_model_dir(path_or_preset)
-    config = load_hf_config(model_dir).replace(dtype=compute, param_dtype=stored)
-    if random_init:
-        params = _place(transformer.init_params(config, seed), config, rules)
+        model_dir, config = None, PRESETS[path_or_preset]
     else:
-        shardings = None
-        if rules is not None:
-            shapes = jax.eval_shape(lambda: transformer.init_params(config))
-            shardings = rules.tree_shardings(transformer.param_axes(shapes), shapes)
-        params = load_hf_params(model_dir, config, dtype=np.dtype(stored),
+        model_dir = resolve_model_dir(path_or_preset)
+        config = load_hf_config(model_dir)
+    config = config.replace(**dtypes, **(overrides or {}))
+    tokenizer = None if model_dir is None else load_tokenizer(model_dir)
+    if random_init:
+        params = transformer.place_params(transformer.init_params(config, seed), rules)
+    else:
+        shardings = None if rules is None else transformer.param_shardings(
+            jax.eval_shape(lambda: transformer.init_params(config)), rules)
+        params = load_hf_params(model_dir, config, dtype=np.dtype(dtypes["param_dtype"]),
                                 shardings=shardings)
-    return Model(config, params, load_tokenizer(model_dir), model_dir, rules)
-
-
-def _place(params, config, rules):
-    if rules is None:
-        return params
-    return jax.device_put(params, rules.tree_shardings(transformer.param_axes(params), params))
+    return Model(config, params, tokenizer, model_dir, rules)
 
 
 def export_hf(model: Model, out_dir: str, *, dtype: str = "float32") -> str:

@@ -15,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from negojax.run_config import ConfigError, check_judge, validate_devices, validate_static
+from negojax.run.config import ConfigError, validate_devices, validate_static
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<name>.py", lock_config=True)
 
@@ -95,7 +95,7 @@ def use_compilation_cache(path: str) -> None:
 
 def _run_chat(config) -> None:
     import negojax
-    from negojax.trainer import load_policy
+    from negojax.run.build import load_policy
     model = load_policy(config.model)
     reply = negojax.chat(model, [{"role": "user", "content": config.prompt}],
                          max_new_tokens=config.chat.max_new_tokens)
@@ -120,15 +120,16 @@ def main(argv) -> None:
             raise ConfigError(f"config.distributed: {error}") from None
         import jax
         mesh_sizes = validate_devices(config, jax.device_count(), jax.process_count())
-        check_judge(config)
+        from negojax.run import build
+        build.check_judge(config)
     except ConfigError as error:
         _die(str(error))
     if config.mode == "train":
-        from negojax.trainer import train
-        train(config, mesh_sizes)
+        from negojax.run.train import Trainer
+        Trainer(build.build_training(config, mesh_sizes)).train()
     else:
-        from negojax.evaluate import evaluate
-        evaluate(config, mesh_sizes)
+        from negojax.run.evaluate import evaluate
+        evaluate(build.build_evaluation(config, mesh_sizes))
 
 
 def run() -> None:

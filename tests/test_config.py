@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from negojax.run_config import ConfigError, validate_devices, validate_static
+from negojax.run.config import ConfigError, validate_devices, validate_static
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,7 +107,7 @@ def test_prompts_per_step_must_split_over_hosts():
 
 
 def test_shipped_configs_validate():
-    from negojax.run_config import validate_static
+    from negojax.run.config import validate_static
     for name in ("default", "tiny_test"):
         import importlib.util
         spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, f"configs/{name}.py"))

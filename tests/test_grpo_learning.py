@@ -12,6 +12,7 @@ from negojax.models.transformer import init_params
 from negojax.parallel.mesh import make_mesh
 from negojax.parallel.sharding import LogicalRules
 from negojax.rl import advantages
+from negojax.rl.batch import TrainBatch
 from negojax.rl.train_step import TrainHParams, init_train_state, make_train_step, place_batch
 from negojax.sampling import SamplingParams, sample
 
@@ -36,9 +37,9 @@ def rollout(params, seed):
     old_logp[:, PROMPT_LEN:] = np.stack(gen.policy_logp)
     mask = np.zeros((len(rows), length), np.float32)
     mask[:, PROMPT_LEN:] = 1.0
-    batch = {"tokens": np.concatenate([np.asarray(rows, np.int32), completions], axis=1),
-             "loss_mask": mask, "old_logp": old_logp,
-             "advantages": np.asarray(advantages(rewards, "grpo")).reshape(-1)}
+    batch = TrainBatch(tokens=np.concatenate([np.asarray(rows, np.int32), completions], axis=1),
+                       loss_mask=mask, old_logp=old_logp,
+                       advantages=np.asarray(advantages(rewards, "grpo")).reshape(-1))
     return batch, rewards
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import negojax
-from negojax.model import Model
+from negojax.api import Model
 from negojax.models import transformer
 from negojax.models.config import ModelConfig
 from negojax.rewards import LocalJudge, rubric

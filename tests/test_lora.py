@@ -14,7 +14,7 @@ from negojax.rl.train_step import combine, init_train_state, make_train_step, pl
 from train_step_case import CONFIG, HPARAMS, make_batch
 
 RANK, ALPHA = 4, 8.0
-IDS = jnp.asarray(make_batch(0)["tokens"][:2])
+IDS = jnp.asarray(make_batch(0).tokens[:2])
 forward = jax.jit(eager_forward, static_argnums=1)
 
 

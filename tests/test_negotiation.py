@@ -11,8 +11,7 @@ from negojax.data import load_tasks
 from negojax.models import transformer as tf
 from negojax.models.config import ModelConfig
 from negojax.negotiation import (DialogueState, JudgeAgreement, MarkerAgreement,
-                                 NegotiationConfig, NegotiationEngine, Turn, prompts,
-                                 prompts_per_batch, seat_params_for)
+                                 NegotiationConfig, NegotiationEngine, Opponents, Turn, prompts)
 from negojax.rewards import Judge
 from negojax.sampling import Session, sample
 from negojax.tokenization import load_tokenizer
@@ -152,12 +151,10 @@ def test_three_agents_random_first_speaker_lockstep(tok, tiny, tasks):
 
 def test_live_policy_trains_every_seat_with_one_call_per_turn(tok, tiny, tasks):
     config, p, _ = tiny
-    seats = seat_params_for("live", p, num_seats=2)
     cfg = settings(max_turns=4, first_speaker="random")
     counter = CountingSample()
     out = engine(tok, tiny, cfg, sample_fn=counter).rollout(
-        tasks[2], group_size=G, seat_params=seats.params, trainable_seats=seats.trainable,
-        seed=5)
+        tasks[2], group_size=G, seat_params=[p, p], trainable_seats=(0, 1), seed=5)
     assert len(counter.calls) == 4
     assert len(out.sequences) == 4 * 4 and {s.seat for s in out.sequences} == {0, 1}
     for seq in out.sequences:
@@ -318,10 +315,6 @@ def test_errors_say_what_to_fix(tok, tiny, tasks):
         eng.rollout(tasks[2], group_size=0, seat_params=[p, q], seed=0)
     with pytest.raises(ValueError, match=r"trainable_seats .* seats \[2\] do not exist"):
         eng.rollout(tasks[2], group_size=G, seat_params=[p, q], trainable_seats=(2,), seed=0)
-    with pytest.raises(ValueError, match="batch_size=10 is not a positive multiple of "
-                                         "group_size=4"):
-        prompts_per_batch(10, 4)
-    assert prompts_per_batch(12, 4) == 3
     for bad, key in ((dict(max_turns=0), "max_turns"), (dict(context_turns=0), "context_turns"),
                      (dict(first_speaker="last"), "first_speaker"),
                      (dict(agreement="vote"), "agreement"), (dict(top_p=0), "top_p"),
@@ -332,10 +325,36 @@ def test_errors_say_what_to_fix(tok, tiny, tasks):
         NegotiationEngine(NegotiationConfig(agreement="judge"), config, tok)
     with pytest.raises(ValueError, match=r"^negotiation\.max_turns=0"):
         NegotiationEngine({"max_turns": 0, "group_size": 4}, config, tok)
-    with pytest.raises(ValueError, match="needs opponent_params"):
-        seat_params_for("frozen", p)
-    frozen = seat_params_for("frozen", p, q, num_seats=3)
-    assert frozen.params[0] is p and frozen.params[2] is q and frozen.trainable == (0,)
+
+
+def _snapshots():
+    """Stands for copies of the policy's params: 0, 1, 2, ... in the order they are taken."""
+    values = iter(range(100))
+    return lambda: next(values)
+
+
+def test_opponents_live_frozen_and_pool():
+    assert Opponents("live", refresh=1, pool_size=4, seed=0).for_step(1, _snapshots()) == \
+        (None, None)
+    # Refreshed every step, a frozen opponent is the policy itself: no copy is taken.
+    every_step, take = Opponents("frozen", refresh=1, pool_size=4, seed=0), _snapshots()
+    assert [every_step.for_step(s, take) for s in (1, 2)] == [(None, (0,))] * 2
+    assert take() == 0
+    frozen, take = Opponents("frozen", refresh=2, pool_size=4, seed=0), _snapshots()
+    assert [frozen.for_step(s, take) for s in (1, 2, 3, 4, 5)] == \
+        [(0, (0,)), (0, (0,)), (1, (0,)), (1, (0,)), (2, (0,))]
+    assert frozen.snapshots == [2]
+
+    def pool_picks():
+        pool, take = Opponents("pool", refresh=1, pool_size=2, seed=0), _snapshots()
+        picks = [pool.for_step(s, take)[0] for s in range(1, 9)]
+        assert pool.snapshots == [6, 7]  # step s takes snapshot s - 1; the pool keeps two
+        return picks
+    picks = pool_picks()
+    assert picks == pool_picks()  # drawn from (seed, step)
+    assert {s - 1 - p for s, p in zip(range(2, 9), picks[1:])} == {0, 1}  # either one is drawn
+    with pytest.raises(ValueError, match="rollout.opponent: 'mirror' is not one of"):
+        Opponents("mirror", refresh=1, pool_size=1, seed=0)
 
 
 def test_judge_mode_checks_after_every_seat_spoke(tok, tiny, tasks):

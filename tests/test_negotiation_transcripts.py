@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from negojax.negotiation import append_transcripts, read_transcripts, view
+from negojax import jsonl
+from negojax.negotiation import view
 
 
 def record(step, scenario, text, agreed=True, reward=3.0):
@@ -22,9 +23,9 @@ def record(step, scenario, text, agreed=True, reward=3.0):
 
 def test_page_groups_steps_and_escapes(tmp_path):
     path = tmp_path / "transcripts.jsonl"
-    assert append_transcripts(str(path), [record(0, "s-1", "<script>alert(1)</script>")]) == 1
-    append_transcripts(str(path), [record(1, "s-2", "ok", agreed=False, reward=0.0)])
-    rows = list(read_transcripts(str(path)))
+    assert jsonl.append(str(path), [record(0, "s-1", "<script>alert(1)</script>")]) == 1
+    jsonl.append(str(path), [record(1, "s-2", "ok", agreed=False, reward=0.0)])
+    rows = list(jsonl.Records(str(path)))
     assert [r["step"] for r in rows] == [0, 1]
     assert rows[0]["reward_components"] == {"ca_score": 3.0, "failed": None}  # NaN -> null
     out = view.write_html(str(tmp_path))
@@ -38,10 +39,10 @@ def test_page_groups_steps_and_escapes(tmp_path):
 def test_torn_last_line_is_skipped_and_bad_line_named(tmp_path):
     path = tmp_path / "transcripts.jsonl"
     path.write_text(json.dumps(record(0, "a", "x")) + "\n" + '{"scenario_id": "b", "tu')
-    assert [r["scenario_id"] for r in read_transcripts(str(path))] == ["a"]
+    assert [r["scenario_id"] for r in jsonl.Records(str(path))] == ["a"]
     path.write_text('{"broken\n' + json.dumps(record(0, "a", "x")) + "\n")
-    with pytest.raises(ValueError, match=r"transcripts.jsonl line 1: not a JSON transcript"):
-        list(read_transcripts(str(path)))
+    with pytest.raises(ValueError, match=r"transcripts.jsonl line 1: not a JSON record"):
+        list(jsonl.Records(str(path)))
 
 
 def test_missing_run_dir_is_one_line_error(tmp_path, capsys):

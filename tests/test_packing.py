@@ -35,9 +35,9 @@ def grouped_sequences(seed=0, stem=40, groups=2, members=3, lone=2):
 
 def unpack(packed, r, segment, branch):
     """The token sequence of (row, segment, branch): the stem, then the branch."""
-    seg = packed["segment_ids"][r] == segment
-    keep = seg & ((packed["branch_ids"][r] == 0) | (packed["branch_ids"][r] == branch))
-    return packed["tokens"][r][keep], packed["position_ids"][r][keep]
+    seg = packed.segment_ids[r] == segment
+    keep = seg & ((packed.branch_ids[r] == 0) | (packed.branch_ids[r] == branch))
+    return packed.tokens[r][keep], packed.position_ids[r][keep]
 
 
 def test_every_sequence_is_its_stem_and_branch_with_positions_from_zero():
@@ -45,23 +45,23 @@ def test_every_sequence_is_its_stem_and_branch_with_positions_from_zero():
     packed = pack_sequences(seqs, np.arange(len(seqs), dtype=np.float32), (128,),
                             parity_length=1000)
     found = []
-    for r in range(len(packed["tokens"])):
-        for segment in set(packed["segment_ids"][r].tolist()) - {0}:
-            branches = set(packed["branch_ids"][r][packed["segment_ids"][r] == segment].tolist())
+    for r in range(len(packed.tokens)):
+        for segment in set(packed.segment_ids[r].tolist()) - {0}:
+            branches = set(packed.branch_ids[r][packed.segment_ids[r] == segment].tolist())
             for branch in (branches - {0}) or {0}:
                 tokens, positions = unpack(packed, r, segment, branch)
                 np.testing.assert_array_equal(positions, np.arange(len(tokens)))
                 found.append(tokens.tolist())
-                where = (packed["segment_ids"][r] == segment) & (packed["branch_ids"][r] == branch)
-                adv = set(packed["advantages"][r][where & (packed["loss_mask"][r] > 0)].tolist())
+                where = (packed.segment_ids[r] == segment) & (packed.branch_ids[r] == branch)
+                adv = set(packed.advantages[r][where & (packed.loss_mask[r] > 0)].tolist())
                 match = [i for i, s in enumerate(seqs) if s.tokens.tolist() == tokens.tolist()]
                 assert adv == {float(match[0])}
                 if branch:  # a branch opens with a context token, never a loss token
-                    assert packed["loss_mask"][r][np.flatnonzero(where)[0]] == 0
+                    assert packed.loss_mask[r][np.flatnonzero(where)[0]] == 0
     assert sorted(found) == sorted(s.tokens.tolist() for s in seqs)
     # Each group's 40-token opening is stored once per tree, not once per sequence.
-    assert (packed["segment_ids"] > 0).sum() < sum(len(s.tokens) for s in seqs) - 2 * 2 * 39
-    assert packed["loss_mask"].sum() == 6 * len(seqs)
+    assert (packed.segment_ids > 0).sum() < sum(len(s.tokens) for s in seqs) - 2 * 2 * 39
+    assert packed.loss_mask.sum() == 6 * len(seqs)
 
 
 def test_the_cheaper_row_length_wins_and_short_rows_are_refused():
@@ -70,14 +70,14 @@ def test_the_cheaper_row_length_wins_and_short_rows_are_refused():
     one_per_row = pack_sequences(seqs, np.zeros(len(seqs)), (longest,), parity_length=10**6)
     chosen = pack_sequences(seqs, np.zeros(len(seqs)), (longest, 4 * longest),
                             parity_length=10**6)
-    assert chosen["tokens"].size < one_per_row["tokens"].size
+    assert chosen.tokens.size < one_per_row.tokens.size
     # Attention that costs more than the matmuls at short lengths makes long rows lose.
     assert pack_sequences(seqs, np.zeros(len(seqs)), (longest, 4 * longest),
-                          parity_length=1)["tokens"].shape[1] == longest
+                          parity_length=1).tokens.shape[1] == longest
     with pytest.raises(ValueError, match="row length 10 < the longest sequence") as err:
         pack_sequences(seqs, np.zeros(len(seqs)), (10,), parity_length=100)
     assert "\n" not in str(err.value)
-    assert pack_sequences([], [], (64,), parity_length=100)["tokens"].shape == (0, 64)
+    assert pack_sequences([], [], (64,), parity_length=100).tokens.shape == (0, 64)
 
 
 def test_parity_length_of_smollm2():
@@ -91,20 +91,20 @@ def test_packed_rows_give_the_hidden_states_of_separate_rows():
     params = tf.init_params(CONFIG, seed=0)
     seqs = grouped_sequences(seed=1)
     packed = pack_sequences(seqs, np.zeros(len(seqs)), (128,), parity_length=1000)
-    mask = tf.prefix_tree_mask(jnp.asarray(packed["segment_ids"]),
-                               jnp.asarray(packed["branch_ids"]))
-    h = np.asarray(tf.hidden_states(params, CONFIG, jnp.asarray(packed["tokens"]),
-                                    jnp.asarray(packed["position_ids"]), mask=mask))
+    mask = tf.prefix_tree_mask(jnp.asarray(packed.segment_ids),
+                               jnp.asarray(packed.branch_ids))
+    h = np.asarray(tf.hidden_states(params, CONFIG, jnp.asarray(packed.tokens),
+                                    jnp.asarray(packed.position_ids), mask=mask))
     for s in seqs:
         alone = np.asarray(tf.hidden_states(params, CONFIG, jnp.asarray(s.tokens)[None]))[0]
         hits = 0
-        for r in range(len(packed["tokens"])):
-            for segment in set(packed["segment_ids"][r].tolist()) - {0}:
-                seg = packed["segment_ids"][r] == segment
-                for branch in set(packed["branch_ids"][r][seg].tolist()):
-                    keep = seg & ((packed["branch_ids"][r] == 0)
-                                  | (packed["branch_ids"][r] == branch))
-                    if packed["tokens"][r][keep].tolist() == s.tokens.tolist():
+        for r in range(len(packed.tokens)):
+            for segment in set(packed.segment_ids[r].tolist()) - {0}:
+                seg = packed.segment_ids[r] == segment
+                for branch in set(packed.branch_ids[r][seg].tolist()):
+                    keep = seg & ((packed.branch_ids[r] == 0)
+                                  | (packed.branch_ids[r] == branch))
+                    if packed.tokens[r][keep].tolist() == s.tokens.tolist():
                         np.testing.assert_allclose(h[r][keep], alone, atol=2e-5, rtol=1e-4)
                         hits += 1
         assert hits >= 1

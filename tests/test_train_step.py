@@ -15,8 +15,9 @@ from negojax.models.transformer import init_params
 from negojax.parallel.mesh import make_mesh
 from negojax.parallel.sharding import LogicalRules
 from negojax.rl.losses import kl_penalty
-from negojax.rl.train_step import (TrainHParams, init_train_state, loss_positions,
-                                   make_train_step, place_batch, sequence_logprobs)
+from negojax.rl.batch import TrainBatch, loss_positions
+from negojax.rl.train_step import (TrainHParams, init_train_state, make_train_step, place_batch,
+                                   sequence_logprobs)
 from train_step_case import B, CONFIG, HPARAMS, T, make_batch, max_abs_diff
 
 HERE = os.path.dirname(__file__)
@@ -72,8 +73,8 @@ def test_loss_positions_match_every_position(rules, steps, beta):
     """Unembedding only the loss positions gives the same update as unembedding all of them."""
     hp = dataclasses.replace(HPARAMS, beta=beta)  # 2 microbatches
     batch = make_batch(0)
-    batch["loss_mask"][:, -3:] = 0.0  # rows whose loss does not reach the end
-    positioned = dict(batch, loss_positions=loss_positions(batch["loss_mask"], 12))
+    batch.loss_mask[:, -3:] = 0.0  # rows whose loss does not reach the end
+    positioned = batch.with_loss_positions(12)
     assert_same_update(steps, rules, [(hp, batch), (hp, positioned)],
                        names=("loss", "grad_norm", "entropy", "clip_fraction", "tokens", "kl"),
                        params_tol=1e-6)
@@ -90,18 +91,16 @@ def test_packed_rows_match_one_sequence_per_row(rules, steps, aggregation, beta)
     seqs = grouped_sequences(seed=2, stem=20)[:8]
     adv = np.random.default_rng(0).normal(size=len(seqs)).astype(np.float32)
     longest = max(len(s.tokens) for s in seqs)
-    plain = {key: np.zeros((8, longest), dtype) for key, dtype in
-             (("tokens", np.int32), ("loss_mask", np.float32), ("old_logp", np.float32))}
-    plain["advantages"] = adv
+    rows = {key: np.zeros((8, longest), dtype) for key, dtype in
+            (("tokens", np.int32), ("loss_mask", np.float32), ("old_logp", np.float32))}
     for b, s in enumerate(seqs):
         for key, value in (("tokens", s.tokens), ("loss_mask", s.loss_mask),
                            ("old_logp", s.old_logp)):
-            plain[key][b, :len(s.tokens)] = value
+            rows[key][b, :len(s.tokens)] = value
+    plain = TrainBatch(**rows, advantages=adv)
     packed = pack_sequences(seqs, adv, (2 * longest,), parity_length=10**6)
-    assert len(packed["tokens"]) <= 4
-    packed = {k: np.concatenate([v, np.zeros((4 - len(v),) + v.shape[1:], v.dtype)])
-              for k, v in packed.items()}
-    packed["loss_positions"] = loss_positions(packed["loss_mask"])
+    assert len(packed.tokens) <= 4
+    packed = packed.padded(4).with_loss_positions()
     assert_same_update(steps, rules, [(hp, plain), (hp, packed)],
                        names=("loss", "grad_norm", "entropy", "clip_fraction", "tokens", "kl"))
 
@@ -123,13 +122,10 @@ def test_padding_microbatches_change_nothing(rules, steps):
     """Rows with no loss token, gathered into whole microbatches (skipped by the step), give the
     update of the batch without them."""
     batch = make_batch(0, rows=12)
-    padded = {k: np.concatenate([v, np.zeros((4,) + v.shape[1:], v.dtype)]) for k, v in
-              batch.items()}
-    # Microbatch i holds rows i, i + 4, ...: rows 12-15 land one per microbatch; swap them with
-    # rows 3, 7, 11 so that microbatch 3 (rows 3, 7, 11, 15) is all padding.
-    order = np.arange(16)
-    order[[3, 7, 11, 12, 13, 14]] = [12, 13, 14, 3, 7, 11]
-    padded = {k: v[order] for k, v in padded.items()}
+    # Microbatch i holds rows i, i + 4, ...: the 12 rows fill microbatches 0-2 (rows 0-11 in
+    # that order) and microbatch 3 (rows 3, 7, 11, 15) is all padding.
+    padded = batch.padded(16, microbatches=4)
+    assert not padded.loss_mask[3::4].any() and padded.loss_mask[0::4].any()
     assert_same_update(steps, rules, [(dataclasses.replace(BASE, num_microbatches=k), b)
                                       for b, k in ((batch, 3), (padded, 4))])
 
@@ -150,7 +146,7 @@ def test_inner_updates_equal_repeated_steps(rules, steps):
 
 def test_nan_advantage_skips_the_update(rules, steps):
     batch = make_batch(0)
-    batch["advantages"][3] = np.nan
+    batch.advantages[3] = np.nan
     state = fresh(BASE, rules)
     before = host({k: state[k] for k in ("trainable", "opt_state", "step")})
     state, metrics = steps(BASE)(state, place_batch(batch, rules))
@@ -195,10 +191,10 @@ def test_kl_term_adds_beta_times_kl(rules, steps):
     _, with_kl = steps(hp)(state, place_batch(batch, rules))
     _, without = steps(BASE)(fresh(BASE, rules), place_batch(batch, rules))
 
-    logp, _ = sequence_logprobs(init_params(CONFIG, seed=0), CONFIG, jnp.asarray(batch["tokens"]),
+    logp, _ = sequence_logprobs(init_params(CONFIG, seed=0), CONFIG, jnp.asarray(batch.tokens),
                                 rules, 16)
-    ref_logp, _ = sequence_logprobs(ref, CONFIG, jnp.asarray(batch["tokens"]), rules, 16)
-    mask = batch["loss_mask"]
+    ref_logp, _ = sequence_logprobs(ref, CONFIG, jnp.asarray(batch.tokens), rules, 16)
+    mask = batch.loss_mask
     expected_kl = float((kl_penalty(logp, ref_logp, "k3") * mask).sum() / mask.sum())
     assert expected_kl > 0.01
     np.testing.assert_allclose(float(with_kl["kl"]), expected_kl, rtol=1e-4)
@@ -213,12 +209,12 @@ def test_batch_errors_name_the_fix(rules, steps):
         make_train_step(hp, CONFIG, rules, fresh(hp, rules)).lower(
             fresh(hp, rules), place_batch(batch, rules))
     step = steps(BASE)
-    half_packed = dict(make_batch(0), segment_ids=np.ones((B, T), np.int32))
+    half_packed = make_batch(0).replace(segment_ids=np.ones((B, T), np.int32))
     with pytest.raises(ValueError, match="not all of .*pack_sequences") as err:
         step.lower(fresh(BASE, rules), place_batch(half_packed, rules))
     assert "\n" not in str(err.value)
-    packed = dict(half_packed, branch_ids=np.zeros((B, T), np.int32),
-                  position_ids=np.tile(np.arange(T, dtype=np.int32), (B, 1)))
+    packed = half_packed.replace(branch_ids=np.zeros((B, T), np.int32),
+                                 position_ids=np.tile(np.arange(T, dtype=np.int32), (B, 1)))
     with pytest.raises(ValueError, match=r"advantages is \(16,\), need \(16, 16\) \(per token"):
         step.lower(fresh(BASE, rules), place_batch(packed, rules))
 

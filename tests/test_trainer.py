@@ -107,7 +107,6 @@ def test_train_batch_fills_microbatches_in_turn():
     """5 packed rows in 8 rows of 4 microbatches (microbatch i = rows i, i + 4): microbatches 0-2
     hold them and microbatch 3 is padding only, which the step skips."""
     from negojax.rl.packing import pack_sequences
-    from negojax.trainer import build_batch
 
     def seq(n, g):
         mask = np.zeros(n, bool)
@@ -117,11 +116,11 @@ def test_train_batch_fills_microbatches_in_turn():
     # Distinct 6-token sequences in 8-token rows: one per row, in order.
     packed = pack_sequences([seq(6, g) for g in range(5)], np.arange(5, dtype=np.float32), (8,),
                             parity_length=100)
-    batch = build_batch(packed, rows=8, positions_width=8, microbatches=4)
-    assert batch["tokens"][:, 0].tolist() == [1, 3, 5, 0, 2, 4, 0, 0]
-    live_rows = batch["tokens"][:, 0] > 0
-    assert (batch["advantages"][live_rows, :6] == batch["tokens"][live_rows, :1] - 1).all()
-    live = batch["loss_mask"].reshape(2, 4, 8).swapaxes(0, 1).any(axis=(1, 2))
+    batch = packed.padded(8, microbatches=4).with_loss_positions(8)
+    assert batch.tokens[:, 0].tolist() == [1, 3, 5, 0, 2, 4, 0, 0]
+    live_rows = batch.tokens[:, 0] > 0
+    assert (batch.advantages[live_rows, :6] == batch.tokens[live_rows, :1] - 1).all()
+    live = batch.loss_mask.reshape(2, 4, 8).swapaxes(0, 1).any(axis=(1, 2))
     assert live.tolist() == [True, True, True, False]
-    assert batch["loss_positions"][0].tolist() == [2, 3, 4, 5, 0, 0, 0, 0]
-    assert batch["segment_ids"][0].tolist() == [1] * 6 + [0, 0]
+    assert batch.loss_positions[0].tolist() == [2, 3, 4, 5, 0, 0, 0, 0]
+    assert batch.segment_ids[0].tolist() == [1] * 6 + [0, 0]

@@ -6,7 +6,8 @@ import numpy as np
 
 from negojax.models.config import ModelConfig
 from negojax.models.transformer import init_params
-from negojax.rl.train_step import TrainHParams, init_train_state, loss_positions, make_train_step
+from negojax.rl.batch import TrainBatch
+from negojax.rl.train_step import TrainHParams, init_train_state, make_train_step
 
 # Tied embeddings: the sharded step then unembeds through the vocab-sharded embedding table.
 CONFIG = ModelConfig("qwen3", vocab_size=128, hidden_size=32, intermediate_size=64, num_layers=2,
@@ -19,19 +20,18 @@ HPARAMS = TrainHParams(learning_rate=1e-3, warmup_steps=0, total_steps=100, num_
 B, T = 16, 16
 
 
-def make_batch(seed: int, rows: int = B, length: int = T) -> dict:
+def make_batch(seed: int, rows: int = B, length: int = T) -> TrainBatch:
     rng = np.random.default_rng(seed)
     mask = np.zeros((rows, length), np.float32)
     starts = rng.integers(2, length // 2, rows)
     for b, s in enumerate(starts):
         mask[b, s:] = 1.0
-    return {
-        "tokens": rng.integers(0, CONFIG.vocab_size, (rows, length)).astype(np.int32),
-        "loss_mask": mask,
-        "old_logp": (np.log(1.0 / CONFIG.vocab_size) + 0.3 * rng.normal(size=(rows, length))
-                     ).astype(np.float32),
-        "advantages": rng.normal(size=rows).astype(np.float32),
-    }
+    return TrainBatch(
+        tokens=rng.integers(0, CONFIG.vocab_size, (rows, length)).astype(np.int32),
+        loss_mask=mask,
+        old_logp=(np.log(1.0 / CONFIG.vocab_size) + 0.3 * rng.normal(size=(rows, length))
+                  ).astype(np.float32),
+        advantages=rng.normal(size=rows).astype(np.float32))
 
 
 def run_steps(rules, put_batch, num_steps: int = 2, hp: TrainHParams = HPARAMS):
@@ -41,9 +41,7 @@ def run_steps(rules, put_batch, num_steps: int = 2, hp: TrainHParams = HPARAMS):
     step = make_train_step(hp, CONFIG, rules, state)
     losses = []
     for i in range(num_steps):
-        batch = make_batch(i)
-        batch["loss_positions"] = loss_positions(batch["loss_mask"], T)
-        state, metrics = step(state, put_batch(batch))
+        state, metrics = step(state, put_batch(make_batch(i).with_loss_positions(T)))
         losses.append(float(metrics["loss"]))
     return losses, state["trainable"]
 

@@ -62,8 +62,8 @@ def multihost(out_path):
     n, p = jax.process_count(), jax.process_index()
 
     def local_rows(batch):
-        rows = batch["tokens"].shape[0] // n
-        return host_local_to_global({k: v[p * rows:(p + 1) * rows] for k, v in batch.items()},
+        rows = batch.tokens.shape[0] // n
+        return host_local_to_global(jax.tree.map(lambda v: v[p * rows:(p + 1) * rows], batch),
                                     rules)
 
     losses, params = run_steps(rules, local_rows)

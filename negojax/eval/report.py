@@ -36,6 +36,9 @@ from typing import Iterable, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from negojax.jsonl import Records, plain
+from negojax.negotiation.view import DIALOGUE_STYLE, dialogue_html
+
 PLOT_DIR = "report"
 SAMPLE_TRANSCRIPTS = 3
 _NUMERIC = re.compile(r"-?[\d.]+( \[-?[\d.]+, -?[\d.]+\])?|n/a|")
@@ -52,13 +55,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 thead th { background: #f6f8fa; }
 img.plot { max-width: 100%; border: 1px solid #d0d7de; border-radius: 6px; margin: .5em 0; }
 .missing { color: #6e7781; font-style: italic; }
-.dialogue { border: 1px solid #d0d7de; border-radius: 6px; padding: .6em 1em; margin: 1em 0; background: #fbfcfd; }
-.turn { margin: .5em 0; padding: .4em .8em; border-left: 4px solid #8c959f; background: #fff; white-space: pre-wrap; }
-.turn.s0 { border-left-color: #1f6feb; } .turn.s1 { border-left-color: #d1242f; }
-.turn.s2 { border-left-color: #1a7f37; } .turn.s3 { border-left-color: #9a6700; }
-.solution { margin: .5em 0; padding: .5em .8em; background: #dafbe1; border-radius: 4px; white-space: pre-wrap; }
 .meta { color: #57606a; font-size: .9em; }
-"""
+""" + DIALOGUE_STYLE
 
 # Records in the page itself whether every plot image decoded, so a headless browser check can read it.
 _PLOT_CHECK = """
@@ -68,26 +66,6 @@ window.addEventListener("load", function () {
   document.body.setAttribute("data-plots-loaded", ok.length + "/" + plots.length);
 });
 """
-
-
-class _JsonLines:
-    """Iterates the objects of a JSONL file (none when it is missing) and counts unreadable lines: a run killed
-    mid-write leaves a truncated last line, which the report notes instead of failing on."""
-
-    def __init__(self, path: str | None):
-        self.path, self.unreadable = path, 0
-
-    def __iter__(self):
-        if self.path is None or not os.path.exists(self.path):
-            return
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    self.unreadable += 1
 
 
 def _series(rows: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -287,27 +265,6 @@ def sample_transcripts(transcripts: Iterable[dict], n: int = SAMPLE_TRANSCRIPTS)
     return unique[:n]
 
 
-def _transcript_html(t: dict) -> str:
-    e = html.escape
-    personas = " vs ".join(e(str(p)) for p in t.get("personas", []))
-    agreed = t.get("agreement_turn") is not None
-    n_turns = len(t.get("turns", []))
-    components = ", ".join(f"{e(str(k))}={_fmt(v)}" for k, v in t.get("reward_components", {}).items())
-    meta = (f"step {e(str(t.get('step')))} · scenario {e(str(t.get('scenario_id')))} · "
-            f"{f'agreed after {n_turns} turn(s)' if agreed else f'no agreement in {n_turns} turn(s)'} · "
-            f"reward {_fmt(t.get('reward'))}" + (f" ({components})" if components else ""))
-    turns = "".join(
-        f'<div class="turn s{int(turn.get("speaker", 0)) % 4}"><b>{e(str(turn.get("persona", turn.get("speaker"))))}'
-        f'</b> <span class="meta">({e(str(turn.get("num_tokens", "?")))} tokens)</span>\n'
-        f'{e(str(turn.get("text", "")))}</div>'
-        for turn in t.get("turns", [])
-    )
-    solution = t.get("final_solution")
-    solution_html = (f'<div class="solution"><b>Final solution</b>\n{e(solution)}</div>' if solution
-                     else _missing("No final solution."))
-    return f'<div class="dialogue"><h3>{personas}</h3><p class="meta">{meta}</p>{turns}{solution_html}</div>'
-
-
 def write_report(
     workdir: str,
     *,
@@ -319,7 +276,8 @@ def write_report(
     plot_dir = os.path.join(workdir, PLOT_DIR)
     os.makedirs(plot_dir, exist_ok=True)
     labels = {"A": "model A", "B": "model B", **eval_results.get("models", {})}
-    metrics_lines, transcript_lines = _JsonLines(metrics_jsonl), _JsonLines(transcripts_jsonl)
+    metrics_lines = Records(metrics_jsonl, strict=False)
+    transcript_lines = Records(transcripts_jsonl, strict=False)
     metrics = list(metrics_lines)
     samples = sample_transcripts(transcript_lines)
 
@@ -381,7 +339,7 @@ anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
 <h2>Training</h2>
 {_missing(no_metrics) if no_metrics else _html_table(tables["training"]) + training_plots}
 <h2>Sample transcripts</h2>
-{"".join(_transcript_html(t) for t in samples) if samples else _missing("No transcripts yet.")}
+{"".join(dialogue_html(t, open_=True) for t in samples) if samples else _missing("No transcripts yet.")}
 """
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>negojax report</title>'
             f"<style>{_CSS}</style><script>{_PLOT_CHECK}</script></head><body>{body}</body></html>\n")
@@ -403,6 +361,28 @@ anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
 EVAL_RESULTS_FILE = "eval_results.json"
 
 
+def write_run_report(workdir: str, eval_results: dict | None = None) -> str:
+    """The report of a run directory from its metrics.jsonl, transcripts.jsonl and evaluation.
+    `eval_results` (the structure above) are first written to workdir/eval_results.json; without
+    them that file is read if it exists. Returns report.html's path."""
+    results_path = os.path.join(workdir, EVAL_RESULTS_FILE)
+    if eval_results is not None:
+        eval_results = plain(eval_results)
+        os.makedirs(workdir, exist_ok=True)
+        with open(results_path, "w", encoding="utf-8") as f:
+            json.dump(eval_results, f, indent=1)
+    elif os.path.exists(results_path):
+        with open(results_path, encoding="utf-8") as f:
+            try:
+                eval_results = json.load(f)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{results_path}: not valid JSON ({error}); rewrite it or remove "
+                                 "it") from None
+    return write_report(workdir, metrics_jsonl=os.path.join(workdir, "metrics.jsonl"),
+                        eval_results=eval_results or {},
+                        transcripts_jsonl=os.path.join(workdir, "transcripts.jsonl"))
+
+
 def main(argv: Sequence[str] | None = None) -> str:
     """python -m negojax.eval.report WORKDIR: the report from WORKDIR's metrics.jsonl, transcripts.jsonl and
     eval_results.json (the structure above), whichever exist."""
@@ -410,17 +390,10 @@ def main(argv: Sequence[str] | None = None) -> str:
 
     parser = argparse.ArgumentParser(prog="python -m negojax.eval.report", description=main.__doc__)
     parser.add_argument("workdir")
-    workdir = parser.parse_args(argv).workdir
-    results_path = os.path.join(workdir, EVAL_RESULTS_FILE)
-    eval_results = {}
-    if os.path.exists(results_path):
-        with open(results_path, encoding="utf-8") as f:
-            try:
-                eval_results = json.load(f)
-            except json.JSONDecodeError as error:
-                raise SystemExit(f"{results_path}: not valid JSON ({error}); rewrite it or remove it") from None
-    path = write_report(workdir, metrics_jsonl=os.path.join(workdir, "metrics.jsonl"), eval_results=eval_results,
-                        transcripts_jsonl=os.path.join(workdir, "transcripts.jsonl"))
+    try:
+        path = write_run_report(parser.parse_args(argv).workdir)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     print(path)
     return path
 

@@ -5,7 +5,7 @@ pure functions over the plain params pytree (`Transformer.params`), so jitted st
 return pytrees. Layers are stacked on a leading `layers` axis and run with `lax.scan`, which keeps
 compile time independent of depth.
 
-Params pytree (shapes; logical axes in `param_axes`):
+Params pytree (shapes; logical axes in `param_axes`, both from the one table `_LAYER_AXES`):
   embed [V, D]; final_norm [D]; lm_head [D, V] (untied only)
   layers: attn_norm [L, D], wq [L, D, H, Dh], wk/wv [L, D, K, Dh], wo [L, H, Dh, D],
           bq [L, H, Dh], bk/bv [L, K, Dh] (qwen2), q_norm/k_norm [L, Dh] (qwen3),
@@ -25,7 +25,8 @@ from flax import nnx
 
 from negojax.models.config import ModelConfig
 
-# Logical axis names of every parameter; the sharding layer maps them onto a mesh.
+# Logical axis names of every layer parameter; the sharding layer maps them onto a mesh, and
+# `param_shapes` reads each parameter's shape from them (`_axis_sizes`).
 _LAYER_AXES = {
     "attn_norm": ("layers", "embed"),
     "wq": ("layers", "embed", "heads", "head_dim"),
@@ -63,20 +64,20 @@ def layer_param_names(config: ModelConfig) -> list[str]:
     return names
 
 
-def param_shapes(config: ModelConfig) -> dict:
+def _axis_sizes(config: ModelConfig) -> dict:
     c = config
-    L, D, H, K, Dh, F, V = (c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads,
-                            c.head_dim, c.intermediate_size, c.vocab_size)
-    layer = {
-        "attn_norm": (L, D), "wq": (L, D, H, Dh), "wk": (L, D, K, Dh), "wv": (L, D, K, Dh),
-        "wo": (L, H, Dh, D), "bq": (L, H, Dh), "bk": (L, K, Dh), "bv": (L, K, Dh),
-        "q_norm": (L, Dh), "k_norm": (L, Dh), "mlp_norm": (L, D), "w_gate": (L, D, F),
-        "w_up": (L, D, F), "w_down": (L, F, D),
-    }
-    shapes = {"embed": (V, D), "final_norm": (D,),
-              "layers": {k: layer[k] for k in layer_param_names(config)}}
-    if not c.tie_word_embeddings:
-        shapes["lm_head"] = (D, V)
+    return {"layers": c.num_layers, "embed": c.hidden_size, "heads": c.num_heads,
+            "kv_heads": c.num_kv_heads, "head_dim": c.head_dim, "mlp": c.intermediate_size,
+            "vocab": c.vocab_size}
+
+
+def param_shapes(config: ModelConfig) -> dict:
+    size = _axis_sizes(config)
+    shapes = {"embed": (size["vocab"], size["embed"]), "final_norm": (size["embed"],),
+              "layers": {name: tuple(size[a] for a in _LAYER_AXES[name])
+                         for name in layer_param_names(config)}}
+    if not config.tie_word_embeddings:
+        shapes["lm_head"] = (size["embed"], size["vocab"])
     return shapes
 
 
@@ -100,6 +101,16 @@ def param_axes(params: dict) -> dict:
     return out
 
 
+def param_shardings(params: dict, rules) -> dict:
+    """NamedShardings for a params pytree (arrays or shapes) from its logical axes."""
+    return rules.tree_shardings(param_axes(params), params)
+
+
+def place_params(params: dict, rules) -> dict:
+    """The params on `rules`' mesh, each leaf sharded by its logical axes (unchanged if None)."""
+    return params if rules is None else jax.device_put(params, param_shardings(params, rules))
+
+
 class _Layers(nnx.Module):
     def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
         shapes = param_shapes(config)["layers"]
@@ -117,7 +128,7 @@ class _Layers(nnx.Module):
 
 
 class Transformer(nnx.Module):
-    """Parameters with logical axis metadata; call it or use the pure functions below."""
+    """Parameters with logical axis metadata; the math is the pure functions below."""
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         self.config = config
@@ -135,9 +146,6 @@ class Transformer(nnx.Module):
     @property
     def params(self) -> dict:
         return nnx.state(self, nnx.Param).to_pure_dict()
-
-    def __call__(self, ids):
-        return forward(self.params, self.config, ids)
 
 
 def init_params(config: ModelConfig, seed: int = 0) -> dict:

@@ -55,20 +55,10 @@ class NegotiationConfig:
             bad("agreement_threshold", self.agreement_threshold, "must be in [0, 1]")
 
 
-def prompts_per_batch(batch_size: int, group_size: int) -> int:
-    """Prompts P in a batch of P*G dialogues; a batch G does not divide is a one-line error."""
-    if group_size < 1:
-        raise ValueError(f"group_size={group_size}: must be >= 1")
-    if batch_size < 1 or batch_size % group_size:
-        raise ValueError(f"batch_size={batch_size} is not a positive multiple of "
-                         f"group_size={group_size}; set batch_size to prompts x group_size")
-    return batch_size // group_size
-
-
 def as_config(value: Union[NegotiationConfig, Mapping, None]) -> NegotiationConfig:
     """A NegotiationConfig from itself, None (defaults) or a mapping such as the run config's
     `rollout` section, whose other keys (group_size, opponent, ...) are not ours and are left
-    to their owner (negojax.run_config checks them)."""
+    to their owner (negojax.run.config checks them)."""
     if value is None:
         return NegotiationConfig()
     if isinstance(value, NegotiationConfig):

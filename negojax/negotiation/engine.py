@@ -17,6 +17,7 @@ TrainSequence over the whole history.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable, Optional, Sequence
 
@@ -34,11 +35,11 @@ from negojax.sampling import SamplingParams, Session, sample
 MODES = ("train", "eval")
 
 
-def derived_seed(seed: int, turn: int, call_index: int) -> int:
-    """A sampler seed per (rollout seed, turn, sampler call of that turn: a model, or a seat
-    under full-history continuation), independent across turns and calls."""
-    state = np.random.SeedSequence([seed, turn, call_index]).generate_state(1, np.uint32)[0]
-    return int(state >> 1)  # fits int32
+def derived_seed(seed: int, a: int, b: int) -> int:
+    """An int32 seed derived from (seed, a, b), independent across distinct pairs: per (rollout
+    seed, turn, sampler call of that turn) here, per (run seed, step, process) in training."""
+    state = np.random.SeedSequence([seed, a, b]).generate_state(1, np.uint32)[0]
+    return int(state >> 1)
 
 
 class _SeatSession:
@@ -79,6 +80,35 @@ class NegotiationEngine:
         self._marker = self.config.marker if self.config.agreement == "marker" else None
 
     # ---------------------------------------------------------------- public
+    def rollout_tasks(self, tasks: Sequence[Task], *, group_size: int, policy, opponent,
+                      trainable_seats: Optional[Sequence[int]], seed: int, mode: str) -> Rollout:
+        """Rollouts for tasks with any number of personas, the policy in seat 0 and `opponent`
+        in the others: one `rollout` per seat count, merged back into task order.
+        trainable_seats None trains every seat."""
+        by_seats: dict[int, list[int]] = {}
+        for i, task in enumerate(tasks):
+            by_seats.setdefault(len(task.personas), []).append(i)
+        G, P = group_size, len(tasks)
+        dialogues, finals = [None] * (P * G), [None] * (P * G)
+        agreed, rounds = np.zeros((P, G), bool), np.zeros((P, G), np.int32)
+        sequences, stats = [], {}
+        for seats, indices in sorted(by_seats.items()):
+            part = self.rollout([tasks[i] for i in indices], group_size=G,
+                                seat_params=[policy] + [opponent] * (seats - 1),
+                                trainable_seats=tuple(range(seats)) if trainable_seats is None
+                                else tuple(s for s in trainable_seats if s < seats),
+                                seed=derived_seed(seed, seats, 0), mode=mode)
+            for j, i in enumerate(indices):
+                agreed[i], rounds[i] = part.agreed[j], part.rounds[j]
+                for g in range(G):
+                    dialogues[i * G + g] = {**part.dialogues[j * G + g], "prompt_index": i}
+                    finals[i * G + g] = part.final_solutions[j * G + g]
+            sequences += [dataclasses.replace(s, prompt_index=indices[s.prompt_index])
+                          for s in part.sequences]
+            for key, value in part.stats.items():
+                stats[key] = stats.get(key, 0) + value
+        return Rollout(dialogues, sequences, agreed, rounds, finals, stats)
+
     def rollout(self, tasks: Sequence[Task], *, group_size: int, seat_params: Sequence,
                 trainable_seats: Sequence[int] = (0,), seed: int, mode: str = "train"
                 ) -> Rollout:

@@ -1,28 +1,45 @@
-"""Who sits in which seat: the params each seat samples with and which seats are trained."""
+"""Who sits in the opponent seats: the live policy, a frozen snapshot of it, or one of a pool.
+
+The policy always takes seat 0. `Opponents` keeps the snapshots (the trainable part of the
+params, newest last), which the trainer checkpoints, and picks the opponent of each step.
+"""
 from __future__ import annotations
 
-import dataclasses
+from typing import Callable, Optional
 
-OPPONENT_MODES = ("live", "frozen", "pool")
+import numpy as np
 
-
-@dataclasses.dataclass(frozen=True)
-class Seats:
-    params: list        # index = seat; the same object for several seats means one model
-    trainable: tuple    # seats whose tokens become TrainSequences
+OPPONENT_MODES = ("frozen", "live", "pool")
 
 
-def seat_params_for(mode: str, policy_params, opponent_params=None, *, num_seats: int = 2
-                    ) -> Seats:
-    """'live': every seat is the current policy and every seat is trained. 'frozen': seat 0 is
-    the policy, the others a snapshot refreshed by the trainer; 'pool': the same layout with a
-    snapshot the trainer draws from its pool per rollout. Only seat 0 is trained in both."""
-    if mode not in OPPONENT_MODES:
-        raise ValueError(f"opponent mode {mode!r}: must be one of {OPPONENT_MODES}")
-    if num_seats < 2:
-        raise ValueError(f"num_seats={num_seats}: a negotiation needs at least 2 seats")
-    if mode == "live":
-        return Seats([policy_params] * num_seats, tuple(range(num_seats)))
-    if opponent_params is None:
-        raise ValueError(f"opponent mode {mode!r} needs opponent_params (a params snapshot)")
-    return Seats([policy_params] + [opponent_params] * (num_seats - 1), (0,))
+class Opponents:
+    """'live': every seat is the current policy and every seat is trained. 'frozen': the other
+    seats play a snapshot refreshed every `refresh` steps; 'pool': one of the last `pool_size`
+    snapshots, drawn per step from (seed, step). Only seat 0 is trained in both."""
+
+    def __init__(self, mode: str, *, refresh: int, pool_size: int, seed: int):
+        if mode not in OPPONENT_MODES:
+            raise ValueError(f"rollout.opponent: {mode!r} is not one of {', '.join(OPPONENT_MODES)}")
+        self.mode, self.refresh, self.pool_size, self.seed = mode, refresh, pool_size, seed
+        self.snapshots: list = []
+
+    def for_step(self, step: int, snapshot: Callable[[], object]):
+        """(the opponent's trainable params, or None for the policy itself; the trained seats,
+        or None for every seat). `snapshot()` copies the policy's trainable params."""
+        if self.mode == "live":
+            return None, None
+        if (step - 1) % self.refresh == 0 or not self.snapshots:
+            if self.refresh == 1 and self.mode == "frozen":
+                # Refreshed every step: the snapshot equals the policy, so share its params
+                # (one batched sampler call per turn, no copy).
+                self.snapshots = []
+                return None, (0,)
+            self.snapshots.append(snapshot())
+            self.snapshots = self.snapshots[-(self.pool_size if self.mode == "pool" else 1):]
+        pick = -1
+        if self.mode == "pool":
+            pick = np.random.default_rng([self.seed, step, 7]).integers(len(self.snapshots))
+        return self.snapshots[pick], (0,)
+
+    def restore(self, snapshots: Optional[list]) -> None:
+        self.snapshots = list(snapshots or [])

@@ -12,12 +12,16 @@ import html
 import os
 import sys
 
-from negojax.negotiation.transcripts import TRANSCRIPTS_FILE, read_transcripts
+from negojax.jsonl import Records
 
+TRANSCRIPTS_FILE = "transcripts.jsonl"
 HTML_FILE = "transcripts.html"
 _COLOURS = ("#e3f2fd", "#fff3e0", "#e8f5e9", "#f3e5f5", "#fce4ec", "#e0f7fa")
-_STYLE = """
+_PAGE_STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; color: #222; }
+"""
+# The dialogue's own rules: the evaluation report embeds dialogues too (`dialogue_html`).
+DIALOGUE_STYLE = """
 details.dialogue { border: 1px solid #ccc; border-radius: 6px; margin: .6rem 0;
                    padding: .4rem .8rem; }
 summary { cursor: pointer; }
@@ -38,7 +42,8 @@ def _number(value) -> str:
     return "n/a" if value is None else f"{value:.3g}" if isinstance(value, float) else _e(value)
 
 
-def _dialogue_html(rec: dict) -> str:
+def dialogue_html(rec: dict, *, open_: bool = False) -> str:
+    """One transcript record as a <details> block (expanded with `open_`); every string escaped."""
     personas = rec.get("personas") or []
     agreed = rec.get("agreed")
     outcome = (f'<span class="agree">agreed at turn {_e(rec.get("agreement_turn"))}</span>'
@@ -46,7 +51,7 @@ def _dialogue_html(rec: dict) -> str:
     reward = rec.get("reward")
     summary = (f'{_e(rec.get("scenario_id"))} &middot; {_e(" vs ".join(personas))} &middot; '
                f'{outcome} &middot; reward {_number(reward)}')
-    parts = [f'<details class="dialogue"><summary>{summary}</summary>',
+    parts = [f'<details class="dialogue"{" open" if open_ else ""}><summary>{summary}</summary>',
              f'<p class="meta">tier {_e(rec.get("tier"))} &middot; group {_e(rec.get("group"))}'
              f' &middot; prompt {_e(rec.get("prompt_index"))}, sample '
              f'{_e(rec.get("group_index"))}</p>',
@@ -83,9 +88,9 @@ def render_page(records: list[dict], title: str) -> str:
         mean = f"{sum(rewards) / len(rewards):.3g}" if rewards else "n/a"
         body.append(f'<h2>Step {_e("?" if step is None else step)}</h2><p class="meta">'
                     f'{len(recs)} dialogues, {agreed} agreed, mean reward {mean}</p>')
-        body += [_dialogue_html(r) for r in recs]
+        body += [dialogue_html(r) for r in recs]
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>"
-            f"{_e(title)}</title><style>{_STYLE}</style></head><body>\n"
+            f"{_e(title)}</title><style>{_PAGE_STYLE}{DIALOGUE_STYLE}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
 
 
@@ -95,7 +100,7 @@ def write_html(run_dir: str) -> str:
     if not os.path.isfile(source):
         raise FileNotFoundError(f"{source}: no transcripts; point RUN_DIR at a run directory "
                                 "that has a transcripts.jsonl")
-    page = render_page(list(read_transcripts(source)), f"Transcripts: {run_dir}")
+    page = render_page(list(Records(source)), f"Transcripts: {run_dir}")
     out = os.path.join(run_dir, HTML_FILE)
     with open(out, "w", encoding="utf-8") as f:
         f.write(page)

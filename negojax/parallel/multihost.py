@@ -47,6 +47,22 @@ def host_local_to_global(batch, rules: LogicalRules):
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
 
 
+def allgather(x) -> np.ndarray:
+    """Every process's `x` stacked on a new leading axis (x itself with one process)."""
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(np.asarray(x)))
+
+
+def to_host(tree):
+    """Global arrays -> numpy, whole, on every process."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
 def is_main_process() -> bool:
     """Only process 0 writes logs, metrics and checkpoints' metadata."""
     return jax.process_index() == 0

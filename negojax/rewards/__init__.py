@@ -2,7 +2,7 @@
 
 Judge reliability statistics live in `negojax.rewards.reliability` (also a command).
 """
-from negojax.rewards.composition import COMPONENTS, compose_rewards
+from negojax.rewards.composition import COMPONENTS, compose_rewards, score_final_solutions
 from negojax.rewards.http_judge import HttpJudge, JudgeUnreachable
 from negojax.rewards.judge import FALLBACKS, Judge
 from negojax.rewards.local_judge import LocalJudge
@@ -15,5 +15,5 @@ __all__ = [
     "AGREEMENT", "CA_RUBRIC", "CA_SCORE", "COMPONENTS", "FALLBACKS", "PREFERENCE", "HttpJudge",
     "Judge", "JudgeUnreachable", "LocalJudge", "Question", "agreement_messages",
     "binary_probability", "ca_score_messages", "compose_rewards", "expected_score",
-    "format_persona", "preference_messages",
+    "format_persona", "preference_messages", "score_final_solutions",
 ]

@@ -63,7 +63,7 @@ class LocalJudge(judge.Judge):
 
     def __init__(self, model=None, *, rules=None, batch_size: Optional[int] = None):
         if model is None:
-            from negojax.model import load_model
+            from negojax.api import load_model
             model = load_model("default", rules=rules)
         if model.tokenizer is None:
             raise ValueError("LocalJudge needs a model with a tokenizer and chat template; load "
@@ -75,8 +75,7 @@ class LocalJudge(judge.Judge):
         self.rules = rules if rules is not None else model.rules
         self.params = model.params
         if self.rules is not None and self.rules is not model.rules:
-            self.params = jax.device_put(self.params, self.rules.tree_shardings(
-                transformer.param_axes(self.params), self.params))
+            self.params = transformer.place_params(self.params, self.rules)
         self.batch_size = batch_size
         self._answer_ids = {}
 

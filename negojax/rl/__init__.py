@@ -6,7 +6,8 @@ module of the same name is reached with ``from negojax.rl.advantages import ...`
 from negojax.rl.advantages import METHODS, advantages, seat_advantages, zero_advantage_fraction
 from negojax.rl.losses import (AGGREGATIONS, KL_ESTIMATORS, advantage_stats, kl_penalty, mean_entropy,
                                policy_loss, policy_loss_terms, token_metrics)
+from negojax.rl.batch import TrainBatch, loss_positions
 from negojax.rl.optimizer import learning_rate_schedule, make_optimizer
-from negojax.rl.packing import pack_sequences
-from negojax.rl.train_step import (TrainHParams, combine, init_train_state, loss_positions,
-                                   make_train_step, place_batch, sequence_logprobs, state_shardings)
+from negojax.rl.packing import pack_sequences, train_batch
+from negojax.rl.train_step import (TrainHParams, combine, init_train_state, make_train_step,
+                                   place_batch, sequence_logprobs, state_shardings)

@@ -16,15 +16,16 @@ a loss token's context is then always the position before it, as in an unpacked 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from negojax.models.config import ModelConfig
+from negojax.rl.batch import PACKING_FIELDS, TrainBatch
 from negojax.sampling.prefix_tree import prefix_tree
+from negojax.shapes import bucket, round_up
 
-ROW_KEYS = ("tokens", "loss_mask", "old_logp", "advantages", "position_ids", "segment_ids",
-            "branch_ids")
+_ROW_FIELDS = ("tokens", "loss_mask", "old_logp", "advantages") + PACKING_FIELDS
 
 
 def attention_parity_length(config: ModelConfig) -> int:
@@ -80,19 +81,19 @@ def _rows(pieces, length: int) -> list[list]:
 def _empty_rows(rows: int, length: int) -> dict:
     floats = ("loss_mask", "old_logp", "advantages")
     return {key: np.zeros((rows, length), np.float32 if key in floats else np.int32)
-            for key in ROW_KEYS}
+            for key in _ROW_FIELDS}
 
 
 def pack_sequences(sequences, advantages: Sequence[float], lengths: Sequence[int], *,
-                   parity_length: int, min_shared: int = 32) -> dict:
+                   parity_length: int, min_shared: int = 32) -> TrainBatch:
     """Packed rows for `sequences` (each with tokens, loss_mask, old_logp) and their advantages.
 
     Tries each row length in `lengths` (each >= the longest sequence) and keeps the one whose
-    rows cost the fewest FLOPs: rows * L * (1 + L / parity_length). Returns ROW_KEYS arrays
-    [rows, L] (advantages per token; segments numbered from 1 in each row).
+    rows cost the fewest FLOPs: rows * L * (1 + L / parity_length). Returns a packed TrainBatch
+    of [rows, L] arrays (advantages per token; segments numbered from 1 in each row).
     """
     if not sequences:
-        return _empty_rows(0, min(lengths))
+        return TrainBatch(**_empty_rows(0, min(lengths)))
     tokens = [np.asarray(s.tokens) for s in sequences]
     first_loss = [int(np.argmax(np.asarray(s.loss_mask) > 0)) if np.any(s.loss_mask) else len(t)
                   for s, t in zip(sequences, tokens)]
@@ -129,4 +130,34 @@ def pack_sequences(sequences, advantages: Sequence[float], lengths: Sequence[int
             if len(members) > 1:
                 for branch, i in enumerate(members, start=1):
                     at = put(r, at, i, stem, len(tokens[i]), segment, branch)
-    return out
+    return TrainBatch(**out)
+
+
+def row_length_candidates(longest: int) -> tuple[int, ...]:
+    """Row lengths packing may choose from: the longest sequence's bucket, or a bucket half as
+    long again, which lets more sequences share one copy of their prompt stem."""
+    def padded(n: int) -> int:  # powers of two up to 256, then multiples of 256
+        return bucket(n) if n <= 256 else -(-n // 256) * 256
+    return tuple(sorted({padded(longest), padded(longest * 3 // 2)}))
+
+
+def train_batch(sequences: Sequence, advantages: np.ndarray, model_config: ModelConfig, *,
+                rows_multiple: int, microbatches: int, hosts: int = 1,
+                agree: Callable = np.asarray) -> TrainBatch:
+    """This host's part of the train batch for `sequences` and their groups' advantages
+    [P, G]: packed, padded to a row count that `rows_multiple` (data * fsdp * microbatches)
+    divides, laid out for the microbatches, with its loss positions. Row count and lengths
+    must be the same on every host: `agree(x)` gathers a value from all `hosts` (identity with
+    one), and the largest wins."""
+    longest = int(agree(np.asarray(max([len(s.tokens) for s in sequences] or [1]))).max())
+    seq_adv = [advantages[s.prompt_index, s.group_index] for s in sequences]
+    parity = attention_parity_length(model_config)
+    packed = pack_sequences(sequences, seq_adv, row_length_candidates(longest),
+                            parity_length=parity)
+    length = int(agree(np.asarray(packed.tokens.shape[1])).max())
+    if packed.tokens.shape[1] != length:  # another host chose longer rows
+        packed = pack_sequences(sequences, seq_adv, (length,), parity_length=parity)
+    sizes = [len(packed.tokens), int(packed.loss_mask.sum(axis=1).max(initial=1))]
+    rows, trained = agree(np.asarray(sizes)).reshape(-1, 2).max(0)
+    rows = round_up(bucket(int(rows), 1), max(1, rows_multiple // hosts))
+    return packed.padded(rows, microbatches).with_loss_positions(bucket(int(trained)))

@@ -7,23 +7,8 @@ State (a dict pytree, every leaf placed by the logical-axis rules):
   ref              reference params for the KL term when they are not the frozen base ({} else)
   opt_state        optax AdamW state over `trainable` only
   step             applied updates; skipped_updates: updates dropped by the non-finite guard
-  rng              a PRNG key, advanced with every applied update
 
-Batch (leading dim B, sharded over the data axes):
-  tokens [B, T] int32; loss_mask [B, T] (1 on policy-generated tokens); old_logp [B, T] with
-  old_logp[b, t] = log pi_old(tokens[b, t] | tokens[b, :t]) (the sampler's temperature-1 log-probs);
-  advantages [B]; optional ref_logp [B, T] (then no reference forward runs in the step).
-  Position 0 has no prediction, so loss_mask[:, 0] must be 0.
-  Optional loss_positions [B, P] int32 (P <= T): every position whose loss_mask is 1, padded with
-  0. Only those positions are unembedded; the vocabulary projection and its softmax are a fifth
-  of a small model's step when every position gets one, and the policy's own tokens are a small
-  fraction of a re-encoded dialogue turn. `loss_positions` builds it.
-  Optional packing, all three [B, T] int32 or none (`negojax.rl.packing` builds them): a row holds
-  several sequences, and sequences that open alike share one copy of their common stem.
-  segment_ids (0 pads) and branch_ids (0 = stem) give the attention mask
-  (`prefix_tree_mask`), position_ids the rotary positions; advantages are then per token
-  [B, T]. A packed row's loss token is never the first of its branch, so position t - 1
-  still holds its context.
+The batch is a `negojax.rl.batch.TrainBatch`, which documents its fields.
 """
 from __future__ import annotations
 
@@ -41,11 +26,10 @@ from negojax.models.transformer import (hidden_states, logprobs_from_hidden, par
                                        prefix_tree_mask)
 from negojax.parallel.sharding import LogicalRules
 from negojax.parallel.vocab_parallel import vocab_parallel_logprobs
+from negojax.rl.batch import TrainBatch
 from negojax.rl.losses import policy_loss_terms, token_metrics
 from negojax.rl.optimizer import make_optimizer
 
-BATCH_KEYS = ("tokens", "loss_mask", "old_logp", "advantages")
-PACKING_KEYS = ("position_ids", "segment_ids", "branch_ids")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,13 +54,6 @@ class TrainHParams:
     num_inner_updates: int = 1
     logprob_chunk: int = 128
 
-    @classmethod
-    def from_dict(cls, values) -> "TrainHParams":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"train config: unknown keys {unknown}; valid keys are {sorted(names)}")
-        return cls(**dict(values))
 
 
 # ------------------------------------------------------------------------------ params parts
@@ -112,12 +89,11 @@ def state_shardings(state, rules: LogicalRules, tx: optax.GradientTransformation
     replicated = rules.replicated()
     opt_sh = optax.tree_map_params(tx, lambda _, s: s, state["opt_state"], params_sh["trainable"],
                                    transform_non_params=lambda _: replicated)
-    return {**params_sh, "opt_state": opt_sh, "step": replicated,
-            "skipped_updates": replicated, "rng": replicated}
+    return {**params_sh, "opt_state": opt_sh, "step": replicated, "skipped_updates": replicated}
 
 
 def init_train_state(trainable: dict, frozen: dict, hp: TrainHParams, rules: LogicalRules, *,
-                     ref: Optional[dict] = None, seed: int = 0) -> dict:
+                     ref: Optional[dict] = None) -> dict:
     """A placed train state. For full fine-tuning pass (params, {}); under LoRA pass
     ({"layers": {"lora": adapters}}, base). With beta > 0 and no frozen base, the reference is a
     copy of the initial trainable params unless `ref` is given."""
@@ -126,37 +102,19 @@ def init_train_state(trainable: dict, frozen: dict, hp: TrainHParams, rules: Log
     tx, _ = make_optimizer(hp)
     parts = {"trainable": trainable, "frozen": frozen, "ref": ref}
     shapes = {**parts, "opt_state": jax.eval_shape(tx.init, trainable), "step": 0,
-              "skipped_updates": 0, "rng": jax.eval_shape(lambda: jax.random.key(0))}
+              "skipped_updates": 0}
     sh = state_shardings(shapes, rules, tx)
     placed = {part: _place(parts[part], sh[part]) for part in parts}
 
     def rest(trainable):
         return {"opt_state": tx.init(trainable), "step": jnp.zeros((), jnp.int32),
-                "skipped_updates": jnp.zeros((), jnp.int32), "rng": jax.random.key(seed)}
+                "skipped_updates": jnp.zeros((), jnp.int32)}
 
-    rest_sh = {k: sh[k] for k in ("opt_state", "step", "skipped_updates", "rng")}
+    rest_sh = {k: sh[k] for k in ("opt_state", "step", "skipped_updates")}
     return {**placed, **jax.jit(rest, out_shardings=rest_sh)(placed["trainable"])}
 
 
 # ------------------------------------------------------------------------------ log-probs
-
-
-def loss_positions(loss_mask: np.ndarray, width: Optional[int] = None) -> np.ndarray:
-    """[B, P] indices of each row's loss_mask == 1 positions, padded with 0. P is `width` (the
-    same on every host) or the largest count rounded up to a multiple of 64, which bounds the
-    set of compiled shapes."""
-    longest = int((loss_mask > 0).sum(axis=1).max(initial=0))
-    if width is None:
-        width = max(64, -(-longest // 64) * 64)
-    width = min(width, loss_mask.shape[1])
-    if longest > width:
-        raise ValueError(f"loss_positions: a row has {longest} loss tokens but width={width}; "
-                         "pass a width >= the most loss tokens in any row (on every host)")
-    out = np.zeros((loss_mask.shape[0], width), np.int32)
-    for b in range(loss_mask.shape[0]):
-        where = np.flatnonzero(loss_mask[b] > 0)
-        out[b, :len(where)] = where
-    return out
 
 
 def sequence_logprobs(params, config: ModelConfig, tokens, rules: LogicalRules, chunk: int,
@@ -168,7 +126,7 @@ def sequence_logprobs(params, config: ModelConfig, tokens, rules: LogicalRules, 
     meaning, which the loss mask gathered at the same positions drops.
     With a tensor axis that divides the vocabulary the unembedding runs vocab-parallel under
     shard_map, so full logits never exist on one device.
-    `packing` holds a packed batch's PACKING_KEYS, aligned with tokens.
+    `packing` holds a packed batch's position, segment and branch ids, aligned with tokens.
     """
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     rope_positions = mask = None
@@ -196,45 +154,6 @@ def sequence_logprobs(params, config: ModelConfig, tokens, rules: LogicalRules, 
 # ------------------------------------------------------------------------------ the step
 
 
-def _check_batch(batch: dict, hp: TrainHParams, rules: LogicalRules) -> None:
-    missing = [k for k in BATCH_KEYS if k not in batch]
-    if missing:
-        raise ValueError(f"train batch: missing {missing}; a batch holds {BATCH_KEYS} "
-                         "(+ optional ref_logp)")
-    B, T = batch["tokens"].shape
-    for key in ("loss_mask", "old_logp", "ref_logp"):
-        if key in batch and batch[key].shape != (B, T):
-            raise ValueError(f"train batch: {key} is {batch[key].shape}, tokens are {(B, T)}")
-    positions = batch.get("loss_positions")
-    if positions is not None and (positions.ndim != 2 or positions.shape[0] != B
-                                  or positions.shape[1] > T):
-        raise ValueError(f"train batch: loss_positions is {positions.shape}, need [{B}, P <= {T}]"
-                         "; build it with negojax.rl.loss_positions(loss_mask)")
-    packed = [k for k in PACKING_KEYS if k in batch]
-    if packed and len(packed) < len(PACKING_KEYS):
-        raise ValueError(f"train batch: has {packed} but not all of {PACKING_KEYS}; build a packed "
-                         "batch with negojax.rl.pack_sequences")
-    for key in packed:
-        if batch[key].shape != (B, T):
-            raise ValueError(f"train batch: {key} is {batch[key].shape}, tokens are {(B, T)}")
-    need = (B, T) if packed else (B,)
-    if batch["advantages"].shape != need:
-        raise ValueError(f"train batch: advantages is {batch['advantages'].shape}, need {need} "
-                         f"({'per token: the batch is packed' if packed else 'per row'})")
-    multiple = rules.batch_size_multiple * hp.num_microbatches
-    if B % multiple:
-        raise ValueError(f"train batch: {B} rows is not a multiple of data*fsdp*num_microbatches"
-                         f" = {multiple}; change the rollout batch or train.num_microbatches")
-
-
-def _microbatches(batch: dict, k: int, rules: LogicalRules) -> dict:
-    """[B, ...] -> [k, B/k, ...]. Microbatch i takes rows i, i+k, ...: each device keeps its rows."""
-    def split(x):
-        x = x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1)
-        return rules.constrain(x, (None, "act_batch") + (None,) * (x.ndim - 2))
-    return jax.tree.map(split, batch)
-
-
 def make_train_step(hp: TrainHParams, model_config: ModelConfig, rules: LogicalRules, state):
     """The jitted step for states laid out like `state` (a state or its jax.eval_shape).
 
@@ -246,26 +165,26 @@ def make_train_step(hp: TrainHParams, model_config: ModelConfig, rules: LogicalR
     batch_sh = rules.sharding(("act_batch",))
     chunk = hp.logprob_chunk
 
-    def loss_terms(trainable, frozen, ref, mb):
+    def loss_terms(trainable, frozen, ref, mb: TrainBatch):
         params = combine(trainable, frozen)
-        positions = mb.get("loss_positions")
-        packing = {k: mb[k] for k in PACKING_KEYS} if PACKING_KEYS[0] in mb else None
-        per_token = {k: mb[k] for k in ("loss_mask", "old_logp", "ref_logp") if k in mb}
-        advantages = mb["advantages"]
+        positions, packing = mb.loss_positions, mb.packing()
+        per_token = {k: getattr(mb, k) for k in ("loss_mask", "old_logp", "ref_logp")
+                     if getattr(mb, k) is not None}
+        advantages = mb.advantages
         if packing is not None:
             per_token["advantages"] = advantages
             # One id per (segment, branch): a row's sequences, for the sequence means.
-            per_token["sequence_ids"] = (packing["segment_ids"] * mb["tokens"].shape[1]
+            per_token["sequence_ids"] = (packing["segment_ids"] * mb.tokens.shape[1]
                                          + packing["branch_ids"])
         if positions is not None:
             per_token = {k: jnp.take_along_axis(v, positions, axis=1) for k, v in per_token.items()}
-        logp, entropy = sequence_logprobs(params, model_config, mb["tokens"], rules, chunk,
+        logp, entropy = sequence_logprobs(params, model_config, mb.tokens, rules, chunk,
                                           positions, packing)
         ref_logp = per_token.get("ref_logp")
         if ref_logp is None and hp.beta != 0:
             # Under LoRA the frozen base (adapters left out) is the reference.
             reference = jax.lax.stop_gradient(ref if ref else frozen)
-            ref_logp, _ = sequence_logprobs(reference, model_config, mb["tokens"], rules, chunk,
+            ref_logp, _ = sequence_logprobs(reference, model_config, mb.tokens, rules, chunk,
                                             positions, packing)
         mask = per_token["loss_mask"].astype(jnp.float32)
         loss_sum, normaliser, sums = policy_loss_terms(
@@ -282,7 +201,7 @@ def make_train_step(hp: TrainHParams, model_config: ModelConfig, rules: LogicalR
 
     def accumulate(state, batch):
         """Sums of loss terms, metric sums and gradients over the microbatches."""
-        mbs = _microbatches(batch, hp.num_microbatches, rules)
+        mbs = batch.microbatches(hp.num_microbatches, rules.constrain)
         args = (state["trainable"], state["frozen"], state["ref"])
         first = jax.tree.map(lambda x: x[0], mbs)
         shapes = jax.eval_shape(grad_fn, *args, first)
@@ -292,7 +211,7 @@ def make_train_step(hp: TrainHParams, model_config: ModelConfig, rules: LogicalR
             # A microbatch of padding rows only (no loss token anywhere) adds exactly zero, so
             # its forward and backward are skipped; the trainer packs padding rows together.
             out = jax.lax.cond(
-                jnp.any(mb["loss_mask"] > 0),
+                jnp.any(mb.loss_mask > 0),
                 lambda: jax.tree.map(lambda o: o.astype(jnp.float32), grad_fn(*args, mb)),
                 lambda: zeros)
             return jax.tree.map(jnp.add, acc, out), None
@@ -311,8 +230,7 @@ def make_train_step(hp: TrainHParams, model_config: ModelConfig, rules: LogicalR
         def apply(state):
             updates, opt_state = tx.update(grads, state["opt_state"], state["trainable"])
             return {**state, "trainable": optax.apply_updates(state["trainable"], updates),
-                    "opt_state": opt_state, "step": state["step"] + 1,
-                    "rng": jax.random.split(state["rng"])[0]}
+                    "opt_state": opt_state, "step": state["step"] + 1}
 
         def skip(state):
             return {**state, "skipped_updates": state["skipped_updates"] + 1}
@@ -327,8 +245,8 @@ def make_train_step(hp: TrainHParams, model_config: ModelConfig, rules: LogicalR
         metrics.setdefault("kl", jnp.zeros((), jnp.float32))
         return new_state, metrics
 
-    def step(state, batch):
-        _check_batch(batch, hp, rules)
+    def step(state, batch: TrainBatch):
+        batch.check(rules.batch_size_multiple * hp.num_microbatches)
         state, metrics = jax.lax.scan(lambda s, _: update(s, batch), state, None,
                                       length=hp.num_inner_updates)
         return state, jax.tree.map(lambda m: m[-1], metrics)
@@ -337,7 +255,7 @@ def make_train_step(hp: TrainHParams, model_config: ModelConfig, rules: LogicalR
                    out_shardings=(st_sh, rules.replicated()), donate_argnums=0)
 
 
-def place_batch(batch: dict, rules: LogicalRules) -> dict:
+def place_batch(batch: TrainBatch, rules: LogicalRules) -> TrainBatch:
     """A single-process batch (host or device arrays) placed with the step's batch sharding."""
     sharding = rules.sharding(("act_batch",))
     return jax.tree.map(lambda x: jax.device_put(x, sharding), batch)

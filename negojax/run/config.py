@@ -5,7 +5,7 @@ misspelt `--config.key` is an error instead of a silently ignored setting. Valid
 two phases, both before any model is loaded:
   `validate_static(config)`           keys, enums, ranges and paths (no jax)
   `validate_devices(config, ...)`     batch and host divisibility against the real device layout
-and `check_judge(config)` asks a remote judge whether it answers.
+and `negojax.run.build.check_judge(config)` asks a remote judge whether it answers.
 Every problem is a `ConfigError` whose message is one line naming the key and what to change.
 """
 from __future__ import annotations
@@ -140,12 +140,7 @@ def validate_static(config) -> None:
         return
     _positive(config, "lora.rank", allow_zero=True)
     _enum(config, "lora.base_dtype", BASE_DTYPES)
-    for axis in ("data", "fsdp", "tensor"):
-        value = config.mesh[axis]
-        if value == 0 or value < -1:
-            _fail(f"mesh.{axis}", f"{value} must be a positive size or -1 (the remaining devices)")
-    if [config.mesh[a] for a in ("data", "fsdp", "tensor")].count(-1) > 1:
-        _fail("mesh.data", "at most one of mesh.data / mesh.fsdp / mesh.tensor may be -1")
+    _mesh(config, device_count=None)
     r = config.rollout
     for key in ("prompts_per_step", "group_size", "max_turns", "max_new_tokens",
                 "final_max_new_tokens", "opponent_refresh", "opponent_pool_size"):
@@ -204,27 +199,22 @@ def validate_static(config) -> None:
               "or set --config.wandb.enabled=False")
 
 
-def mesh_sizes(config, device_count: int) -> dict:
-    """mesh.{data, fsdp, tensor} with a -1 resolved against `device_count`."""
-    sizes = {a: int(config.mesh[a]) for a in ("data", "fsdp", "tensor")}
-    known = 1
-    for value in sizes.values():
-        known *= value if value != -1 else 1
-    if -1 in sizes.values():
-        free = next(a for a, v in sizes.items() if v == -1)
-        if device_count % known:
-            _fail(f"mesh.{free}", f"-1 cannot fill {device_count} devices with the other axes "
-                  f"using {known}; choose mesh sizes whose product divides {device_count}")
-        sizes[free] = device_count // known
-    if sizes["data"] * sizes["fsdp"] * sizes["tensor"] != device_count:
-        _fail("mesh", f"data*fsdp*tensor = {sizes['data'] * sizes['fsdp'] * sizes['tensor']} "
-              f"but {device_count} devices are present; make the product equal the device count")
-    return sizes
+def _mesh(config, device_count: int | None) -> dict:
+    """mesh.{data, fsdp, tensor}, checked on their own (device_count None) or resolved against
+    the devices present."""
+    from negojax.parallel.mesh import check_mesh_sizes, mesh_sizes
+    m = config.mesh
+    try:
+        if device_count is None:
+            return check_mesh_sizes(m.data, m.fsdp, m.tensor)
+        return mesh_sizes(m.data, m.fsdp, m.tensor, device_count)
+    except ValueError as error:
+        raise ConfigError(f"config.{error}") from None
 
 
 def validate_devices(config, device_count: int, process_count: int) -> dict:
     """Batch and host divisibility on the real device layout; returns the resolved mesh sizes."""
-    sizes = mesh_sizes(config, device_count)
+    sizes = _mesh(config, device_count)
     if config.mode != "train":
         return sizes
     r = config.rollout
@@ -238,22 +228,3 @@ def validate_devices(config, device_count: int, process_count: int) -> dict:
               f"not divisible by mesh.data*mesh.fsdp = {parallel}; change "
               "rollout.prompts_per_step, rollout.group_size or the mesh")
     return sizes
-
-
-def check_judge(config) -> None:
-    """A remote judge must answer before the run starts (a local judge is loaded later)."""
-    if config.mode == "chat" or config.judge.kind != "http":
-        return
-    from negojax.rewards import JudgeUnreachable
-    try:
-        make_http_judge(config).check_reachable()
-    except JudgeUnreachable as error:
-        raise ConfigError(f"config.judge.base_url: {error}") from None
-
-
-def make_http_judge(config, cache_dir: str | None = None):
-    from negojax.rewards import HttpJudge
-    j = config.judge
-    return HttpJudge(j.base_url, j.model, api_key_env=j.api_key_env, timeout_s=j.timeout_s,
-                     max_retries=j.max_retries, concurrency=j.concurrency,
-                     cache_dir=cache_dir if j.cache else None, fallback=config.reward.fallback)

@@ -9,52 +9,26 @@ process on its devices.
 """
 from __future__ import annotations
 
-import json
-import os
-
-import numpy as np
-
-from negojax.data import load_tasks
-from negojax.eval.driver import capability_guard, conflict_question, evaluate_conflicts, win_rates
-from negojax.eval.instructions import instruction_prompts
-from negojax.eval.reasoning import reasoning_problems
-from negojax.eval.report import EVAL_RESULTS_FILE, write_report
-from negojax.model import Model, generate_ids
-from negojax.negotiation.engine import NegotiationEngine
-from negojax.parallel.mesh import make_mesh
-from negojax.parallel.sharding import LogicalRules
-from negojax.trainer import EXPORT_DIR, load_policy, make_judge, negotiation_config, run_rollouts
+from negojax.api import Model, generate_ids
+from negojax.eval import (capability_guard, evaluate_conflicts, instruction_prompts,
+                          reasoning_problems, win_rates)
+from negojax.eval.driver import conflict_question
+from negojax.eval.report import EVAL_RESULTS_FILE, write_run_report
+from negojax.run.build import Evaluation
 
 GENERATE_BATCH = 16
 
 
-def _model_paths(config) -> dict:
-    exported = os.path.join(config.workdir, EXPORT_DIR)
-    trained = config.eval.trained_path or (exported if os.path.isfile(
-        os.path.join(exported, "config.json")) else config.model.path)
-    return {"A": trained, "B": config.eval.baseline_path or config.model.path}
+def dialogue_runner(run: Evaluation, name: str):
+    """run_dialogues(tasks, decoding) for negojax.eval: model `name` in every seat."""
+    params = run.models[name].params
 
-
-def _load(config, path: str, rules) -> Model:
-    model_cfg = config.model.copy_and_resolve_references()
-    with model_cfg.unlocked():
-        model_cfg.path = path
-        if path != config.model.path:  # a checkpoint of its own: its real weights
-            model_cfg.random_init = False
-            model_cfg.overrides = {}
-    return load_policy(model_cfg, rules)
-
-
-def dialogue_runner(config, model: Model, judge, rules):
-    """run_dialogues(tasks, decoding) for negojax.eval: the model in every seat."""
-    def run(tasks, decoding: str) -> list[dict]:
-        engine = NegotiationEngine(negotiation_config(config.rollout, greedy=decoding == "greedy"),
-                                   model.config, model.tokenizer, judge=judge, rules=rules)
-        rollout = run_rollouts(engine, list(tasks), group_size=1, policy=model.params,
-                               opponent=model.params, trainable_seats=(0,), seed=config.seed,
-                               mode="eval")
+    def dialogues(tasks, decoding: str) -> list[dict]:
+        rollout = run.engines[name, decoding].rollout_tasks(
+            list(tasks), group_size=1, policy=params, opponent=params, trainable_seats=(0,),
+            seed=run.seed, mode="eval")
         return rollout.dialogues
-    return run
+    return dialogues
 
 
 def answer_generator(model: Model, max_new_tokens: int):
@@ -73,57 +47,37 @@ def answer_generator(model: Model, max_new_tokens: int):
     return generate
 
 
-def evaluate(config, mesh_sizes: dict) -> str:
-    e = config.eval
-    rules = LogicalRules(make_mesh(**mesh_sizes))
-    paths = _model_paths(config)
-    models = {name: _load(config, path, rules) for name, path in paths.items()}
-    # The judge's "policy" is the baseline: the untrained model.
-    judge = make_judge(config, models["B"], config.workdir)
-    tasks = load_tasks("eval")[:e.num_tasks]
-    conflicts = {name: evaluate_conflicts(dialogue_runner(config, m, judge, rules), tasks,
-                                          judge.ca_score, decodings=tuple(e.decodings),
-                                          n_resamples=e.n_resamples, seed=config.seed)
-                 for name, m in models.items()}
-    first = e.decodings[0]
+def evaluate(run: Evaluation) -> str:
+    judge, n, seed = run.judge, run.n_resamples, run.seed
+    conflicts = {name: evaluate_conflicts(dialogue_runner(run, name), run.tasks, judge.ca_score,
+                                          decodings=run.decodings, n_resamples=n, seed=seed)
+                 for name in run.models}
+    first = run.decodings[0]
     results = {
         "models": {name: f"{'trained' if name == 'A' else 'base'}: {path}"
-                   for name, path in paths.items()},
+                   for name, path in run.paths.items()},
         "conflict": {d: r.metrics for d, r in conflicts["A"].items()},
         "conflict_baseline": {d: r.metrics for d, r in conflicts["B"].items()},
-        "ca_scores": {name: conflicts[name][first].ca_scores for name in models},
+        "ca_scores": {name: conflicts[name][first].ca_scores for name in run.models},
         "win_rates": {"conflict": win_rates(
-            judge.prefer, [conflict_question(t) for t in tasks],
+            judge.prefer, [conflict_question(t) for t in run.tasks],
             [t["final_solution"] for t in conflicts["A"][first].transcripts],
             [t["final_solution"] for t in conflicts["B"][first].transcripts],
-            n_resamples=e.n_resamples, seed=config.seed)},
+            n_resamples=n, seed=seed)},
     }
-    generators = {name: answer_generator(m, e.answer_max_new_tokens) for name, m in models.items()}
-    open_ended = load_tasks("open_ended")[:e.open_ended_tasks]
-    if open_ended:
-        questions = [t.dilemma for t in open_ended]
+    generators = {name: answer_generator(m, run.answer_max_new_tokens)
+                  for name, m in run.models.items()}
+    if run.open_ended:
+        questions = [t.dilemma for t in run.open_ended]
         results["win_rates"]["open_ended"] = win_rates(
             judge.prefer, questions, generators["A"](questions), generators["B"](questions),
-            n_resamples=e.n_resamples, seed=config.seed)
+            n_resamples=n, seed=seed)
     results["capability"] = capability_guard(
         generators["A"], generators["B"],
-        instructions=instruction_prompts(max(e.capability_prompts, 1))[:e.capability_prompts],
-        problems=reasoning_problems(max(e.reasoning_problems, 1))[:e.reasoning_problems],
-        gsm8k_data_dir=e.gsm8k_data_dir or None)
-    os.makedirs(config.workdir, exist_ok=True)
-    results_path = os.path.join(config.workdir, EVAL_RESULTS_FILE)
-    with open(results_path, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=1, default=_json_number)
-    report = write_report(config.workdir, metrics_jsonl=os.path.join(config.workdir, "metrics.jsonl"),
-                          eval_results=json.loads(json.dumps(results, default=_json_number)),
-                          transcripts_jsonl=os.path.join(config.workdir, "transcripts.jsonl"))
-    print(f"wrote:\n  eval_results      {results_path}\n  report            {report}", flush=True)
+        instructions=instruction_prompts(max(run.capability_prompts, 1))[:run.capability_prompts],
+        problems=reasoning_problems(max(run.reasoning_problems, 1))[:run.reasoning_problems],
+        gsm8k_data_dir=run.gsm8k_data_dir)
+    report = write_run_report(run.workdir, results)
+    print(f"wrote:\n  eval_results      {run.workdir}/{EVAL_RESULTS_FILE}\n"
+          f"  report            {report}", flush=True)
     return report
-
-
-def _json_number(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,28 +1,23 @@
-"""Per-step metrics and transcripts: console progress bar, workdir/metrics.jsonl, TensorBoard event
-files (tensorboardX, no TensorFlow), Weights & Biases when enabled (the `wandb` extra), and
-workdir/transcripts.jsonl. Only the main process writes; the others get a logger that does nothing,
-so in multi-process runs transcripts.jsonl holds process 0's dialogues (metrics cover every host).
+"""Per-step metrics: the console progress bar, workdir/metrics.jsonl, TensorBoard event files
+(tensorboardX, no TensorFlow) and Weights & Biases when enabled (the `wandb` extra). Only the main
+process writes; the others get a logger that does nothing (metrics cover every host).
 
 metrics.jsonl holds one JSON object per step; the report (negojax.eval.report) reads these keys.
 """
 from __future__ import annotations
 
-import json
-import math
 import os
-from typing import Optional, Sequence
+from typing import Optional
 
+from negojax import jsonl
+
+METRICS_FILE = "metrics.jsonl"
 METRIC_KEYS = (
     "step", "reward_mean", "reward_std", "reward_min", "reward_max", "agreement_rate",
     "mean_rounds", "kl", "clip_fraction", "entropy", "grad_norm", "skipped_updates",
     "rollout_tokens_per_s", "train_tokens_per_s", "time_rollout_s", "time_judge_s",
     "time_update_s", "zero_advantage_fraction")
 CONSOLE_KEYS = ("reward_mean", "agreement_rate", "mean_rounds", "kl", "grad_norm")
-
-
-def _jsonable(value):
-    value = float(value) if not isinstance(value, (int, str, bool)) else value
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _import_summary_writer():
@@ -45,15 +40,11 @@ class MetricsLogger:
                  log_every: int = 1, wandb_project: Optional[str] = None, run_config=None):
         self.enabled = enabled
         self.log_every = log_every
-        self.metrics_path = os.path.join(workdir, "metrics.jsonl")
-        self.transcripts_path = os.path.join(workdir, "transcripts.jsonl")
+        self.metrics_path = os.path.join(workdir, METRICS_FILE)
         if not enabled:
             return
         SummaryWriter = _import_summary_writer()
         from tqdm import tqdm
-        os.makedirs(workdir, exist_ok=True)
-        self._drop_steps_from(self.metrics_path, start_step)
-        self._drop_steps_from(self.transcripts_path, start_step)
         self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_step + 1)
         self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
                          dynamic_ncols=True)
@@ -63,30 +54,11 @@ class MetricsLogger:
             self._wandb = wandb.init(project=wandb_project, dir=workdir, resume="allow",
                                      config=run_config)
 
-    @staticmethod
-    def _drop_steps_from(path: str, start_step: int) -> None:
-        """A resumed run rewrites steps after its checkpoint: drop lines a crash left beyond it,
-        and a truncated last line."""
-        if not os.path.exists(path):
-            return
-        kept = []
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if row.get("step", 0) <= start_step:
-                    kept.append(line if line.endswith("\n") else line + "\n")
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(kept)
-
     def log(self, step: int, metrics: dict) -> None:
         if not self.enabled:
             return
-        row = {"step": step, **{k: _jsonable(v) for k, v in metrics.items()}}
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        row = jsonl.plain({"step": step, **metrics})
+        jsonl.append(self.metrics_path, [row])
         for key, value in row.items():
             if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self._tb.add_scalar(key, value, step)
@@ -99,17 +71,6 @@ class MetricsLogger:
         if step % self.log_every == 0:
             self._bar.write(" ".join(f"{k}={row[k]:.4g}" if isinstance(row[k], float)
                                      else f"{k}={row[k]}" for k in METRIC_KEYS if k in row))
-
-    def transcripts(self, step: int, dialogues: Sequence[dict]) -> None:
-        if not self.enabled:
-            return
-        with open(self.transcripts_path, "a", encoding="utf-8") as f:
-            for dialogue in dialogues:
-                f.write(json.dumps({"step": step, **dialogue}) + "\n")
-
-    def write(self, text: str) -> None:
-        if self.enabled:
-            self._bar.write(text)
 
     def close(self) -> None:
         if not self.enabled:

@@ -5,8 +5,9 @@ A `Session` holds one batch of rows and their KV cache. `extend` appends tokens 
 `lax.while_loop` until every row hit a stop id or the token budget. A multi-turn dialogue is
 extend / generate / extend / ... without re-encoding history.
 
-Shapes are rounded up to buckets (batch, block length, cache length, new-token buffer), so a
-run compiles a bounded set of programs; `TRACE_COUNTS` records each trace for tests.
+Shapes are rounded up to buckets (batch, block length, cache length, new-token buffer) by
+`negojax.shapes`, so a run compiles a bounded set of programs; `TRACE_COUNTS` records each
+trace for tests.
 """
 from __future__ import annotations
 
@@ -23,30 +24,9 @@ from negojax.models import transformer
 from negojax.models.config import ModelConfig
 from negojax.sampling.prefix_tree import prefix_tree
 from negojax.sampling.rules import SamplingParams, sample_tokens
+from negojax.shapes import batch_bucket, bucket
 
 TRACE_COUNTS: collections.Counter = collections.Counter()
-
-
-def bucket(n: int, minimum: int = 16) -> int:
-    """Smallest power of two >= max(n, minimum) up to 256, then the next multiple of 128.
-
-    Past 256 a power of two wastes up to half of every prefill and of every decode step's
-    attention over the cache (a 400-token persona prompt plus a 48-token reply took a
-    1024-slot cache); multiples of 128 keep the number of compiled shapes small.
-    """
-    size = minimum
-    while size < n and size < 256:
-        size *= 2
-    return size if size >= n else -(-n // 128) * 128
-
-
-def batch_bucket(n: int) -> int:
-    """Rows a batch pads to: even counts up to 16, then multiples of 8. Every padding row costs
-    a full row of prefill and attention (6 dialogues padded to 8 made a 6-row prefill 20-25%
-    slower), while the number of compiled batch shapes stays small."""
-    if n <= 1:
-        return 1
-    return -(-n // 2) * 2 if n <= 16 else -(-n // 8) * 8
 
 
 def _no_constraint(x, _names):

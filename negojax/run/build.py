@@ -1,0 +1,251 @@
+"""The run's objects from its config: the only code besides `negojax.main` that reads the
+ConfigDict. Training (`build_training`), evaluation (`build_evaluation`) and chat
+(`load_policy`) each take what they need from here, and everything they hand on is a plain
+object: a model, a mesh's rules, a judge, an engine, hyper-parameters.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional
+
+import jax
+
+import negojax
+from negojax.api import Model
+from negojax.data import TaskSampler, Task, load_tasks
+from negojax.models import lora
+from negojax.models.config import ModelConfig
+from negojax.negotiation import NegotiationConfig, NegotiationEngine, Opponents, as_config
+from negojax.parallel import LogicalRules, make_mesh
+from negojax.rl import TrainHParams
+
+CHECKPOINT_DIR = "checkpoints"
+EXPORT_DIR = "export"
+JUDGE_CACHE_DIR = "judge_cache"
+
+
+# ------------------------------------------------------------------------------ model and mesh
+
+
+def load_policy(model_cfg, rules: Optional[LogicalRules] = None) -> Model:
+    """The configured model (`model.overrides` re-shape a randomly initialised architecture
+    while keeping a checkpoint's tokenizer)."""
+    return negojax.load_model(model_cfg.path, dtype=model_cfg.dtype,
+                              param_dtype=model_cfg.param_dtype, random_init=model_cfg.random_init,
+                              rules=rules, overrides=dict(model_cfg.overrides) or None)
+
+
+def global_rules(mesh_sizes: dict) -> LogicalRules:
+    return LogicalRules(make_mesh(**mesh_sizes))
+
+
+def local_rules(mesh_sizes: dict) -> LogicalRules:
+    """Rules over this process's devices, for rollouts and the judge; the global mesh itself
+    when there is one process."""
+    if jax.process_count() == 1:
+        return global_rules(mesh_sizes)
+    devices = jax.local_devices()
+    tensor = max(t for t in range(1, len(devices) + 1)
+                 if len(devices) % t == 0 and t <= mesh_sizes["tensor"])
+    return LogicalRules(make_mesh(data=len(devices) // tensor, fsdp=1, tensor=tensor,
+                                  devices=devices))
+
+
+# ------------------------------------------------------------------------------ judges
+
+
+def http_judge(config, cache_dir: str | None = None):
+    from negojax.rewards import HttpJudge
+    j = config.judge
+    return HttpJudge(j.base_url, j.model, api_key_env=j.api_key_env, timeout_s=j.timeout_s,
+                     max_retries=j.max_retries, concurrency=j.concurrency,
+                     cache_dir=cache_dir if j.cache else None, fallback=config.reward.fallback)
+
+
+def check_judge(config) -> None:
+    """A remote judge must answer before the run starts (a local judge is loaded later)."""
+    if config.mode == "chat" or config.judge.kind != "http":
+        return
+    from negojax.rewards import JudgeUnreachable
+    from negojax.run.config import ConfigError
+    try:
+        http_judge(config).check_reachable()
+    except JudgeUnreachable as error:
+        raise ConfigError(f"config.judge.base_url: {error}") from None
+
+
+def make_judge(config, policy: Model):
+    """The configured judge; a local judge of path "policy" is `policy`'s weights, frozen."""
+    if config.judge.kind == "http":
+        return http_judge(config, cache_dir=os.path.join(config.workdir, JUDGE_CACHE_DIR))
+    from negojax.rewards import LocalJudge
+    if config.judge.path == "policy":
+        return LocalJudge(policy)
+    return LocalJudge(negojax.load_model(config.judge.path, dtype=config.model.dtype,
+                                         rules=policy.rules), rules=policy.rules)
+
+
+# ------------------------------------------------------------------------------ components
+
+
+def negotiation_config(rollout_cfg, *, greedy: bool = False) -> NegotiationConfig:
+    """The engine's settings from the `rollout` section (context_turns 0: the full history)."""
+    settings = as_config({**rollout_cfg.to_dict(), "context_turns": rollout_cfg.context_turns or None})
+    if greedy:
+        settings = dataclasses.replace(settings, temperature=0.0, top_p=1.0,
+                                       final_temperature=0.0, final_top_p=1.0)
+    return settings
+
+
+def make_engine(config, model_config: ModelConfig, tokenizer, judge, rules, *,
+                greedy: bool = False) -> NegotiationEngine:
+    return NegotiationEngine(negotiation_config(config.rollout, greedy=greedy), model_config,
+                             tokenizer, judge=judge, rules=rules)
+
+
+def train_hparams(config) -> TrainHParams:
+    o, rl = config.optim, config.rl
+    return TrainHParams(
+        learning_rate=o.lr, warmup_steps=o.warmup_steps,
+        total_steps=max(config.train.steps, o.warmup_steps + 1),
+        final_lr_fraction=1.0 if o.schedule == "constant" else o.final_lr_fraction,
+        weight_decay=o.weight_decay, max_grad_norm=o.max_grad_norm, clip_low=rl.clip_low,
+        clip_high=rl.clip_high, aggregation=rl.loss_aggregation, beta=rl.beta,
+        kl_estimator=rl.kl_estimator, num_microbatches=rl.microbatches,
+        num_inner_updates=rl.num_inner_updates, logprob_chunk=rl.logprob_chunk)
+
+
+def split_params(policy: Model, lora_cfg):
+    """(trainable, frozen, model config): full fine-tuning or LoRA adapters over a frozen base."""
+    if lora_cfg.rank == 0:
+        return policy.params, {}, policy.config
+    adapters, config = lora.init_lora(policy.params, policy.config, lora_cfg.rank,
+                                      lora_cfg.alpha, tuple(lora_cfg.targets))
+    frozen = lora.freeze_base(policy.params, lora_cfg.base_dtype, tuple(lora_cfg.targets))
+    return {"layers": {"lora": adapters}}, frozen, config
+
+
+# ------------------------------------------------------------------------------ the runs
+
+
+@dataclasses.dataclass
+class Training:
+    """Everything the GRPO loop needs, built from the config."""
+    workdir: str
+    seed: int
+    steps: int
+    group_size: int
+    prompts_per_host: int
+    advantage: str
+    reward_fallback: str
+    reward_components: dict          # {name: coefficient}, the ones switched on
+    eval_every: int
+    eval_tasks: list[Task]
+    log_every: int
+    wandb_project: Optional[str]
+    run_config: dict
+    rules: LogicalRules              # the global mesh: the train step
+    local_rules: LogicalRules        # this process's devices: rollouts and the judge
+    policy: Model
+    judge: object
+    trainable: dict
+    frozen: dict
+    model_config: ModelConfig
+    hparams: TrainHParams
+    engine: NegotiationEngine
+    eval_engine: NegotiationEngine   # greedy dialogue for the quick evaluation
+    sampler: TaskSampler
+    opponents: Opponents
+    checkpointer: object             # negojax.checkpoints.TrainCheckpointer
+
+
+def build_training(config, mesh_sizes: dict) -> Training:
+    from negojax.checkpoints import TrainCheckpointer
+    local = local_rules(mesh_sizes)
+    policy = load_policy(config.model, local)
+    if policy.tokenizer is None:
+        raise ValueError("config.model: a preset without a checkpoint has no tokenizer; set "
+                         "model.path to a checkpoint (with model.overrides for a tiny model)")
+    judge = make_judge(config, policy)
+    trainable, frozen, model_config = split_params(policy, config.lora)
+    r, t = config.rollout, config.train
+    return Training(
+        workdir=config.workdir, seed=config.seed, steps=t.steps, group_size=r.group_size,
+        prompts_per_host=r.prompts_per_step // jax.process_count(), advantage=config.rl.advantage,
+        reward_fallback=config.reward.fallback,
+        reward_components={k: v for k, v in config.reward.components.items() if v},
+        eval_every=t.eval_every, eval_tasks=load_tasks("eval")[:t.quick_eval_tasks],
+        log_every=t.log_every,
+        wandb_project=config.wandb.project if config.wandb.enabled else None,
+        run_config=config.to_dict(), rules=global_rules(mesh_sizes), local_rules=local,
+        policy=policy, judge=judge, trainable=trainable, frozen=frozen, model_config=model_config,
+        hparams=train_hparams(config),
+        engine=make_engine(config, model_config, policy.tokenizer, judge, local),
+        eval_engine=make_engine(config, model_config, policy.tokenizer, judge, local,
+                                greedy=True),
+        sampler=TaskSampler(load_tasks("train"), seed=config.seed,
+                            process_index=jax.process_index(),
+                            process_count=jax.process_count()),
+        opponents=Opponents(r.opponent, refresh=r.opponent_refresh,
+                            pool_size=r.opponent_pool_size, seed=config.seed),
+        checkpointer=TrainCheckpointer(os.path.join(config.workdir, CHECKPOINT_DIR),
+                                       save_every=t.checkpoint_every, keep=t.keep_checkpoints))
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """Everything the evaluation suite needs, built from the config: model A (trained) and B
+    (the baseline), the judge, and one dialogue engine per decoding."""
+    workdir: str
+    seed: int
+    models: dict                     # {"A": Model, "B": Model}
+    paths: dict                      # {"A": path, "B": path}
+    judge: object
+    engines: dict                    # {(name, decoding): NegotiationEngine}
+    decodings: tuple
+    tasks: list[Task]
+    open_ended: list[Task]
+    capability_prompts: int
+    reasoning_problems: int
+    gsm8k_data_dir: Optional[str]
+    answer_max_new_tokens: int
+    n_resamples: int
+
+
+def _model_paths(config) -> dict:
+    """A: eval.trained_path, else the run's export, else model.path; B: eval.baseline_path,
+    else model.path."""
+    exported = os.path.join(config.workdir, EXPORT_DIR)
+    trained = config.eval.trained_path or (exported if os.path.isfile(
+        os.path.join(exported, "config.json")) else config.model.path)
+    return {"A": trained, "B": config.eval.baseline_path or config.model.path}
+
+
+def _load_at(config, path: str, rules) -> Model:
+    """The configured model, or a checkpoint of its own at `path` with its real weights."""
+    model_cfg = config.model.copy_and_resolve_references()
+    with model_cfg.unlocked():
+        model_cfg.path = path
+        if path != config.model.path:
+            model_cfg.random_init = False
+            model_cfg.overrides = {}
+    return load_policy(model_cfg, rules)
+
+
+def build_evaluation(config, mesh_sizes: dict) -> Evaluation:
+    e = config.eval
+    rules = global_rules(mesh_sizes)
+    paths = _model_paths(config)
+    models = {name: _load_at(config, path, rules) for name, path in paths.items()}
+    judge = make_judge(config, models["B"])  # a "policy" judge is the untrained baseline
+    engines = {(name, d): make_engine(config, m.config, m.tokenizer, judge, rules,
+                                      greedy=d == "greedy")
+               for name, m in models.items() for d in e.decodings}
+    return Evaluation(
+        workdir=config.workdir, seed=config.seed, models=models, paths=paths, judge=judge,
+        engines=engines, decodings=tuple(e.decodings), tasks=load_tasks("eval")[:e.num_tasks],
+        open_ended=load_tasks("open_ended")[:e.open_ended_tasks],
+        capability_prompts=e.capability_prompts, reasoning_problems=e.reasoning_problems,
+        gsm8k_data_dir=e.gsm8k_data_dir or None, answer_max_new_tokens=e.answer_max_new_tokens,
+        n_resamples=e.n_resamples)
