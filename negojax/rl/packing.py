@@ -136,9 +136,7 @@ def pack_sequences(sequences, advantages: Sequence[float], lengths: Sequence[int
 def row_length_candidates(longest: int) -> tuple[int, ...]:
     """Row lengths packing may choose from: the longest sequence's bucket, or a bucket half as
     long again, which lets more sequences share one copy of their prompt stem."""
-    def padded(n: int) -> int:  # powers of two up to 256, then multiples of 256
-        return bucket(n) if n <= 256 else -(-n // 256) * 256
-    return tuple(sorted({padded(longest), padded(longest * 3 // 2)}))
+    return tuple(sorted({bucket(longest), bucket(longest * 3 // 2)}))
 
 
 def train_batch(sequences: Sequence, advantages: np.ndarray, model_config: ModelConfig, *,
