@@ -69,6 +69,15 @@ def test_override_checks_in_process(argv, expected, monkeypatch):
     ("rl.advantage", "ppo", "config.rl.advantage: 'ppo' is not one of grpo, dr_grpo, rloo"),
     ("model.random_init", False, "config.model.overrides: changes the architecture"),
     ("judge.path", "/no/judge", "config.judge.path: '/no/judge' does not exist"),
+    # The engine's and the optimizer's own ranges, reported under the keys that set them.
+    ("rollout.max_turns", 0, "config.rollout.max_turns: 0 must be an integer >= 1"),
+    ("rollout.first_speaker", "last", "config.rollout.first_speaker: 'last' is not one of"),
+    ("optim.lr", float("nan"), "config.optim.lr: nan must be a finite number"),
+    ("optim.max_grad_norm", -1.0, "config.optim.max_grad_norm: -1.0 must be > 0"),
+    ("optim.weight_decay", -5.0, "config.optim.weight_decay: -5.0 must be >= 0"),
+    ("rl.clip_low", -1.0, "config.rl.clip_low: -1.0 must lie in [0, 1)"),
+    ("rl.microbatches", 0, "config.rl.microbatches: 0 must be an integer >= 1"),
+    ("rl.loss_aggregation", "sum", "config.rl.loss_aggregation: 'sum' is not one of"),
 ])
 def test_static_validation_in_process(key, value, expected):
     config = _tiny_config()
@@ -77,6 +86,33 @@ def test_static_validation_in_process(key, value, expected):
     with pytest.raises(ConfigError) as error:
         validate_static(config)
     assert str(error.value).count("\n") == 0 and expected in str(error.value)
+
+
+def test_defaults_are_the_components_own():
+    """base_config's engine, optimizer, LoRA and HTTP-judge defaults are those components'
+    defaults, so each exists once."""
+    import dataclasses
+    import inspect
+    from negojax.models import lora
+    from negojax.negotiation import NegotiationConfig
+    from negojax.rewards import HttpJudge
+    from negojax.rl import TrainHParams
+    from negojax.run.build import negotiation_config, train_hparams
+    from negojax.run.config import TRAIN_KEYS, base_config
+    c = base_config()
+    assert negotiation_config(c.rollout) == NegotiationConfig()
+    hparams = TrainHParams()
+    for field, key in TRAIN_KEYS.items():
+        if field != "total_steps":
+            section, name = key.split(".")
+            assert c[section][name] == getattr(hparams, field), key
+    built = train_hparams(c)
+    assert dataclasses.replace(built, total_steps=hparams.total_steps,
+                               final_lr_fraction=hparams.final_lr_fraction) == hparams
+    assert tuple(c.lora.targets) == lora.DEFAULT_TARGETS
+    defaults = inspect.signature(HttpJudge.__init__).parameters
+    for name in ("api_key_env", "timeout_s", "max_retries", "concurrency"):
+        assert c.judge[name] == defaults[name].default, name
 
 
 def test_wandb_without_its_extra_names_the_install(monkeypatch):

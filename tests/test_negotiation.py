@@ -319,11 +319,11 @@ def test_errors_say_what_to_fix(tok, tiny, tasks):
                      (dict(first_speaker="last"), "first_speaker"),
                      (dict(agreement="vote"), "agreement"), (dict(top_p=0), "top_p"),
                      (dict(agreement_threshold=2), "agreement_threshold")):
-        with pytest.raises(ValueError, match=rf"^negotiation\.{key}="):
+        with pytest.raises(ValueError, match=rf"^rollout\.{key}: "):
             NegotiationConfig(**bad)
     with pytest.raises(ValueError, match="needs a judge"):
         NegotiationEngine(NegotiationConfig(agreement="judge"), config, tok)
-    with pytest.raises(ValueError, match=r"^negotiation\.max_turns=0"):
+    with pytest.raises(ValueError, match=r"^rollout\.max_turns: 0 "):
         NegotiationEngine({"max_turns": 0, "group_size": 4}, config, tok)
 
 

@@ -14,7 +14,7 @@ import negojax.rl.train_step as train_step
 from negojax.models.transformer import init_params
 from negojax.parallel.mesh import make_mesh
 from negojax.parallel.sharding import LogicalRules
-from negojax.rl.losses import kl_penalty
+from negojax.rl.losses import AGGREGATIONS, kl_penalty
 from negojax.rl.batch import TrainBatch, loss_positions
 from negojax.rl.train_step import (TrainHParams, init_train_state, make_train_step, place_batch,
                                    sequence_logprobs)
@@ -242,3 +242,20 @@ def test_vocab_parallel_log_softmax_matches_plain(eight_devices):
     assert r["vocab_logp_diff"] < 1e-5
     assert r["vocab_entropy_diff"] < 1e-4
     assert r["vocab_grad_diff"] < 1e-5
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_every_aggregation_the_config_accepts_runs_a_step(rules, aggregation):
+    """Each rl.loss_aggregation that validation accepts builds hyper-parameters that train
+    (Dr. GRPO's needs a constant normaliser, which the rollout's token budget gives)."""
+    from negojax.run.build import train_hparams
+    from negojax.run.config import validate_static
+    from test_config import _tiny_config
+    config = _tiny_config()
+    with config.unlocked():
+        config.rl.loss_aggregation = aggregation
+    validate_static(config)
+    hp = dataclasses.replace(train_hparams(config), num_microbatches=1)
+    state = fresh(hp, rules)
+    _, metrics = make_train_step(hp, CONFIG, rules, state)(state, place_batch(make_batch(0), rules))
+    assert np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["grad_norm"]))

@@ -211,6 +211,9 @@ def preset(name: str) -> ModelConfig:
     return PRESETS[name]
 
 
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
 def resolve_dtype(name_or_dtype) -> Any:
     if isinstance(name_or_dtype, str):
         table = {"float32": jnp.float32, "f32": jnp.float32, "bfloat16": jnp.bfloat16,

@@ -20,6 +20,7 @@ from negojax.models.config import ModelConfig
 from negojax.models.transformer import PROJECTION_INPUT_DIMS
 
 DEFAULT_TARGETS = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+BASE_STORAGES = ("float32", "bfloat16", "int8")
 
 
 def init_lora(params: dict, config: ModelConfig, rank: int, alpha: float,
@@ -106,7 +107,7 @@ def freeze_base(params: dict, storage: str, targets: Sequence[str] = DEFAULT_TAR
         for name in targets:
             layers[name] = quantize_int8(layers[name], PROJECTION_INPUT_DIMS[name])
         return {**params, "layers": layers}
-    raise ValueError(f"unknown lora base storage {storage!r}; use float32, bfloat16 or int8 "
+    raise ValueError(f"unknown lora base storage {storage!r}; use {', '.join(BASE_STORAGES)} "
                      "(config lora.base_dtype)")
 
 

@@ -29,7 +29,7 @@ class NegotiationConfig:
 
     def __post_init__(self):
         def bad(key: str, value, need: str):
-            raise ValueError(f"negotiation.{key}={value!r}: {need}")
+            raise ValueError(f"rollout.{key}: {value!r} {need}")
 
         for key in ("max_turns", "max_new_tokens", "final_max_new_tokens"):
             value = getattr(self, key)
@@ -43,16 +43,16 @@ class NegotiationConfig:
                 bad(key, getattr(self, key), "must be >= 0 (0 means greedy)")
         for key in ("top_p", "final_top_p"):
             if not 0 < getattr(self, key) <= 1:
-                bad(key, getattr(self, key), "must be in (0, 1]")
+                bad(key, getattr(self, key), "must lie in (0, 1]")
         if self.first_speaker not in FIRST_SPEAKERS:
-            bad("first_speaker", self.first_speaker, f"must be one of {FIRST_SPEAKERS}")
+            bad("first_speaker", self.first_speaker, f"is not one of {', '.join(FIRST_SPEAKERS)}")
         if self.agreement not in AGREEMENT_MODES:
-            bad("agreement", self.agreement, f"must be one of {AGREEMENT_MODES}")
+            bad("agreement", self.agreement, f"is not one of {', '.join(AGREEMENT_MODES)}")
         if self.agreement == "marker" and not (isinstance(self.marker, str)
                                                and self.marker.strip()):
             bad("marker", self.marker, "marker agreement needs a non-empty marker string")
         if not 0 <= self.agreement_threshold <= 1:
-            bad("agreement_threshold", self.agreement_threshold, "must be in [0, 1]")
+            bad("agreement_threshold", self.agreement_threshold, "must lie in [0, 1]")
 
 
 def as_config(value: Union[NegotiationConfig, Mapping, None]) -> NegotiationConfig:

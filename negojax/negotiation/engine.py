@@ -343,7 +343,7 @@ class NegotiationEngine:
 
 # Template and name tokens around one dialogue message ("<|im_end|>\n<|im_start|>user\nName: ").
 _MESSAGE_OVERHEAD = 32
-_TEMPLATE_REWRITES = ("negotiation.context_turns=None needs a chat template that renders earlier "
+_TEMPLATE_REWRITES = ("rollout.context_turns=0 (the full history) needs a chat template that renders earlier "
                       "messages unchanged when one is added; set negotiation.context_turns to an "
                       "integer")
 

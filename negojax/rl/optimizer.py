@@ -8,8 +8,7 @@ def learning_rate_schedule(peak: float, warmup_steps: int, total_steps: int,
                            final_fraction: float) -> optax.Schedule:
     """0 -> peak linearly over warmup_steps, then cosine down to peak * final_fraction."""
     if total_steps <= warmup_steps:
-        raise ValueError(f"optimizer: total_steps ({total_steps}) must exceed warmup_steps "
-                         f"({warmup_steps}); fix train.total_steps / train.warmup_steps")
+        raise ValueError(f"total_steps: {total_steps} must exceed warmup_steps ({warmup_steps})")
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0 if warmup_steps else peak, peak_value=peak, warmup_steps=warmup_steps,
         decay_steps=total_steps, end_value=peak * final_fraction)

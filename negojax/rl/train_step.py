@@ -13,6 +13,7 @@ The batch is a `negojax.rl.batch.TrainBatch`, which documents its fields.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional
 
 import jax
@@ -27,7 +28,7 @@ from negojax.models.transformer import (hidden_states, logprobs_from_hidden, par
 from negojax.parallel.sharding import LogicalRules
 from negojax.parallel.vocab_parallel import vocab_parallel_logprobs
 from negojax.rl.batch import TrainBatch
-from negojax.rl.losses import policy_loss_terms, token_metrics
+from negojax.rl.losses import AGGREGATIONS, KL_ESTIMATORS, policy_loss_terms, token_metrics
 from negojax.rl.optimizer import make_optimizer
 
 
@@ -53,6 +54,51 @@ class TrainHParams:
     num_microbatches: int = 1
     num_inner_updates: int = 1
     logprob_chunk: int = 128
+
+    def __post_init__(self):
+        """Each bad value is a one-line ValueError that starts with the field's name."""
+        def bad(name: str, need: str):
+            raise ValueError(f"{name}: {getattr(self, name)!r} {need}")
+
+        def number(name: str):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                bad(name, "must be a finite number")
+            return value
+
+        def integer(name: str, low: int):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                bad(name, f"must be an integer >= {low}")
+
+        if number("learning_rate") <= 0:
+            bad("learning_rate", "must be > 0")
+        integer("warmup_steps", 0)
+        integer("total_steps", 1)
+        if not 0 <= number("final_lr_fraction") <= 1:
+            bad("final_lr_fraction", "must lie in [0, 1]")
+        for name in ("weight_decay", "beta"):
+            if number(name) < 0:
+                bad(name, "must be >= 0")
+        if number("max_grad_norm") <= 0:
+            bad("max_grad_norm", "must be > 0 (it clips the global gradient norm)")
+        if not 0 <= number("clip_low") < 1:
+            bad("clip_low", "must lie in [0, 1)")
+        if number("clip_high") < 0:
+            bad("clip_high", "must be >= 0")
+        if self.dual_clip is not None and number("dual_clip") <= 1:
+            bad("dual_clip", "must be > 1, or None")
+        if self.aggregation not in AGGREGATIONS:
+            bad("aggregation", f"is not one of {', '.join(AGGREGATIONS)}")
+        if self.aggregation == "seq_mean_token_sum_norm" and (
+                not isinstance(self.max_len_norm, int) or self.max_len_norm < 1):
+            bad("max_len_norm", "must be an integer >= 1 (the constant generation budget) for "
+                "the seq_mean_token_sum_norm aggregation")
+        if self.kl_estimator not in KL_ESTIMATORS:
+            bad("kl_estimator", f"is not one of {', '.join(KL_ESTIMATORS)}")
+        for name in ("num_microbatches", "num_inner_updates", "logprob_chunk"):
+            integer(name, 1)
 
 
 

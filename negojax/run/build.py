@@ -105,15 +105,27 @@ def make_engine(config, model_config: ModelConfig, tokenizer, judge, rules, *,
 
 
 def train_hparams(config) -> TrainHParams:
-    o, rl = config.optim, config.rl
-    return TrainHParams(
-        learning_rate=o.lr, warmup_steps=o.warmup_steps,
-        total_steps=max(config.train.steps, o.warmup_steps + 1),
-        final_lr_fraction=1.0 if o.schedule == "constant" else o.final_lr_fraction,
-        weight_decay=o.weight_decay, max_grad_norm=o.max_grad_norm, clip_low=rl.clip_low,
-        clip_high=rl.clip_high, aggregation=rl.loss_aggregation, beta=rl.beta,
-        kl_estimator=rl.kl_estimator, num_microbatches=rl.microbatches,
-        num_inner_updates=rl.num_inner_updates, logprob_chunk=rl.logprob_chunk)
+    """TrainHParams from the keys of `TRAIN_KEYS`; a constant schedule keeps the peak rate, and
+    the schedule runs at least one step past the warmup."""
+    from negojax.run.config import TRAIN_KEYS
+    values = {field: config[key.split(".")[0]][key.split(".")[1]]
+              for field, key in TRAIN_KEYS.items()}
+    values["total_steps"] = max(config.train.steps, config.optim.warmup_steps + 1)
+    if config.optim.schedule == "constant":
+        values["final_lr_fraction"] = 1.0
+    if values["aggregation"] == "seq_mean_token_sum_norm":
+        values["max_len_norm"] = sequence_budget(config.rollout)
+    return TrainHParams(**values)
+
+
+def sequence_budget(rollout_cfg) -> int:
+    """The most tokens the policy can sample into one train sequence: one turn with a context
+    window; with the full history, its share of the turns (half of them at most, with 2 or
+    more seats); plus the final solution when that is trained on. Dr. GRPO's constant
+    normaliser (seq_mean_token_sum_norm)."""
+    r = rollout_cfg
+    turns = 1 if r.context_turns else -(-r.max_turns // 2)
+    return turns * r.max_new_tokens + (r.final_max_new_tokens if r.train_on_final_solution else 0)
 
 
 def split_params(policy: Model, lora_cfg):

@@ -10,29 +10,54 @@ Every problem is a `ConfigError` whose message is one line naming the key and wh
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import inspect
 import os
 
 import ml_collections
 
-from negojax.models.config import PRESETS
+from negojax.models import lora
+from negojax.models.config import DTYPE_NAMES, PRESETS
+from negojax.negotiation import OPPONENT_MODES, NegotiationConfig
+from negojax.rewards import COMPONENTS, FALLBACKS, HttpJudge
+from negojax.rl import METHODS, TrainHParams
 
 MODES = ("train", "eval", "chat")
-OPPONENTS = ("frozen", "live", "pool")
 JUDGE_KINDS = ("local", "http")
-DTYPES = ("float32", "bfloat16", "float16")
 SCHEDULES = ("cosine", "constant")
-FIRST_SPEAKERS = ("fixed", "random")
-AGREEMENT_KINDS = ("judge", "marker")
-BASE_DTYPES = ("float32", "bfloat16", "int8")
+# TrainHParams field -> the run config key that sets it (its defaults come from the field).
+TRAIN_KEYS = {
+    "learning_rate": "optim.lr", "warmup_steps": "optim.warmup_steps",
+    "final_lr_fraction": "optim.final_lr_fraction", "weight_decay": "optim.weight_decay",
+    "max_grad_norm": "optim.max_grad_norm", "clip_low": "rl.clip_low",
+    "clip_high": "rl.clip_high", "aggregation": "rl.loss_aggregation", "beta": "rl.beta",
+    "kl_estimator": "rl.kl_estimator", "num_microbatches": "rl.microbatches",
+    "num_inner_updates": "rl.num_inner_updates", "logprob_chunk": "rl.logprob_chunk",
+    "total_steps": "train.steps",
+}
+# Keys of the rollout section that are the engine's (NegotiationConfig); the others are the run's.
+NEGOTIATION_KEYS = tuple(f.name for f in dataclasses.fields(NegotiationConfig))
 
 
 class ConfigError(ValueError):
     """A user-fixable configuration problem; the message is one line."""
 
 
+def _defaults(cls, *names) -> dict:
+    return {name: getattr(cls(), name) for name in names}
+
+
+def _init_defaults(fn, *names) -> dict:
+    parameters = inspect.signature(fn).parameters
+    return {name: parameters[name].default for name in names}
+
+
 def base_config() -> ml_collections.ConfigDict:
-    """Every key a run reads, with defaults shaped for a quick CPU run. Unlocked; callers lock."""
+    """Every key a run reads, with its default. The defaults of the engine's, the optimizer's,
+    LoRA's and the HTTP judge's settings are those of their own dataclasses and signatures
+    (the method's); configs/default.py shapes a quick CPU run from them. Unlocked; callers
+    lock."""
     c = ml_collections.ConfigDict()
     c.mode = "train"
     c.workdir = "runs/default"
@@ -53,31 +78,32 @@ def base_config() -> ml_collections.ConfigDict:
         path="default", dtype="float32", param_dtype="float32", random_init=False,
         overrides=ml_collections.ConfigDict()))
     c.lora = ml_collections.ConfigDict(dict(
-        rank=0, alpha=16.0, targets=("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"),
-        base_dtype="float32"))
+        rank=0, alpha=16.0, targets=lora.DEFAULT_TARGETS, base_dtype=lora.BASE_STORAGES[0]))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    negotiation = dataclasses.asdict(NegotiationConfig())
+    negotiation["context_turns"] = negotiation["context_turns"] or 0  # 0: the full history
     c.rollout = ml_collections.ConfigDict(dict(
-        prompts_per_step=2, group_size=4, max_turns=3, context_turns=2, max_new_tokens=48,
-        temperature=0.7, top_p=0.95, final_temperature=0.1, final_top_p=0.95,
-        final_max_new_tokens=96, first_speaker="fixed", agreement="judge", marker="[AGREE]",
-        agreement_threshold=0.5, train_on_final_solution=False,
+        prompts_per_step=2, group_size=4, **negotiation,
         opponent="frozen", opponent_refresh=1, opponent_pool_size=4))
     c.judge = ml_collections.ConfigDict(dict(
         # path "policy": the policy's initial weights, frozen (no second copy is loaded).
         kind="local", path="policy", base_url="http://127.0.0.1:8000/v1", model="",
-        api_key_env="OPENAI_API_KEY", timeout_s=60.0, max_retries=4, concurrency=8,
+        **_init_defaults(HttpJudge.__init__, "api_key_env", "timeout_s", "max_retries",
+                         "concurrency"),
         cache=True))
     c.reward = ml_collections.ConfigDict(dict(
-        fallback="zero", components=ml_collections.ConfigDict(dict(overlong_turn_penalty=0.0))))
-    c.rl = ml_collections.ConfigDict(dict(
-        advantage="grpo", loss_aggregation="token_mean", clip_low=0.2, clip_high=0.28, beta=0.0,
-        kl_estimator="k3", num_inner_updates=1, microbatches=1, logprob_chunk=128))
-    c.optim = ml_collections.ConfigDict(dict(
-        lr=1e-5, warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, schedule="constant",
-        final_lr_fraction=0.1))
+        fallback=FALLBACKS[0], components=ml_collections.ConfigDict(
+            {name: 0.0 for name in COMPONENTS})))
+    hparams = TrainHParams()
+    c.rl = ml_collections.ConfigDict(dict(advantage=METHODS[0]))
+    c.optim = ml_collections.ConfigDict(dict(schedule="constant"))
     c.train = ml_collections.ConfigDict(dict(
         steps=3, eval_every=0, checkpoint_every=1, keep_checkpoints=2, log_every=1,
         quick_eval_tasks=2))
+    for field, key in TRAIN_KEYS.items():
+        section, name = key.split(".")
+        if field != "total_steps":  # train.steps is the run's own
+            c[section][name] = getattr(hparams, field)
     c.eval = ml_collections.ConfigDict(dict(
         num_tasks=100, open_ended_tasks=100, capability_prompts=120, reasoning_problems=120,
         decodings=("greedy", "sampled"), trained_path="", baseline_path="",
@@ -119,7 +145,7 @@ def validate_static(config) -> None:
     """Keys, enums, ranges and paths; nothing that needs jax or the network."""
     _enum(config, "mode", MODES)
     for key in ("model.dtype", "model.param_dtype"):
-        _enum(config, key, DTYPES)
+        _enum(config, key, DTYPE_NAMES)
     if not config.model.path:
         _fail("model.path", "is empty; set it to 'default', an HF model directory, a .gguf file "
               f"or a preset ({', '.join(sorted(PRESETS))})")
@@ -139,24 +165,21 @@ def validate_static(config) -> None:
         _positive(config, "chat.max_new_tokens")
         return
     _positive(config, "lora.rank", allow_zero=True)
-    _enum(config, "lora.base_dtype", BASE_DTYPES)
+    _enum(config, "lora.base_dtype", lora.BASE_STORAGES)
     _mesh(config, device_count=None)
     r = config.rollout
-    for key in ("prompts_per_step", "group_size", "max_turns", "max_new_tokens",
-                "final_max_new_tokens", "opponent_refresh", "opponent_pool_size"):
+    for key in ("prompts_per_step", "group_size", "opponent_refresh", "opponent_pool_size"):
         _positive(config, f"rollout.{key}")
     _positive(config, "rollout.context_turns", allow_zero=True)
     if r.group_size < 2 and config.mode == "train":
         _fail("rollout.group_size", f"{r.group_size} gives every sample a zero group-relative "
               "advantage; set it to 2 or more")
-    _enum(config, "rollout.first_speaker", FIRST_SPEAKERS)
-    _enum(config, "rollout.agreement", AGREEMENT_KINDS)
-    _enum(config, "rollout.opponent", OPPONENTS)
-    for key in ("temperature", "final_temperature"):
-        _positive(config, f"rollout.{key}", allow_zero=True)
-    for key in ("top_p", "final_top_p", "agreement_threshold"):
-        if not 0.0 < r[key] <= 1.0:
-            _fail(f"rollout.{key}", f"{r[key]} must lie in (0, 1]")
+    _enum(config, "rollout.opponent", OPPONENT_MODES)
+    from negojax.run.build import negotiation_config, train_hparams
+    try:  # the engine's own ranges; its messages name the rollout key
+        negotiation_config(r)
+    except ValueError as error:
+        raise ConfigError(f"config.{error}") from None
     _enum(config, "judge.kind", JUDGE_KINDS)
     if config.judge.kind == "local" and config.judge.path != "policy" \
             and not model_path_exists(config.judge.path):
@@ -164,22 +187,18 @@ def validate_static(config) -> None:
               "directory, a .gguf file, 'default' or 'policy' (the policy's initial weights)")
     if config.judge.kind == "http" and not config.judge.model:
         _fail("judge.model", "is empty; name the judge model the endpoint serves")
-    _enum(config, "reward.fallback", ("zero", "drop"))
-    from negojax.rewards import COMPONENTS
+    _enum(config, "reward.fallback", FALLBACKS)
     for name in config.reward.components:
         if name not in COMPONENTS:
             _fail(f"reward.components.{name}", f"unknown component; known: {sorted(COMPONENTS)}")
-    from negojax.rl import AGGREGATIONS, KL_ESTIMATORS, METHODS
     _enum(config, "rl.advantage", METHODS)
-    _enum(config, "rl.loss_aggregation", AGGREGATIONS)
-    _enum(config, "rl.kl_estimator", KL_ESTIMATORS)
-    for key in ("num_inner_updates", "microbatches", "logprob_chunk"):
-        _positive(config, f"rl.{key}")
-    _positive(config, "rl.beta", allow_zero=True)
-    _positive(config, "optim.lr")
-    _positive(config, "optim.warmup_steps", allow_zero=True)
     _enum(config, "optim.schedule", SCHEDULES)
     _positive(config, "train.steps")
+    try:  # the optimizer's and the loss's own ranges, named by the keys that set them
+        train_hparams(config)
+    except ValueError as error:
+        field, _, problem = str(error).partition(": ")
+        raise ConfigError(f"config.{TRAIN_KEYS.get(field, field)}: {problem}") from None
     for key in ("eval_every", "checkpoint_every", "quick_eval_tasks"):
         _positive(config, f"train.{key}", allow_zero=True)
     for key in ("keep_checkpoints", "log_every"):
