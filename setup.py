@@ -32,7 +32,7 @@ setup(
         "tensorboardX>=2.6",
     ],
     extras_require={
-        # accelerate: transformers needs it to load GGUF files (the reference in tests/test_gguf.py).
+        # accelerate: transformers needs it to load GGUF files (the reference in tests/checkpoints/test_gguf.py).
         "test": ["pytest>=8", "torch==2.13.0", "accelerate>=1.0"],
         # --config.wandb.enabled=True logs every step to Weights & Biases.
         "wandb": ["wandb>=0.17"],

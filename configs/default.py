@@ -15,7 +15,7 @@ def get_config():
     c.model.path = "default"
     c.judge.kind = "local"
     c.judge.path = "policy"  # the default model, frozen at its initial weights
-    # SmolLM2-135M as judge leans to "no" (P(yes) measured 0.23-0.34, tests/test_local_judge.py):
+    # SmolLM2-135M as judge leans to "no" (P(yes) measured 0.23-0.34, tests/rewards/test_local_judge.py):
     # at the method's 0.5 nothing ever agrees and every reward is 0, so the threshold sits inside
     # that range.
     c.rollout.update(prompts_per_step=2, group_size=4, max_turns=3, max_new_tokens=48,

@@ -8,7 +8,7 @@ import pytest
 from negojax.data.generate import NearDuplicates, first_json_object, generate, main
 from negojax.data.scenarios import load_scenarios
 
-VALID = pathlib.Path(__file__).parent / "data" / "valid"
+VALID = pathlib.Path(__file__).parent / "valid"
 SHIPPED_TRAIN_0001 = ("Your hospital must replace its imaging scanners this year. The cheaper model is slower "
                       "and less precise. Which scanner do you buy?")
 

@@ -7,7 +7,6 @@ import pytest
 from negojax.models import transformer as tf
 from negojax.models.config import ModelConfig
 from negojax.sampling import SamplingParams, Session, filtered_logits, sample, sample_tokens
-from negojax import shapes
 from negojax.sampling import sampler as sampler_mod
 
 CONFIG = ModelConfig("qwen3", vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2,
@@ -80,15 +79,7 @@ def test_attention_window_equals_whole_cache(params):
         np.testing.assert_allclose(cache_windowed[key], cache_whole[key], atol=1e-5)
 
 
-def test_length_buckets_are_powers_of_two_then_multiples_of_128():
-    assert [shapes.bucket(n) for n in (1, 17, 200, 256, 257, 400, 513)] == [
-        16, 32, 256, 256, 384, 512, 640]
-    assert shapes.bucket(3, 1) == 4
-
-
-def test_batches_pad_to_even_rows_then_multiples_of_8():
-    assert [shapes.batch_bucket(n) for n in (1, 2, 3, 5, 6, 15, 17, 33)] == [
-        1, 2, 4, 6, 6, 16, 24, 40]
+def test_a_session_pads_its_rows_to_the_batch_bucket():
     session = sampler_mod.Session(None, CONFIG, 5, min_cache=16)
     assert session.padded_batch == 6
 

@@ -11,7 +11,7 @@ import pytest
 from negojax.data import Persona, Task, TaskSampler, load_tasks, task_source
 from negojax.data.scenarios import load_scenarios
 
-VALID = pathlib.Path(__file__).parent / "data" / "valid"
+VALID = pathlib.Path(__file__).parent / "valid"
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
+from shipped_configs import REPO, shipped_config
 from negojax.run.config import ConfigError, validate_devices, validate_static
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (bad flags, text the one line must contain, extra environment); run as real subprocesses.
 BAD_CONFIGS = {
@@ -80,7 +80,7 @@ def test_override_checks_in_process(argv, expected, monkeypatch):
     ("rl.loss_aggregation", "sum", "config.rl.loss_aggregation: 'sum' is not one of"),
 ])
 def test_static_validation_in_process(key, value, expected):
-    config = _tiny_config()
+    config = shipped_config("tiny_test")
     section, name = key.split(".")
     config[section][name] = value
     with pytest.raises(ConfigError) as error:
@@ -116,7 +116,7 @@ def test_defaults_are_the_components_own():
 
 
 def test_wandb_without_its_extra_names_the_install(monkeypatch):
-    config = _tiny_config()
+    config = shipped_config("tiny_test")
     config.wandb.enabled = True
     monkeypatch.setitem(sys.modules, "wandb", None)  # as on a machine without the extra
     with pytest.raises(ConfigError) as error:
@@ -125,16 +125,8 @@ def test_wandb_without_its_extra_names_the_install(monkeypatch):
                                 "pip install 'negojax[wandb]' or set --config.wandb.enabled=False")
 
 
-def _tiny_config():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("tiny", os.path.join(REPO, "configs/tiny_test.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def test_prompts_per_step_must_split_over_hosts():
-    config = _tiny_config()
+    config = shipped_config("tiny_test")
     with pytest.raises(ConfigError, match=r"config.rollout.prompts_per_step: 2 is not divisible "
                                           r"by the 3 hosts"):
         validate_devices(config, device_count=3, process_count=3)
@@ -145,19 +137,11 @@ def test_prompts_per_step_must_split_over_hosts():
 def test_shipped_configs_validate():
     from negojax.run.config import validate_static
     for name in ("default", "tiny_test"):
-        import importlib.util
-        spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, f"configs/{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        validate_static(module.get_config())
+        validate_static(shipped_config(name))
 
 
 def test_tpu_v4_config_is_the_method_setting_on_a_v4_64_mesh():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("tpu", os.path.join(REPO, "configs/tpu_v4.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config()
+    c = shipped_config("tpu_v4")
     assert (c.rollout.group_size, c.rollout.prompts_per_step, c.optim.lr, c.rl.beta) == \
         (8, 16, 5e-6, 0.0)
     assert (c.rollout.max_turns, c.rollout.context_turns, c.rollout.temperature,

@@ -14,7 +14,7 @@ from negojax.parallel.sharding import LogicalRules
 from negojax.rl.train_step import place_batch
 from train_step_case import run_steps
 
-HERE = os.path.dirname(__file__)
+HELPERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers")
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
@@ -30,9 +30,9 @@ def run_two_processes(out_path) -> None:
     base.update(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
                 JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
                 NO_PROXY="127.0.0.1,localhost")
-    procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "train_step_worker.py"),
+    procs = [subprocess.Popen([sys.executable, os.path.join(HELPERS, "train_step_worker.py"),
                                "multihost", str(out_path)],
-                              env={**base, "JAX_PROCESS_ID": str(i)}, cwd=HERE,
+                              env={**base, "JAX_PROCESS_ID": str(i)}, cwd=HELPERS,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(2)]
     try:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 LAUNCH = REPO / "launch"
 SCRIPTS = ["create.sh", "install.sh", "run.sh", "sync.sh", "delete.sh", "local.sh"]
 TPU = {"PROJECT": "my-project", "ZONE": "us-central2-b", "TPU_NAME": "nego-v4"}

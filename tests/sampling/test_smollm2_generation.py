@@ -1,6 +1,4 @@
 """The embedded SmolLM2 end to end: greedy replies and token-for-token parity with transformers."""
-import numpy as np
-import pytest
 import torch
 import transformers
 

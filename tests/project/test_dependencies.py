@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "negojax"
 TEST_ONLY_EXTRAS = ("test",)
 

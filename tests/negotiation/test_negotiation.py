@@ -1,6 +1,5 @@
 """The negotiation engine with a tiny random model on the SmolLM2 tokenizer: turn order, context
 windows, masks, lockstep batching, agreement and no-agreement handling, Session continuation."""
-import functools
 
 import jax
 import numpy as np

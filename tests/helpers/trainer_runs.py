@@ -6,7 +6,8 @@ import subprocess
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from shipped_configs import REPO
+
 COMPILE_CACHE = os.path.join(tempfile.gettempdir(), "negojax-test-xla-cache")
 
 

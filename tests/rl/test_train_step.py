@@ -16,11 +16,10 @@ from negojax.parallel.mesh import make_mesh
 from negojax.parallel.sharding import LogicalRules
 from negojax.rl.losses import AGGREGATIONS, kl_penalty
 from negojax.rl.batch import TrainBatch, loss_positions
-from negojax.rl.train_step import (TrainHParams, init_train_state, make_train_step, place_batch,
-                                   sequence_logprobs)
+from negojax.rl.train_step import init_train_state, make_train_step, place_batch, sequence_logprobs
 from train_step_case import B, CONFIG, HPARAMS, T, make_batch, max_abs_diff
 
-HERE = os.path.dirname(__file__)
+HELPERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers")
 BASE = dataclasses.replace(HPARAMS, num_microbatches=1)
 
 
@@ -224,8 +223,8 @@ def eight_devices(tmp_path_factory):
     out = tmp_path_factory.mktemp("sharded") / "result.json"
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
            "JAX_PLATFORMS": "cpu"}
-    subprocess.run([sys.executable, os.path.join(HERE, "train_step_worker.py"), "sharded",
-                    str(out)], env=env, cwd=HERE, check=True, timeout=600)
+    subprocess.run([sys.executable, os.path.join(HELPERS, "train_step_worker.py"), "sharded",
+                    str(out)], env=env, cwd=HELPERS, check=True, timeout=600)
     return json.loads(out.read_text())
 
 
@@ -250,8 +249,8 @@ def test_every_aggregation_the_config_accepts_runs_a_step(rules, aggregation):
     (Dr. GRPO's needs a constant normaliser, which the rollout's token budget gives)."""
     from negojax.run.build import train_hparams
     from negojax.run.config import validate_static
-    from test_config import _tiny_config
-    config = _tiny_config()
+    from shipped_configs import shipped_config
+    config = shipped_config("tiny_test")
     with config.unlocked():
         config.rl.loss_aggregation = aggregation
     validate_static(config)

@@ -1,6 +1,5 @@
 """The bisection nucleus (negojax.sampling.rules.nucleus_threshold) keeps exactly the tokens a
 sort keeps: each token whose strictly-larger logits hold less than top_p of the mass."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -10,7 +10,7 @@ import pytest
 from negojax.data.records import Persona, Task
 from negojax.eval.driver import capability_guard, conflict_question, evaluate_conflicts, win_rates
 from negojax.eval.instructions import instruction_prompts
-from negojax.eval.reasoning import extract_answer, reasoning_problems
+from negojax.eval.reasoning import reasoning_problems
 from negojax.eval.report import EVAL_RESULTS_FILE, main, sample_transcripts, write_report
 
 PLOTS = ("reward.png", "agreement.png", "diagnostics.png", "ca_scores.png")
