@@ -20,6 +20,9 @@ from negojax.run.config import ConfigError, validate_devices, validate_static
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<name>.py", lock_config=True)
 
 USAGE_EXIT = 2
+# A run stopped by SIGTERM (a preemption) saved its checkpoint and did not finish: 128 + 15, as
+# schedulers expect from a terminated job, so a restart is not mistaken for a success.
+PREEMPTED_EXIT = 143
 
 
 def _die(message: str) -> None:
@@ -122,14 +125,30 @@ def main(argv) -> None:
         mesh_sizes = validate_devices(config, jax.device_count(), jax.process_count())
         from negojax.run import build
         build.check_judge(config)
+        from negojax.parallel.multihost import is_main_process
+        from negojax.run.lock import WorkdirLock
+        lock = WorkdirLock(config.workdir)
+        if is_main_process():
+            lock.acquire()
+        try:
+            finished = _run(config, mesh_sizes)
+        finally:
+            lock.release()
     except ConfigError as error:
         _die(str(error))
+    if not finished:
+        sys.exit(PREEMPTED_EXIT)
+
+
+def _run(config, mesh_sizes: dict) -> bool:
+    """Train or evaluate; False when training stopped at a SIGTERM."""
+    from negojax.run import build
     if config.mode == "train":
         from negojax.run.train import Trainer
-        Trainer(build.build_training(config, mesh_sizes)).train()
-    else:
-        from negojax.run.evaluate import evaluate
-        evaluate(build.build_evaluation(config, mesh_sizes))
+        return Trainer(build.build_training(config, mesh_sizes)).train()
+    from negojax.run.evaluate import evaluate
+    evaluate(build.build_evaluation(config, mesh_sizes))
+    return True
 
 
 def run() -> None:

@@ -2,17 +2,19 @@
 automatic resume from the newest checkpoint that restores.
 
 A checkpoint holds two items: "state", a pytree of arrays (trainable params or LoRA adapters,
-optimizer state, counters, RNG key data, the opponent snapshot) restored onto the shardings of an
-abstract target, and "meta", a JSON dict (task sampler position, pool size, anything small).
-Orbax writes into a temporary directory and renames it when complete, so a save cut short never
-looks like a checkpoint; a complete-looking one whose files were damaged fails to restore, and
-`restore_latest` then warns and falls back to the one before.
+optimizer state, counters, the opponent snapshots) restored onto the shardings of an abstract
+target, and "meta", a JSON dict (task sampler position, pool size, the settings it was written
+with, anything small). Orbax writes into a temporary directory and renames it when complete, so
+a save cut short never looks like a checkpoint; a complete-looking one whose files were damaged
+fails to restore, and `restore_latest` then warns, moves it aside to `<step>.damaged` (nothing
+is deleted) and falls back to the one before.
 """
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import time
 from typing import Any, Optional
 
 import orbax.checkpoint as ocp
@@ -62,31 +64,57 @@ class TrainCheckpointer:
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
 
+    def _meta(self, step: int) -> dict:
+        return self._manager.restore(step, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore()))["meta"]
+
+    def latest_meta(self) -> Optional[tuple[int, dict]]:
+        """(step, meta) of the newest checkpoint whose meta reads, or None."""
+        self._manager.reload()
+        for step in reversed(self.steps()):
+            try:
+                return step, self._meta(step)
+            except Exception:  # a damaged one: restore_latest reports it
+                continue
+        return None
+
     def restore_latest(self, abstract_state_for) -> Optional[tuple[int, Any, dict]]:
         """(step, state, meta) of the newest checkpoint that restores, or None when there is none.
 
         `abstract_state_for(meta)` gives the target pytree (jax.ShapeDtypeStruct leaves with
         shardings) for a checkpoint's meta, since its shape may depend on it (the opponent pool).
-        A checkpoint that fails to restore is reported, deleted and skipped.
+        A checkpoint that fails to restore is reported, moved aside and skipped.
         """
         self._manager.reload()
         for step in reversed(self.steps()):
             try:
-                meta = self._manager.restore(step, args=ocp.args.Composite(
-                    meta=ocp.args.JsonRestore()))["meta"]
+                meta = self._meta(step)
                 restored = self._manager.restore(step, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract_state_for(meta))))["state"]
             except Exception as error:  # orbax raises many types for damaged files
                 first_line = (str(error).splitlines() or [type(error).__name__])[0][:300]
-                log.warning("checkpoint step %d in %s is unreadable (%s: %s); skipping it and "
-                            "using the one before", step, self.directory,
-                            type(error).__name__, first_line)
+                log.warning("checkpoint step %d in %s is unreadable (%s: %s)", step,
+                            self.directory, type(error).__name__, first_line)
+                aside = self._set_aside(step)
                 print(f"warning: checkpoint {step} in {self.directory} is unreadable "
-                      f"({type(error).__name__}); falling back to the one before", flush=True)
-                self._manager.delete(step)
+                      f"({type(error).__name__}); kept as {aside}, falling back to the one before",
+                      flush=True)
                 continue
             return step, restored, meta
         return None
+
+    def _set_aside(self, step: int) -> str:
+        """Move a damaged checkpoint out of the manager's way (so its step can be saved again)
+        without deleting anything; returns where it went."""
+        source = os.path.join(self.directory, str(step))
+        if "://" in source:  # an object store has no rename; the checkpoint stays where it is
+            return source
+        target = f"{source}.damaged"
+        if os.path.exists(target):
+            target = f"{source}.damaged-{int(time.time())}"
+        os.rename(source, target)
+        self._manager.reload()
+        return target
 
     def close(self) -> None:
         self._manager.wait_until_finished()

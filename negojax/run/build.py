@@ -23,6 +23,9 @@ from negojax.rl import TrainHParams
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_DIR = "export"
 JUDGE_CACHE_DIR = "judge_cache"
+# What a checkpoint's arrays and its run's random streams depend on: a resume must keep them.
+RESUME_KEYS = ("model.path", "model.param_dtype", "model.random_init", "model.overrides",
+               "lora.rank", "lora.alpha", "lora.targets", "lora.base_dtype", "seed")
 
 
 # ------------------------------------------------------------------------------ model and mesh
@@ -170,10 +173,43 @@ class Training:
     sampler: TaskSampler
     opponents: Opponents
     checkpointer: object             # negojax.checkpoints.TrainCheckpointer
+    resume_settings: dict            # RESUME_KEYS' values, saved with every checkpoint
+
+
+def resume_settings(config) -> dict:
+    def value(key):
+        section, name = key.split(".") if "." in key else (None, key)
+        v = config[section][name] if section else config[name]
+        return v.to_dict() if hasattr(v, "to_dict") else list(v) if isinstance(v, tuple) else v
+    return {key: value(key) for key in RESUME_KEYS}
+
+
+def check_resumable(checkpointer, settings: dict) -> None:
+    """A workdir's newest checkpoint must have been written with the same RESUME_KEYS values:
+    otherwise one line naming each key that differs and the two ways forward, and nothing is
+    touched."""
+    from negojax.run.config import ConfigError
+    latest = checkpointer.latest_meta()
+    if latest is None:
+        return
+    step, meta = latest
+    saved = meta.get("resume_settings", {})
+    differ = [key for key in RESUME_KEYS if key in saved and saved[key] != settings[key]]
+    if differ:
+        was = ", ".join(f"config.{k}={saved[k]!r} (now {settings[k]!r})" for k in differ)
+        flags = " ".join(f"--config.{k}={saved[k]}" for k in differ)
+        raise ConfigError(f"config.workdir: its checkpoint {step} in {checkpointer.directory} was "
+                          f"written with {was}; resume it with {flags}, or pass a new "
+                          "--config.workdir")
 
 
 def build_training(config, mesh_sizes: dict) -> Training:
     from negojax.checkpoints import TrainCheckpointer
+    t = config.train
+    checkpointer = TrainCheckpointer(os.path.join(config.workdir, CHECKPOINT_DIR),
+                                     save_every=t.checkpoint_every, keep=t.keep_checkpoints)
+    settings = resume_settings(config)
+    check_resumable(checkpointer, settings)  # before any model loads
     local = local_rules(mesh_sizes)
     policy = load_policy(config.model, local)
     if policy.tokenizer is None:
@@ -181,7 +217,7 @@ def build_training(config, mesh_sizes: dict) -> Training:
                          "model.path to a checkpoint (with model.overrides for a tiny model)")
     judge = make_judge(config, policy)
     trainable, frozen, model_config = split_params(policy, config.lora)
-    r, t = config.rollout, config.train
+    r = config.rollout
     return Training(
         workdir=config.workdir, seed=config.seed, steps=t.steps, group_size=r.group_size,
         prompts_per_host=r.prompts_per_step // jax.process_count(), advantage=config.rl.advantage,
@@ -201,8 +237,7 @@ def build_training(config, mesh_sizes: dict) -> Training:
                             process_count=jax.process_count()),
         opponents=Opponents(r.opponent, refresh=r.opponent_refresh,
                             pool_size=r.opponent_pool_size, seed=config.seed),
-        checkpointer=TrainCheckpointer(os.path.join(config.workdir, CHECKPOINT_DIR),
-                                       save_every=t.checkpoint_every, keep=t.keep_checkpoints))
+        checkpointer=checkpointer, resume_settings=settings)
 
 
 @dataclasses.dataclass

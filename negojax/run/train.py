@@ -25,6 +25,7 @@ from negojax.rl.packing import train_batch
 from negojax.rl.train_step import combine, init_train_state, make_train_step
 from negojax.run import artifacts
 from negojax.run.build import Training
+from negojax.run.config import ConfigError
 from negojax.run.metrics import METRICS_FILE, MetricsLogger
 
 
@@ -72,7 +73,8 @@ class Trainer:
         sampler = self.run.sampler.state()
         positions = allgather(np.asarray([sampler["epoch"], sampler["position"]], np.int64))
         meta = {"step": self.step, "num_opponents": len(self.run.opponents.snapshots),
-                "sampler": sampler, "sampler_positions": positions.reshape(-1, 2).tolist()}
+                "sampler": sampler, "sampler_positions": positions.reshape(-1, 2).tolist(),
+                "resume_settings": self.run.resume_settings}
         self.run.checkpointer.save(self.step, self._checkpoint_tree(), meta)
 
     def restore(self) -> bool:
@@ -160,15 +162,22 @@ class Trainer:
                 "eval_mean_rounds": float(np.mean(rollout.rounds))}
 
     # -------------------------------------------------------------- the run
-    def train(self) -> None:
+    def train(self) -> bool:
+        """Train to the last step and finish the run (True), or stop at a SIGTERM with a
+        checkpoint and no export (False)."""
         run = self.run
         if self.main:
             os.makedirs(run.workdir, exist_ok=True)
-        if self.restore():
+        resumed = self.restore()
+        if resumed:
             print(f"resuming from checkpoint step {self.step} in {run.workdir}", flush=True)
         transcripts = os.path.join(run.workdir, view.TRANSCRIPTS_FILE)
+        logs = (os.path.join(run.workdir, METRICS_FILE), transcripts)
+        if not resumed and any(next(iter(jsonl.Records(p, strict=False)), None) for p in logs):
+            raise ConfigError(f"config.workdir: {run.workdir} holds the metrics of an earlier run "
+                              "but no checkpoint that restores; pass a new --config.workdir")
         if self.main:
-            for path in (os.path.join(run.workdir, METRICS_FILE), transcripts):
+            for path in logs:  # what a crash left past the checkpoint is redone
                 jsonl.keep_through_step(path, self.step)
         log = MetricsLogger(run.workdir, total_steps=run.steps, start_step=self.step,
                             enabled=self.main, log_every=run.log_every,
@@ -198,10 +207,11 @@ class Trainer:
         if stopped:
             print(f"SIGTERM: saved checkpoint {self.step} in {checkpointer.directory}; rerun the "
                   "same command to resume", flush=True)
-            return
+            return False
         params = to_host(combine(self.state["trainable"], run.frozen))
         if self.main:
             artifacts.finish_training(run.workdir, Model(run.model_config, params,
                                                          run.policy.tokenizer,
                                                          run.policy.source_dir),
                                       checkpointer.directory)
+        return True

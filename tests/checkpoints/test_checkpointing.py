@@ -50,7 +50,11 @@ def test_damaged_latest_falls_back_to_the_one_before(tmp_path, capsys):
     assert step == 1 and meta == {"step": 1}
     np.testing.assert_array_equal(state["trainable"]["b"], np.arange(3.0) + 1)
     assert "checkpoint 2" in capsys.readouterr().out
-    assert ckpt.steps() == [1]  # the damaged one is gone, so step 2 can be saved again
+    assert ckpt.steps() == [1]  # the damaged one is set aside, so step 2 can be saved again
+    assert (tmp_path / "2.damaged" / "state").is_dir()  # and nothing was deleted
+    ckpt.save(2, _state(2.0), {"step": 2})
+    ckpt.wait()
+    assert ckpt.steps() == [1, 2]
     ckpt.close()
 
 

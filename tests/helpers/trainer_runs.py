@@ -22,11 +22,22 @@ def main_args(config: str, workdir, *flags) -> list:
             f"--config.workdir={workdir}", f"--config.jax_cache_dir={COMPILE_CACHE}", *flags]
 
 
-def run_main(config: str, workdir, *flags, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_main(config: str, workdir, *flags, timeout: int = 600,
+             status: int = 0) -> subprocess.CompletedProcess:
+    """The finished process, whose exit status must be `status`."""
     proc = subprocess.run(main_args(config, workdir, *flags), cwd=REPO, env=env(),
                           capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == status, \
+        f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """The single stderr line of a run refused with status 2 (no traceback)."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, \
+        f"exit {proc.returncode}\n{proc.stderr[-3000:]}"
+    return lines[0]
 
 
 def start_main(config: str, workdir, *flags) -> subprocess.Popen:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from trainer_runs import metrics, run_main, start_main
+from trainer_runs import metrics, one_line_error, run_main, start_main
 
 # A pool of 2 opponent snapshots, refreshed every step: the checkpoint must carry the pool and
 # the opponent drawn per step must repeat after a restart.
@@ -72,7 +72,7 @@ def test_sigterm_saves_and_the_restart_matches_an_uninterrupted_run(uninterrupte
         time.sleep(0.5)
     os.kill(proc.pid, signal.SIGTERM)  # during step 2: it finishes the step, saves, exits
     out, _ = proc.communicate(timeout=400)
-    assert proc.returncode == 0, out[-3000:]
+    assert proc.returncode == 143, out[-3000:]  # preempted: a scheduler must not see success
     stopped_at = max(metrics(tmp_path))
     assert stopped_at < 3 and f"SIGTERM: saved checkpoint {stopped_at}" in out, out[-3000:]
     assert not (tmp_path / "export").exists()
@@ -98,9 +98,63 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_one_before(uninterrupted)
     resumed = run_main("tiny_test", workdir, "--config.train.steps=3", *POOL)
     assert "checkpoint 3" in resumed.stdout and "unreadable" in resumed.stdout
     assert "resuming from checkpoint step 2" in resumed.stdout
+    assert (workdir / "checkpoints" / "3.damaged" / "state").is_dir()  # kept, not deleted
     after = metrics(workdir)
     assert sorted(after) == [1, 2, 3]
     assert_same_steps(reference, after, [3])  # step 3 redone from checkpoint 2, identically
+
+
+def _checkpoint_files(workdir) -> dict:
+    root = workdir / "checkpoints"
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("flag, key", [("--config.lora.rank=4", "config.lora.rank=0"),
+                                       ("--config.seed=7", "config.seed=0")])
+def test_resume_with_other_settings_is_refused_and_deletes_nothing(uninterrupted, flag, key):
+    workdir, _ = uninterrupted
+    files, rows = _checkpoint_files(workdir), metrics(workdir)
+    line = one_line_error(run_main("tiny_test", workdir, "--config.train.steps=4", *POOL, flag,
+                                   status=2))
+    assert key in line and "--config.workdir" in line and "resume it with" in line, line
+    assert _checkpoint_files(workdir) == files and metrics(workdir) == rows
+
+
+def test_metrics_without_a_checkpoint_are_not_overwritten(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "reward_mean": 1.0}) + "\n")
+    line = one_line_error(run_main("tiny_test", tmp_path, status=2))
+    assert "holds the metrics of an earlier run" in line, line
+    assert metrics(tmp_path) == {1: {"step": 1, "reward_mean": 1.0}}
+
+
+def test_a_second_run_on_the_same_workdir_stops_at_once(tmp_path):
+    first = start_main("tiny_test", tmp_path, "--config.train.steps=3")
+    lock = tmp_path / "run.lock"
+    deadline = time.time() + 300
+    while not lock.exists():
+        assert first.poll() is None and time.time() < deadline, first.stdout.read()
+        time.sleep(0.2)
+    started = time.time()
+    second = run_main("tiny_test", tmp_path, "--config.train.steps=3", status=2)
+    line = one_line_error(second)
+    assert f"in use by pid {first.pid}" in line, line
+    assert time.time() - started < 60
+    out, _ = first.communicate(timeout=400)
+    assert first.returncode == 0, out[-3000:]
+    assert sorted(metrics(tmp_path)) == [1, 2, 3] and not lock.exists()
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    (tmp_path / "run.lock").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": int(dead.stdout), "started": "earlier"}))
+    proc = run_main("tiny_test", tmp_path, "--config.train.steps=1")
+    assert f"taking over {tmp_path / 'run.lock'} from pid {int(dead.stdout)}" in proc.stdout
+    assert sorted(metrics(tmp_path)) == [1] and not (tmp_path / "run.lock").exists()
 
 
 def test_train_batch_fills_microbatches_in_turn():
