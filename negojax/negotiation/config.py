@@ -39,8 +39,8 @@ class NegotiationConfig:
         if ctx is not None and (not isinstance(ctx, int) or isinstance(ctx, bool) or ctx < 1):
             bad("context_turns", ctx, "must be an integer >= 1, or None for the full history")
         for key in ("temperature", "final_temperature"):
-            if not getattr(self, key) >= 0:
-                bad(key, getattr(self, key), "must be >= 0 (0 means greedy)")
+            if not 0 <= getattr(self, key) < float("inf"):
+                bad(key, getattr(self, key), "must be a finite number >= 0 (0 means greedy)")
         for key in ("top_p", "final_top_p"):
             if not 0 < getattr(self, key) <= 1:
                 bad(key, getattr(self, key), "must lie in (0, 1]")

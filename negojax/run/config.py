@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import inspect
+import math
 import os
 
 import ml_collections
@@ -124,6 +125,8 @@ def _enum(config, key: str, allowed) -> None:
 
 def _positive(config, key: str, allow_zero: bool = False) -> None:
     value = _get(config, key)
+    if not math.isfinite(value):
+        _fail(key, f"{value} must be a finite number; set --config.{key} to one")
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         _fail(key, f"{value} must be {bound}; set --config.{key} to a {'non-negative' if allow_zero else 'positive'} number")
@@ -141,9 +144,30 @@ def model_path_exists(path: str) -> bool:
             or (path.endswith(".gguf") and os.path.isfile(path)))
 
 
+def _check_workdir(path: str) -> None:
+    """A workdir that can be written: local folders are checked up to their nearest existing
+    parent (object-store URLs are left to the run)."""
+    if not path.strip():
+        _fail("workdir", "is empty; set --config.workdir to the run's folder")
+    if "://" in path:
+        return
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        _fail("workdir", f"{path!r}: {existing} is a file, not a folder; choose another "
+              "--config.workdir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        _fail("workdir", f"{path!r}: {existing} is not writable; choose a --config.workdir you "
+              "can write to")
+
+
 def validate_static(config) -> None:
-    """Keys, enums, ranges and paths; nothing that needs jax or the network."""
+    """Keys, enums, ranges and paths; nothing that needs the network. Every key is checked
+    whatever the mode, so a bad value never waits for the mode that reads it."""
     _enum(config, "mode", MODES)
+    _positive(config, "seed", allow_zero=True)
+    _positive(config, "chat.max_new_tokens")
     for key in ("model.dtype", "model.param_dtype"):
         _enum(config, key, DTYPE_NAMES)
     if not config.model.path:
@@ -152,19 +176,20 @@ def validate_static(config) -> None:
     if not model_path_exists(config.model.path):
         _fail("model.path", f"{config.model.path!r} does not exist; point it at an HF model "
               "directory, a .gguf file, 'default' or a preset name")
-    if config.model.path in PRESETS and not os.path.exists(config.model.path) \
-            and not config.model.random_init:
-        _fail("model.random_init", f"preset {config.model.path!r} has no weights; set "
-              "--config.model.random_init=True or point model.path at a checkpoint")
+    if config.model.path in PRESETS and not os.path.exists(config.model.path):
+        # Every mode reads or writes text, and a preset has no tokenizer (nor weights).
+        _fail("model.path", f"preset {config.model.path!r} has no weights and no tokenizer; "
+              "point model.path at a checkpoint (an HF directory, a .gguf file or 'default'), "
+              "with model.random_init=True and model.overrides for a tiny random model")
     if config.model.overrides and not config.model.random_init:
         _fail("model.overrides", "changes the architecture, so it needs "
               "--config.model.random_init=True")
-    if config.mode == "chat":
-        if not config.prompt:
-            _fail("prompt", "is empty; pass --config.prompt=\"...\" in chat mode")
-        _positive(config, "chat.max_new_tokens")
-        return
+    if config.mode == "chat" and not config.prompt:
+        _fail("prompt", "is empty; pass --config.prompt=\"...\" in chat mode")
+    if config.mode != "chat":
+        _check_workdir(config.workdir)
     _positive(config, "lora.rank", allow_zero=True)
+    _positive(config, "lora.alpha")
     _enum(config, "lora.base_dtype", lora.BASE_STORAGES)
     _mesh(config, device_count=None)
     r = config.rollout
@@ -187,12 +212,22 @@ def validate_static(config) -> None:
               "directory, a .gguf file, 'default' or 'policy' (the policy's initial weights)")
     if config.judge.kind == "http" and not config.judge.model:
         _fail("judge.model", "is empty; name the judge model the endpoint serves")
+    if config.judge.kind == "http" and not config.judge.base_url.startswith(("http://",
+                                                                             "https://")):
+        _fail("judge.base_url", f"{config.judge.base_url!r} is not an http(s) URL; set it to "
+              "the endpoint, for example http://127.0.0.1:8000/v1")
+    _positive(config, "judge.timeout_s")
+    _positive(config, "judge.max_retries", allow_zero=True)
+    _positive(config, "judge.concurrency")
     _enum(config, "reward.fallback", FALLBACKS)
     for name in config.reward.components:
         if name not in COMPONENTS:
             _fail(f"reward.components.{name}", f"unknown component; known: {sorted(COMPONENTS)}")
+        _positive(config, f"reward.components.{name}", allow_zero=True)
     _enum(config, "rl.advantage", METHODS)
     _enum(config, "optim.schedule", SCHEDULES)
+    if not 0 <= config.optim.final_lr_fraction <= 1:  # checked whatever the schedule
+        _fail("optim.final_lr_fraction", f"{config.optim.final_lr_fraction} must lie in [0, 1]")
     _positive(config, "train.steps")
     try:  # the optimizer's and the loss's own ranges, named by the keys that set them
         train_hparams(config)
@@ -209,7 +244,7 @@ def validate_static(config) -> None:
     for decoding in config.eval.decodings:
         if decoding not in ("greedy", "sampled"):
             _fail("eval.decodings", f"{decoding!r} is not greedy or sampled")
-    for key in ("num_tasks", "answer_max_new_tokens"):
+    for key in ("num_tasks", "answer_max_new_tokens", "n_resamples"):
         _positive(config, f"eval.{key}")
     for key in ("open_ended_tasks", "capability_prompts", "reasoning_problems"):
         _positive(config, f"eval.{key}", allow_zero=True)

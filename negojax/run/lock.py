@@ -32,7 +32,11 @@ class WorkdirLock:
         self.held = False
 
     def acquire(self) -> "WorkdirLock":
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"config.workdir: cannot create {os.path.dirname(self.path)} "
+                              f"({error.strerror}); choose another --config.workdir") from None
         me = {"host": socket.gethostname(), "pid": os.getpid(),
               "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
         try:
