@@ -15,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from negojax.run.config import ConfigError, validate_devices, validate_static
+from negojax.run.config import ConfigError, RunStopped, validate_devices, validate_static
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<name>.py", lock_config=True)
 
@@ -23,6 +23,8 @@ USAGE_EXIT = 2
 # A run stopped by SIGTERM (a preemption) saved its checkpoint and did not finish: 128 + 15, as
 # schedulers expect from a terminated job, so a restart is not mistaken for a success.
 PREEMPTED_EXIT = 143
+# The run stopped itself rather than train on made-up numbers (non-finite updates, failing judge).
+STOPPED_EXIT = 3
 
 
 def _die(message: str) -> None:
@@ -136,6 +138,9 @@ def main(argv) -> None:
             lock.release()
     except ConfigError as error:
         _die(str(error))
+    except RunStopped as error:  # the run's own decision, one line
+        print(f"negojax: {error}", file=sys.stderr)
+        sys.exit(STOPPED_EXIT)
     if not finished:
         sys.exit(PREEMPTED_EXIT)
 

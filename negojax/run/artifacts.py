@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import os
 
+import jax
+import numpy as np
+
 import negojax
 from negojax.api import Model
 from negojax.eval.report import write_run_report
 from negojax.models import lora
 from negojax.negotiation import view
 from negojax.run.build import EXPORT_DIR
+from negojax.run.config import RunStopped
 from negojax.run.metrics import METRICS_FILE
 
 
 def export_policy(workdir: str, model: Model) -> str:
-    """workdir/export: an HF directory, LoRA adapters merged into the base."""
+    """workdir/export: an HF directory, LoRA adapters merged into the base. Weights holding NaN
+    or Inf are refused (RunStopped, one line), so no broken model is ever exported."""
     params, config = model.params, model.config
+    broken = ["/".join(str(getattr(k, "key", k)) for k in path)
+              for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+              if not np.isfinite(np.asarray(leaf, np.float32)).all()]
+    if broken:
+        raise RunStopped(f"not exporting: {len(broken)} weight tensor(s) hold NaN or Inf "
+                         f"({', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''}); resume "
+                         "from an earlier checkpoint with a lower optim.lr")
     if "lora" in params["layers"]:
         params = lora.merge(params, config)
         config = config.replace(lora_scale=1.0)

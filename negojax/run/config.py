@@ -45,6 +45,11 @@ class ConfigError(ValueError):
     """A user-fixable configuration problem; the message is one line."""
 
 
+class RunStopped(RuntimeError):
+    """The run stopped itself rather than train or export on garbage; the message is one line
+    saying what failed, what was saved and what to change."""
+
+
 def _defaults(cls, *names) -> dict:
     return {name: getattr(cls(), name) for name in names}
 
@@ -100,7 +105,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim = ml_collections.ConfigDict(dict(schedule="constant"))
     c.train = ml_collections.ConfigDict(dict(
         steps=3, eval_every=0, checkpoint_every=1, keep_checkpoints=2, log_every=1,
-        quick_eval_tasks=2))
+        quick_eval_tasks=2,
+        # This many non-finite updates in a row (each skipped) stop the run, checkpointed.
+        max_consecutive_skips=3))
     for field, key in TRAIN_KEYS.items():
         section, name = key.split(".")
         if field != "total_steps":  # train.steps is the run's own
@@ -236,7 +243,7 @@ def validate_static(config) -> None:
         raise ConfigError(f"config.{TRAIN_KEYS.get(field, field)}: {problem}") from None
     for key in ("eval_every", "checkpoint_every", "quick_eval_tasks"):
         _positive(config, f"train.{key}", allow_zero=True)
-    for key in ("keep_checkpoints", "log_every"):
+    for key in ("keep_checkpoints", "log_every", "max_consecutive_skips"):
         _positive(config, f"train.{key}")
     if config.optim.warmup_steps >= config.train.steps and config.optim.schedule == "cosine":
         _fail("optim.warmup_steps", f"{config.optim.warmup_steps} must be below train.steps "

@@ -25,7 +25,7 @@ from negojax.rl.packing import train_batch
 from negojax.rl.train_step import combine, init_train_state, make_train_step
 from negojax.run import artifacts
 from negojax.run.build import Training
-from negojax.run.config import ConfigError
+from negojax.run.config import ConfigError, RunStopped
 from negojax.run.metrics import METRICS_FILE, MetricsLogger
 
 
@@ -184,7 +184,7 @@ class Trainer:
                             wandb_project=run.wandb_project, run_config=run.run_config)
         checkpointer = run.checkpointer
         checkpointer.install_sigterm_handler()
-        stopped = False
+        stopped, skips, skipped = False, 0, int(self.state["skipped_updates"])
         try:
             while self.step < run.steps:
                 step = self.step + 1
@@ -195,8 +195,17 @@ class Trainer:
                 if self.main:
                     jsonl.append(transcripts, records)
                 log.log(step, row)
-                if checkpointer.should_save(step, last=step == run.steps):
+                skips = skips + 1 if row["skipped_updates"] > skipped else 0
+                skipped = row["skipped_updates"]
+                if checkpointer.should_save(step, last=step == run.steps) \
+                        or skips >= run.max_consecutive_skips:
                     self.save()
+                if skips >= run.max_consecutive_skips:
+                    raise RunStopped(
+                        f"stopped at step {step}: its last {skips} updates were not finite "
+                        f"(loss {row['loss']}, grad_norm {row['grad_norm']}) and were skipped; "
+                        f"checkpoint {step} in {checkpointer.directory} holds the last good "
+                        "weights; lower optim.lr or optim.max_grad_norm, then rerun to resume")
                 if checkpointer.stop_requested:
                     stopped = True
                     break

@@ -178,3 +178,29 @@ def test_train_batch_fills_microbatches_in_turn():
     assert live.tolist() == [True, True, True, False]
     assert batch.loss_positions[0].tolist() == [2, 3, 4, 5, 0, 0, 0, 0]
     assert batch.segment_ids[0].tolist() == [1] * 6 + [0, 0]
+
+
+def test_non_finite_updates_stop_the_run_checkpointed(tmp_path):
+    """lr 1e30 blows the weights up after one update; every later update is non-finite and
+    skipped, and the third in a row stops the run with its last good weights saved."""
+    proc = run_main("tiny_test", tmp_path, "--config.train.steps=8", "--config.optim.lr=1e30",
+                    status=3)
+    last = proc.stderr.strip().splitlines()[-1]  # below the progress bar, one line
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert last.startswith("negojax: stopped at step 4: its last 3 updates were not finite"), last
+    rows = metrics(tmp_path)
+    assert sorted(rows) == [1, 2, 3, 4] and [rows[s]["skipped_updates"] for s in rows] == \
+        [0, 1, 2, 3]
+    assert "4" in os.listdir(tmp_path / "checkpoints") and not (tmp_path / "export").exists()
+
+
+def test_export_refuses_non_finite_weights(tmp_path):
+    import negojax
+    from negojax.run.artifacts import export_policy
+    from negojax.run.config import RunStopped
+    model = negojax.load_model("smollm2-135m", random_init=True)
+    model.params["layers"]["wq"] = model.params["layers"]["wq"].at[0, 0, 0, 0].set(np.nan)
+    with pytest.raises(RunStopped, match=r"not exporting: 1 weight tensor\(s\) hold NaN or Inf "
+                                         r"\(layers/wq\)"):
+        export_policy(str(tmp_path), model)
+    assert not (tmp_path / "export").exists()
