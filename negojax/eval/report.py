@@ -205,7 +205,8 @@ def instruction_kind_table(results: dict, labels: dict[str, str]) -> tuple[list[
 
 
 def training_table(rows: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
-    keys = ("reward_mean", "agreement_rate", "mean_rounds", "kl", "entropy", "grad_norm", "skipped_updates")
+    keys = ("reward_mean", "agreement_rate", "mean_rounds", "kl", "entropy", "grad_norm", "skipped_updates",
+            "judge_calls", "judge_failures", "samples_dropped")
     steps = [r for r in rows if "step" in r]
     if not steps:
         return [], []
@@ -256,7 +257,7 @@ def sample_transcripts(transcripts: Iterable[dict], n: int = SAMPLE_TRANSCRIPTS)
             last_disagreement = [t]
     if not recent:
         return []
-    recent.sort(key=lambda t: t.get("reward", 0.0))
+    recent.sort(key=lambda t: -math.inf if t.get("reward") is None else t["reward"])
     picks = [recent[-1], recent[0]] + last_disagreement
     unique = []
     for t in picks:

@@ -17,16 +17,21 @@ def overlong_turn_penalty(coefficient: float, dialogue_stats) -> np.ndarray:
 COMPONENTS = {"overlong_turn_penalty": overlong_turn_penalty}
 
 
-def score_final_solutions(judge_, tasks, final_solutions, group_size: int) -> np.ndarray:
+def score_final_solutions(judge_, tasks, final_solutions, group_size: int
+                          ) -> tuple[np.ndarray, list]:
     """The judge's CA scores [P, G] of the final solutions (P*G, p-major; None where a dialogue
-    wrote none): NaN where there is none and where judging failed."""
+    wrote none), NaN where there is none and where judging failed; and each sample's failure
+    kind (P*G, p-major; None where it was scored or not asked)."""
     scores = np.full(len(final_solutions), np.nan)
+    failures = [None] * len(final_solutions)
     rows = [k for k, s in enumerate(final_solutions) if s is not None]
     if rows:
         t = [tasks[k // group_size] for k in rows]
         scores[rows] = judge_.ca_score([x.dilemma for x in t], [x.personas for x in t],
                                        [final_solutions[k] for k in rows])
-    return scores.reshape(len(tasks), group_size)
+        for k, kind in zip(rows, judge_.last_failures):
+            failures[k] = kind
+    return scores.reshape(len(tasks), group_size), failures
 
 
 def compose_rewards(ca_scores, agreed, *, fallback: str, components=None, dialogue_stats=None):

@@ -39,13 +39,17 @@ class JudgeUnreachable(RuntimeError):
 
 
 class _Fault(Exception):
-    """One failed HTTP exchange; `retryable` says whether trying again can help."""
+    """One failed HTTP exchange; `retryable` says whether trying again can help, `kind` names
+    the failure in the run's metrics (timeout, http_<status>, connection, malformed, no_text,
+    unreadable)."""
 
-    def __init__(self, reason: str, retryable: bool, retry_after_s: float | None = None):
+    def __init__(self, reason: str, retryable: bool, retry_after_s: float | None = None, *,
+                 kind: str):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+        self.kind = kind
 
 
 def normalize_base_url(base_url: str) -> str:
@@ -127,11 +131,14 @@ class HttpJudge(judge.Judge):
             return np.zeros(0, dtype=np.float64)
         workers = min(self.concurrency, len(conversations))
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            values = list(pool.map(lambda messages: self._judge_one(question, messages),
-                                   conversations))
-        return np.asarray(values, dtype=np.float64)
+            results = list(pool.map(lambda messages: self._judge_one(question, messages),
+                                    conversations))
+        self.last_failures = [kind for _, kind in results]
+        return np.asarray([value for value, _ in results], dtype=np.float64)
 
-    def _judge_one(self, question: rubric.Question, messages: list[dict]) -> float:
+    def _judge_one(self, question: rubric.Question, messages: list[dict]
+                   ) -> tuple[float, str | None]:
+        """(value, None), or (NaN, the failure's kind)."""
         try:
             reply = self._complete(messages)
             value = replies.parse_reply(question, reply)
@@ -141,15 +148,16 @@ class HttpJudge(judge.Judge):
                 reply = self._complete(reask)
                 value = replies.parse_reply(question, reply)
             if value is None:
-                raise _Fault(f"unreadable reply after one re-ask: {reply[:40]!r}", retryable=False)
-            return value
+                raise _Fault(f"unreadable reply after one re-ask: {reply[:40]!r}", retryable=False,
+                             kind="unreadable")
+            return value, None
         except _Fault as fault:
             with self._counter_lock:
                 self.failures += 1
                 failures = self.failures
             logger.warning("judge %s failed for one sample (%s); %d failures so far",
                            question.name, fault.reason, failures)
-            return math.nan
+            return math.nan, fault.kind
 
     def _complete(self, messages: list[dict]) -> str:
         """The reply text for one request: from the cache, else over HTTP with retries."""
@@ -171,7 +179,8 @@ class HttpJudge(judge.Judge):
                 return reply
             except _Fault as fault:
                 if not fault.retryable or attempt == self.max_retries:
-                    raise _Fault(f"{fault.reason}; {attempt + 1} attempt(s)", False) from None
+                    raise _Fault(f"{fault.reason}; {attempt + 1} attempt(s)", False,
+                                 kind=fault.kind) from None
                 time.sleep(self._delay(attempt, fault.retry_after_s))
                 attempt += 1
 
@@ -203,17 +212,20 @@ class HttpJudge(judge.Judge):
             retryable = error.code in (408, 429) or error.code >= 500
             retry_after = (_retry_after_seconds(error.headers.get("Retry-After"))
                            if error.code == 429 else None)
-            raise _Fault(f"HTTP {error.code}", retryable, retry_after) from None
+            raise _Fault(f"HTTP {error.code}", retryable, retry_after,
+                         kind=f"http_{error.code}") from None
         except (OSError, http.client.HTTPException) as error:
-            raise _Fault(_describe(error), retryable=True) from None
+            reason = _describe(error)
+            raise _Fault(reason, retryable=True,
+                         kind="timeout" if reason == "timed out" else "connection") from None
         try:
             content = json.loads(body)["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
-            raise _Fault("malformed JSON reply", retryable=True) from None
+            raise _Fault("malformed JSON reply", retryable=True, kind="malformed") from None
         if not isinstance(content, str):
             # At temperature 0 the same request gets the same empty reply (e.g. a reasoning
             # model that spent max_tokens thinking), so trying again cannot help.
-            raise _Fault("reply has no text content", retryable=False)
+            raise _Fault("reply has no text content", retryable=False, kind="no_text")
         return content
 
     def _cache_path(self, key: str) -> pathlib.Path:

@@ -4,6 +4,7 @@ Subclasses implement one method, `evaluate`, over already-built chat messages; t
 comes from `rubric` for every judge, so judges differ only in how they read the answer.
 """
 import abc
+import collections
 
 import numpy as np
 
@@ -39,7 +40,26 @@ class Judge(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, question: rubric.Question, conversations: list[list[dict]]) -> np.ndarray:
         """Judge each conversation. For two-answer questions (agreement, preference) the value is
-        the probability of the first answer; for CA_SCORE it is the score in [0, 5]."""
+        the probability of the first answer; for CA_SCORE it is the score in [0, 5]. A judge that
+        can fail returns NaN there and sets `last_failures`: each sample's failure kind (e.g.
+        "timeout", "http_500", "unreadable") or None."""
+
+    def _judged(self, question: rubric.Question, conversations: list[list[dict]]) -> np.ndarray:
+        """`evaluate`, counted: every sample is a call, every NaN a failure of its kind."""
+        self.last_failures = [None] * len(conversations)
+        values = self.evaluate(question, conversations)
+        if not hasattr(self, "_counts"):
+            self._counts = collections.Counter()
+        self._counts["calls"] += len(conversations)
+        for i, value in enumerate(values):
+            if np.isnan(value):
+                self.last_failures[i] = self.last_failures[i] or "unknown"
+                self._counts[self.last_failures[i]] += 1
+        return values
+
+    def counts(self) -> collections.Counter:
+        """Samples judged so far ("calls") and failures by kind, for per-step deltas."""
+        return collections.Counter(getattr(self, "_counts", {}))
 
     def agreement(self, dilemmas, personas, recent_turns) -> np.ndarray:
         """P(the agents agree on the core solution), one per dialogue.
@@ -48,19 +68,19 @@ class Judge(abc.ABC):
         (speaker_name, text).
         """
         _check_same_length(dilemmas=dilemmas, personas=personas, recent_turns=recent_turns)
-        return self.evaluate(rubric.AGREEMENT, [
+        return self._judged(rubric.AGREEMENT, [
             rubric.agreement_messages(d, p, t)
             for d, p, t in zip(dilemmas, personas, recent_turns)])
 
     def ca_score(self, dilemmas, personas, solutions) -> np.ndarray:
         """Collective-Agency score in [0, 5] of each final solution."""
         _check_same_length(dilemmas=dilemmas, personas=personas, solutions=solutions)
-        return self.evaluate(rubric.CA_SCORE, [
+        return self._judged(rubric.CA_SCORE, [
             rubric.ca_score_messages(d, p, s) for d, p, s in zip(dilemmas, personas, solutions)])
 
     def prefer(self, questions, answers_a, answers_b) -> np.ndarray:
         """P(answer A expands Collective Agency more than answer B)."""
         _check_same_length(questions=questions, answers_a=answers_a, answers_b=answers_b)
-        return self.evaluate(rubric.PREFERENCE, [
+        return self._judged(rubric.PREFERENCE, [
             rubric.preference_messages(q, a, b)
             for q, a, b in zip(questions, answers_a, answers_b)])

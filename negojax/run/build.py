@@ -158,6 +158,7 @@ class Training:
     eval_every: int
     eval_tasks: list[Task]
     max_consecutive_skips: int
+    max_judge_failure_rate: float
     log_every: int
     wandb_project: Optional[str]
     run_config: dict
@@ -226,6 +227,7 @@ def build_training(config, mesh_sizes: dict) -> Training:
         reward_components={k: v for k, v in config.reward.components.items() if v},
         eval_every=t.eval_every, eval_tasks=load_tasks("eval")[:t.quick_eval_tasks],
         max_consecutive_skips=t.max_consecutive_skips,
+        max_judge_failure_rate=config.judge.max_failure_rate,
         log_every=t.log_every,
         wandb_project=config.wandb.project if config.wandb.enabled else None,
         run_config=config.to_dict(), rules=global_rules(mesh_sizes), local_rules=local,

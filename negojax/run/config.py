@@ -96,7 +96,10 @@ def base_config() -> ml_collections.ConfigDict:
         kind="local", path="policy", base_url="http://127.0.0.1:8000/v1", model="",
         **_init_defaults(HttpJudge.__init__, "api_key_env", "timeout_s", "max_retries",
                          "concurrency"),
-        cache=True))
+        cache=True,
+        # A step whose judge calls fail more often than this stops the run (checkpointed)
+        # instead of training on made-up rewards.
+        max_failure_rate=0.2))
     c.reward = ml_collections.ConfigDict(dict(
         fallback=FALLBACKS[0], components=ml_collections.ConfigDict(
             {name: 0.0 for name in COMPONENTS})))
@@ -226,6 +229,8 @@ def validate_static(config) -> None:
     _positive(config, "judge.timeout_s")
     _positive(config, "judge.max_retries", allow_zero=True)
     _positive(config, "judge.concurrency")
+    if not 0 <= config.judge.max_failure_rate <= 1:
+        _fail("judge.max_failure_rate", f"{config.judge.max_failure_rate} must lie in [0, 1]")
     _enum(config, "reward.fallback", FALLBACKS)
     for name in config.reward.components:
         if name not in COMPONENTS:

@@ -16,8 +16,10 @@ METRIC_KEYS = (
     "step", "reward_mean", "reward_std", "reward_min", "reward_max", "agreement_rate",
     "mean_rounds", "kl", "clip_fraction", "entropy", "grad_norm", "skipped_updates",
     "rollout_tokens_per_s", "train_tokens_per_s", "time_rollout_s", "time_judge_s",
-    "time_update_s", "zero_advantage_fraction")
-CONSOLE_KEYS = ("reward_mean", "agreement_rate", "mean_rounds", "kl", "grad_norm")
+    "time_update_s", "zero_advantage_fraction", "judge_calls", "judge_failures",
+    "samples_dropped")
+CONSOLE_KEYS = ("reward_mean", "agreement_rate", "mean_rounds", "kl", "grad_norm",
+                "judge_failures")
 
 
 def _import_summary_writer():

@@ -29,6 +29,10 @@ from negojax.run.config import ConfigError, RunStopped
 from negojax.run.metrics import METRICS_FILE, MetricsLogger
 
 
+class JudgeFailing(RunStopped):
+    """A step's judge failed too often to give rewards worth training on."""
+
+
 class Trainer:
     def __init__(self, run: Training):
         self.run = run
@@ -98,6 +102,7 @@ class Trainer:
         run, G = self.run, self.run.group_size
         tasks = run.sampler.next_batch(run.prompts_per_host)
         start = time.perf_counter()
+        judged_before = run.judge.counts()
         policy = self._policy_params()
         snapshot, trainable_seats = run.opponents.for_step(
             step, lambda: self._local(self.state["trainable"]))
@@ -109,8 +114,9 @@ class Trainer:
         time_rollout = time.perf_counter() - start - rollout.stats["time_agreement_s"]
 
         start = time.perf_counter()
-        ca = score_final_solutions(run.judge, tasks, rollout.final_solutions, G)
+        ca, ca_failures = score_final_solutions(run.judge, tasks, rollout.final_solutions, G)
         time_judge = time.perf_counter() - start + rollout.stats["time_agreement_s"]
+        judge_row = self._judge_health(step, run.judge.counts() - judged_before)
         overlong = np.asarray([sum(t["hit_token_cap"] for t in d["turns"])
                                for d in rollout.dialogues], np.float64).reshape(-1, G)
         rewards, valid, parts = compose_rewards(ca, rollout.agreed, fallback=run.reward_fallback,
@@ -128,11 +134,16 @@ class Trainer:
         metrics = jax.device_get(metrics)
         time_update = time.perf_counter() - start
 
-        all_rewards = allgather(rewards).reshape(-1)
+        # Reward statistics over the samples that count: a dropped sample has no reward.
+        scored = allgather(valid).reshape(-1).astype(bool)
+        all_rewards = allgather(rewards).reshape(-1)[scored]
+        if not all_rewards.size:
+            all_rewards = np.full(1, np.nan)
         generated = float(allgather(np.asarray(rollout.stats["generated_tokens"])).sum())
         row = {
             "reward_mean": float(all_rewards.mean()), "reward_std": float(all_rewards.std()),
             "reward_min": float(all_rewards.min()), "reward_max": float(all_rewards.max()),
+            **judge_row, "samples_dropped": int((~scored).sum()),
             "agreement_rate": float(allgather(rollout.agreed).mean()),
             "mean_rounds": float(allgather(rollout.rounds).mean()),
             **{k: float(metrics[k]) for k in ("kl", "clip_fraction", "entropy", "grad_norm",
@@ -148,9 +159,29 @@ class Trainer:
         records = []
         for k, record in enumerate(rollout.dialogues):
             p, g = divmod(k, G)
-            records.append({"step": step, **record, "reward": float(rewards[p, g]),
-                            "reward_components": {n: float(v[p, g]) for n, v in parts.items()}})
+            components = {n: float(v[p, g]) for n, v in parts.items()}
+            if ca_failures[k] is not None:  # missing, with why: never a made-up 0
+                components["ca"] = None
+                record = {**record, "ca_failure": ca_failures[k]}
+            records.append({"step": step, **record, "reward": float(rewards[p, g]) if valid[p, g]
+                            else None, "reward_components": components})
         return row, records
+
+    def _judge_health(self, step: int, judged) -> dict:
+        """This step's judge calls and failures by kind (every host's calls and failures, the
+        kinds of this process); above the allowed failure rate the run stops before training
+        on made-up rewards."""
+        calls = judged.pop("calls", 0)
+        calls, failures = allgather(np.asarray([calls, sum(judged.values())])).reshape(-1, 2).sum(0)
+        row = {"judge_calls": int(calls), "judge_failures": int(failures),
+               **{f"judge_failures_{kind}": n for kind, n in sorted(judged.items())}}
+        if calls and failures / calls > self.run.max_judge_failure_rate:
+            kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(judged.items()))
+            raise JudgeFailing(
+                f"stopped at step {step}: the judge failed {failures} of its {calls} calls "
+                f"({kinds}), above judge.max_failure_rate={self.run.max_judge_failure_rate}; "
+                "nothing was trained on this step; fix the judge, then rerun to resume")
+        return row
 
     def quick_eval(self) -> dict:
         """Agreement on a few held-out tasks with greedy dialogue (the policy in every seat)."""
@@ -188,7 +219,12 @@ class Trainer:
         try:
             while self.step < run.steps:
                 step = self.step + 1
-                row, records = self.train_step(step)
+                try:
+                    row, records = self.train_step(step)
+                except JudgeFailing:
+                    if self.step and self.step not in checkpointer.steps():
+                        self.save()  # the last trained state, so the rerun resumes there
+                    raise
                 if run.eval_every and step % run.eval_every == 0 and run.eval_tasks:
                     row.update(self.quick_eval())
                 self.step = step

@@ -1,18 +1,14 @@
 """HttpJudge against a real HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions schema
 and injects faults on demand. Nothing here reaches beyond 127.0.0.1."""
-import dataclasses
-import http.server
-import json
 import logging
 import math
 import socket
-import threading
-import time
 
 import numpy as np
 import pytest
 
 from negojax.rewards import CA_SCORE, HttpJudge, JudgeUnreachable
+from openai_server import Handler, Reply, completion, start_server, stop_server
 from negojax.rewards.http_judge import normalize_base_url
 
 PERSONAS = [{"name": "Ada", "core_value": "thrift", "wants": "low cost", "fears": "waste",
@@ -21,99 +17,14 @@ PERSONAS = [{"name": "Ada", "core_value": "thrift", "wants": "low cost", "fears"
              "style": "careful"}]
 
 
-@dataclasses.dataclass
-class Reply:
-    content: str = "4"
-    status: int = 200
-    delay_s: float = 0.0
-    headers: dict = dataclasses.field(default_factory=dict)
-    raw: bytes | None = None          # sent instead of a well-formed completion
-    declared_length: int | None = None  # a Content-Length larger than the body cuts the reply
-
-
-def completion(content: str) -> bytes:
-    return json.dumps({"id": "cmpl-1", "object": "chat.completion", "model": "judge",
-                       "choices": [{"index": 0, "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": content}}],
-                       }).encode()
-
-
-class FakeOpenAIServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.behaviour = lambda index, body: Reply()
-        self.lock = threading.Lock()
-        self.requests, self.paths, self.auth, self.times = [], [], [], []
-        self.in_flight = self.max_in_flight = 0
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    def handle_error(self, request, client_address):
-        pass  # a client that timed out and hung up is expected here
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        if self.path == "/v1/models":
-            self._send(200, {}, json.dumps({"object": "list", "data": [{"id": "judge"}]}).encode())
-        else:
-            self._send(404, {}, b"{}")
-
-    def do_POST(self):
-        server = self.server
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with server.lock:
-            index = len(server.requests)
-            server.requests.append(body)
-            server.paths.append(self.path)
-            server.auth.append(self.headers.get("Authorization"))
-            server.times.append(time.monotonic())
-            server.in_flight += 1
-            server.max_in_flight = max(server.max_in_flight, server.in_flight)
-        try:
-            reply = server.behaviour(index, body)
-            time.sleep(reply.delay_s)
-            payload = reply.raw if reply.raw is not None else completion(reply.content)
-            self._send(reply.status, reply.headers, payload, reply.declared_length)
-        finally:
-            with server.lock:
-                server.in_flight -= 1
-
-    def _send(self, status, headers, payload, declared_length=None):
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(declared_length or len(payload)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        if declared_length:
-            self.close_connection = True
-
-
 @pytest.fixture
 def server(monkeypatch):
     for name in ("http_proxy", "https_proxy", "all_proxy",
                  "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    srv = FakeOpenAIServer()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+    srv = start_server()
     yield srv
-    srv.shutdown()
-    srv.server_close()
+    stop_server(srv)
 
 
 def make_judge(server, **overrides):
@@ -288,13 +199,13 @@ def test_check_reachable(server):
 
 
 def test_check_reachable_names_the_key_variable_on_401(server, monkeypatch):
-    monkeypatch.setattr(_Handler, "do_GET", lambda self: self._send(401, {}, b"{}"))
+    monkeypatch.setattr(Handler, "do_GET", lambda self: self._send(401, {}, b"{}"))
     with pytest.raises(JudgeUnreachable, match="MY_JUDGE_KEY"):
         make_judge(server, api_key_env="MY_JUDGE_KEY").check_reachable()
 
 
 def test_check_reachable_accepts_a_server_without_a_models_route(server, monkeypatch):
-    monkeypatch.setattr(_Handler, "do_GET", lambda self: self._send(404, {}, b"{}"))
+    monkeypatch.setattr(Handler, "do_GET", lambda self: self._send(404, {}, b"{}"))
     make_judge(server).check_reachable()
 
 
