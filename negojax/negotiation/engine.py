@@ -81,10 +81,11 @@ class NegotiationEngine:
 
     # ---------------------------------------------------------------- public
     def rollout_tasks(self, tasks: Sequence[Task], *, group_size: int, policy, opponent,
-                      trainable_seats: Optional[Sequence[int]], seed: int, mode: str) -> Rollout:
+                      trainable_seats: Optional[Sequence[int]], seed: int, mode: str,
+                      progress: Optional[Callable[[str], None]] = None) -> Rollout:
         """Rollouts for tasks with any number of personas, the policy in seat 0 and `opponent`
         in the others: one `rollout` per seat count, merged back into task order.
-        trainable_seats None trains every seat."""
+        trainable_seats None trains every seat. `progress(text)` hears each phase."""
         by_seats: dict[int, list[int]] = {}
         for i, task in enumerate(tasks):
             by_seats.setdefault(len(task.personas), []).append(i)
@@ -93,11 +94,13 @@ class NegotiationEngine:
         agreed, rounds = np.zeros((P, G), bool), np.zeros((P, G), np.int32)
         sequences, stats = [], {}
         for seats, indices in sorted(by_seats.items()):
+            label = f"{seats}-party " if len(by_seats) > 1 else ""
             part = self.rollout([tasks[i] for i in indices], group_size=G,
                                 seat_params=[policy] + [opponent] * (seats - 1),
                                 trainable_seats=tuple(range(seats)) if trainable_seats is None
                                 else tuple(s for s in trainable_seats if s < seats),
-                                seed=derived_seed(seed, seats, 0), mode=mode)
+                                seed=derived_seed(seed, seats, 0), mode=mode,
+                                progress=progress and (lambda text: progress(label + text)))
             for j, i in enumerate(indices):
                 agreed[i], rounds[i] = part.agreed[j], part.rounds[j]
                 for g in range(G):
@@ -110,8 +113,10 @@ class NegotiationEngine:
         return Rollout(dialogues, sequences, agreed, rounds, finals, stats)
 
     def rollout(self, tasks: Sequence[Task], *, group_size: int, seat_params: Sequence,
-                trainable_seats: Sequence[int] = (0,), seed: int, mode: str = "train"
-                ) -> Rollout:
+                trainable_seats: Sequence[int] = (0,), seed: int, mode: str = "train",
+                progress: Optional[Callable[[str], None]] = None) -> Rollout:
+        """`progress(text)`, when given, hears each turn and the final solutions begin."""
+        progress = progress or (lambda text: None)
         cfg = self.config
         self._check(tasks, group_size, seat_params, trainable_seats, mode)
         num_seats = len(seat_params)
@@ -136,6 +141,7 @@ class NegotiationEngine:
             running = [i for i, s in enumerate(states) if not s.agreed]
             if not running:
                 break
+            progress(f"rollout turn {t + 1}/{cfg.max_turns} ({len(running)} dialogues)")
             if sessions is None:  # one call per model
                 groups = [[i for i in running if model_of_seat[states[i].speaker(t)] == m]
                           for m in range(len(models))]
@@ -168,6 +174,7 @@ class NegotiationEngine:
 
         writers = [s for s in states if s.agreed or mode == "eval"]
         if writers:
+            progress(f"final solutions ({len(writers)})")
             start = time.perf_counter()
             self._write_final_solutions(writers, seat_params[0],
                                         derived_seed(seed, cfg.max_turns, 0))

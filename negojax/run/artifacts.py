@@ -38,6 +38,7 @@ def export_policy(workdir: str, model: Model) -> str:
 
 def finish_training(workdir: str, model: Model, checkpoints: str) -> dict:
     """Export, transcripts.html and the report; prints and returns {what: path}."""
+    print("finishing: export, transcripts.html, report", flush=True)
     written = {"checkpoints": checkpoints, "export": export_policy(workdir, model),
                "metrics": os.path.join(workdir, METRICS_FILE),
                "transcripts": os.path.join(workdir, view.TRANSCRIPTS_FILE),

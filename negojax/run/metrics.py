@@ -56,6 +56,11 @@ class MetricsLogger:
             self._wandb = wandb.init(project=wandb_project, dir=workdir, resume="allow",
                                      config=run_config)
 
+    def phase(self, step: int, text: str) -> None:
+        """Show what the step is doing now (rollout turn k of N, judge, update, checkpoint)."""
+        if self.enabled:
+            self._bar.set_description_str(f"train step {step}: {text}", refresh=True)
+
     def log(self, step: int, metrics: dict) -> None:
         if not self.enabled:
             return
@@ -67,6 +72,7 @@ class MetricsLogger:
         self._tb.flush()
         if self._wandb is not None:
             self._wandb.log(row, step=step)
+        self._bar.set_description_str("train", refresh=False)
         self._bar.update(1)
         self._bar.set_postfix({k: f"{row[k]:.3g}" for k in CONSOLE_KEYS
                                if isinstance(row.get(k), (int, float))}, refresh=False)

@@ -97,8 +97,9 @@ class Trainer:
         return True
 
     # -------------------------------------------------------------- one step
-    def train_step(self, step: int) -> tuple[dict, list[dict]]:
-        """One GRPO step: (its metrics row, its transcript records)."""
+    def train_step(self, step: int, phase=lambda text: None) -> tuple[dict, list[dict]]:
+        """One GRPO step: (its metrics row, its transcript records); `phase(text)` hears what it
+        is doing."""
         run, G = self.run, self.run.group_size
         tasks = run.sampler.next_batch(run.prompts_per_host)
         start = time.perf_counter()
@@ -110,10 +111,12 @@ class Trainer:
         rollout = run.engine.rollout_tasks(
             tasks, group_size=G, policy=policy, opponent=opponent,
             trainable_seats=trainable_seats, seed=derived_seed(run.seed, step, jax.process_index()),
-            mode="train")
+            mode="train", progress=phase)
         time_rollout = time.perf_counter() - start - rollout.stats["time_agreement_s"]
 
         start = time.perf_counter()
+        phase(f"judge: CA scores of {sum(s is not None for s in rollout.final_solutions)} "
+              "final solutions")
         ca, ca_failures = score_final_solutions(run.judge, tasks, rollout.final_solutions, G)
         time_judge = time.perf_counter() - start + rollout.stats["time_agreement_s"]
         judge_row = self._judge_health(step, run.judge.counts() - judged_before)
@@ -125,6 +128,8 @@ class Trainer:
         adv = np.asarray(advantages(rewards, run.advantage, valid=valid))
 
         start = time.perf_counter()
+        phase(f"update ({len(rollout.sequences)} sequences, "
+              f"{run.hparams.num_microbatches} microbatches)")
         batch = train_batch(rollout.sequences, adv, run.model_config,
                             rows_multiple=run.rules.batch_size_multiple
                             * run.hparams.num_microbatches,
@@ -220,12 +225,13 @@ class Trainer:
             while self.step < run.steps:
                 step = self.step + 1
                 try:
-                    row, records = self.train_step(step)
+                    row, records = self.train_step(step, lambda text: log.phase(step, text))
                 except JudgeFailing:
                     if self.step and self.step not in checkpointer.steps():
                         self.save()  # the last trained state, so the rerun resumes there
                     raise
                 if run.eval_every and step % run.eval_every == 0 and run.eval_tasks:
+                    log.phase(step, "quick eval")
                     row.update(self.quick_eval())
                 self.step = step
                 if self.main:
@@ -235,6 +241,7 @@ class Trainer:
                 skipped = row["skipped_updates"]
                 if checkpointer.should_save(step, last=step == run.steps) \
                         or skips >= run.max_consecutive_skips:
+                    log.phase(step, "checkpoint")
                     self.save()
                 if skips >= run.max_consecutive_skips:
                     raise RunStopped(

@@ -204,3 +204,14 @@ def test_export_refuses_non_finite_weights(tmp_path):
                                          r"\(layers/wq\)"):
         export_policy(str(tmp_path), model)
     assert not (tmp_path / "export").exists()
+
+
+def test_the_progress_display_names_each_phase_of_a_step(tmp_path):
+    proc = run_main("tiny_test", tmp_path, "--config.train.steps=1",
+                    "--config.train.eval_every=1")
+    for phase in ("train step 1: rollout turn 1/2 (4 dialogues)", "train step 1: final solutions",
+                  "train step 1: judge: CA scores of", "train step 1: update (",
+                  "train step 1: quick eval", "train step 1: checkpoint"):
+        assert phase in proc.stderr, (phase, proc.stderr[-2000:])
+    assert "finishing: export, transcripts.html, report" in proc.stdout
+    assert proc.stdout.rstrip().splitlines()[-1].lstrip().startswith("report ")
