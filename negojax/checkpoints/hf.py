@@ -108,6 +108,9 @@ class _TensorReader:
         except (SafetensorError, OSError) as e:
             raise ValueError(f"{path}: cannot read tensor {name!r} ({_one_line(e)}); the file "
                              "may be truncated, re-download or re-export it") from None
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ValueError(f"{path}: tensor {name!r} holds NaN or Inf; the checkpoint is "
+                             "damaged, re-download or re-export it")
         return hf_layout.to_ours(self._config, key, value)
 
 

@@ -70,11 +70,16 @@ def check_row(where: str, row, kind: RowKind) -> dict:
 def read_rows(path: pathlib.Path, kind: RowKind) -> Iterator[tuple[str, dict]]:
     """(where, row) for each non-blank line, where = "<path> line <n>"; ids unique within the file."""
     first_line_of = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            where = f"{path} line {lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{where}: byte {e.start + 1} ({raw[e.start:e.start + 1]!r}) is "
+                                 "not UTF-8; save the file as UTF-8") from None
             if not line.strip():
                 continue
-            where = f"{path} line {lineno}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:

@@ -31,12 +31,24 @@ RESUME_KEYS = ("model.path", "model.param_dtype", "model.random_init", "model.ov
 # ------------------------------------------------------------------------------ model and mesh
 
 
-def load_policy(model_cfg, rules: Optional[LogicalRules] = None) -> Model:
+def _load(key: str, path: str, **options) -> Model:
+    """negojax.load_model; a damaged or unsupported model file is a ConfigError naming `key`
+    (the loaders' messages already name the file and the problem, in one line)."""
+    from negojax.run.config import ConfigError
+    try:
+        return negojax.load_model(path, **options)
+    except (ValueError, OSError) as error:
+        text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(f"config.{key}: {text}") from None
+
+
+def load_policy(model_cfg, rules: Optional[LogicalRules] = None, key: str = "model.path"
+                ) -> Model:
     """The configured model (`model.overrides` re-shape a randomly initialised architecture
     while keeping a checkpoint's tokenizer)."""
-    return negojax.load_model(model_cfg.path, dtype=model_cfg.dtype,
-                              param_dtype=model_cfg.param_dtype, random_init=model_cfg.random_init,
-                              rules=rules, overrides=dict(model_cfg.overrides) or None)
+    return _load(key, model_cfg.path, dtype=model_cfg.dtype, param_dtype=model_cfg.param_dtype,
+                 random_init=model_cfg.random_init, rules=rules,
+                 overrides=dict(model_cfg.overrides) or None)
 
 
 def global_rules(mesh_sizes: dict) -> LogicalRules:
@@ -85,8 +97,8 @@ def make_judge(config, policy: Model):
     from negojax.rewards import LocalJudge
     if config.judge.path == "policy":
         return LocalJudge(policy)
-    return LocalJudge(negojax.load_model(config.judge.path, dtype=config.model.dtype,
-                                         rules=policy.rules), rules=policy.rules)
+    return LocalJudge(_load("judge.path", config.judge.path, dtype=config.model.dtype,
+                            rules=policy.rules), rules=policy.rules)
 
 
 # ------------------------------------------------------------------------------ components
@@ -276,12 +288,14 @@ def _model_paths(config) -> dict:
 def _load_at(config, path: str, rules) -> Model:
     """The configured model, or a checkpoint of its own at `path` with its real weights."""
     model_cfg = config.model.copy_and_resolve_references()
+    key = "model.path"
     with model_cfg.unlocked():
         model_cfg.path = path
         if path != config.model.path:
             model_cfg.random_init = False
             model_cfg.overrides = {}
-    return load_policy(model_cfg, rules)
+            key = "eval.trained_path" if path == config.eval.trained_path else "eval.baseline_path"
+    return load_policy(model_cfg, rules, key)
 
 
 def build_evaluation(config, mesh_sizes: dict) -> Evaluation:

@@ -79,3 +79,5 @@ def test_failed_scores_are_missing_and_drop_counts_only_scored_samples(tmp_path,
         records = [json.loads(line) for line in f]
     assert all(r["ca_failure"] == "http_503" and r["reward_components"]["ca"] is None
                and r["reward"] is None for r in records)
+    report = (tmp_path / "report.md").read_text()
+    assert "| judge_failures | 4 | 4 |" in report and "| samples_dropped | 4 | 4 |" in report
