@@ -122,9 +122,8 @@ def make_engine(config, model_config: ModelConfig, tokenizer, judge, rules, *,
 def train_hparams(config) -> TrainHParams:
     """TrainHParams from the keys of `TRAIN_KEYS`; a constant schedule keeps the peak rate, and
     the schedule runs at least one step past the warmup."""
-    from negojax.run.config import TRAIN_KEYS
-    values = {field: config[key.split(".")[0]][key.split(".")[1]]
-              for field, key in TRAIN_KEYS.items()}
+    from negojax.run.config import TRAIN_KEYS, config_value
+    values = {field: config_value(config, key) for field, key in TRAIN_KEYS.items()}
     values["total_steps"] = max(config.train.steps, config.optim.warmup_steps + 1)
     if config.optim.schedule == "constant":
         values["final_lr_fraction"] = 1.0
@@ -191,11 +190,12 @@ class Training:
 
 
 def resume_settings(config) -> dict:
-    def value(key):
-        section, name = key.split(".") if "." in key else (None, key)
-        v = config[section][name] if section else config[name]
+    """RESUME_KEYS' values as JSON would read them back (lists, dicts)."""
+    from negojax.run.config import config_value
+
+    def plain(v):
         return v.to_dict() if hasattr(v, "to_dict") else list(v) if isinstance(v, tuple) else v
-    return {key: value(key) for key in RESUME_KEYS}
+    return {key: plain(config_value(config, key)) for key in RESUME_KEYS}
 
 
 def check_resumable(checkpointer, settings: dict) -> None:
@@ -225,10 +225,7 @@ def build_training(config, mesh_sizes: dict) -> Training:
     settings = resume_settings(config)
     check_resumable(checkpointer, settings)  # before any model loads
     local = local_rules(mesh_sizes)
-    policy = load_policy(config.model, local)
-    if policy.tokenizer is None:
-        raise ValueError("config.model: a preset without a checkpoint has no tokenizer; set "
-                         "model.path to a checkpoint (with model.overrides for a tiny model)")
+    policy = load_policy(config.model, local)  # a checkpoint, so a tokenizer: see validation
     judge = make_judge(config, policy)
     trainable, frozen, model_config = split_params(policy, config.lora)
     r = config.rollout

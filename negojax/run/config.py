@@ -50,10 +50,6 @@ class RunStopped(RuntimeError):
     saying what failed, what was saved and what to change."""
 
 
-def _defaults(cls, *names) -> dict:
-    return {name: getattr(cls(), name) for name in names}
-
-
 def _init_defaults(fn, *names) -> dict:
     parameters = inspect.signature(fn).parameters
     return {name: parameters[name].default for name in names}
@@ -128,13 +124,13 @@ def _fail(key: str, problem: str) -> None:
 
 
 def _enum(config, key: str, allowed) -> None:
-    value = _get(config, key)
+    value = config_value(config, key)
     if value not in allowed:
         _fail(key, f"{value!r} is not one of {', '.join(allowed)}; set --config.{key}=<one of them>")
 
 
 def _positive(config, key: str, allow_zero: bool = False) -> None:
-    value = _get(config, key)
+    value = config_value(config, key)
     if not math.isfinite(value):
         _fail(key, f"{value} must be a finite number; set --config.{key} to one")
     if value < 0 or (value == 0 and not allow_zero):
@@ -142,7 +138,8 @@ def _positive(config, key: str, allow_zero: bool = False) -> None:
         _fail(key, f"{value} must be {bound}; set --config.{key} to a {'non-negative' if allow_zero else 'positive'} number")
 
 
-def _get(config, key: str):
+def config_value(config, key: str):
+    """The value at a dotted key ("optim.lr", "seed")."""
     node = config
     for part in key.split("."):
         node = node[part]
