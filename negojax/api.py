@@ -136,7 +136,7 @@ def chat(model: Model, messages: Sequence[dict], max_new_tokens: int = 128, *,
          temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> str:
     """The assistant's reply to role-tagged messages, greedy by default."""
     tok = _need_tokenizer(model)
-    ids, _ = tok.apply_chat_template(messages, add_generation_prompt=True)
+    ids = tok.apply_chat_template(messages, add_generation_prompt=True)
     reply = generate_ids(model, [ids], max_new_tokens=max_new_tokens, temperature=temperature,
                          top_p=top_p, seed=seed)[0]
     return tok.decode(reply).strip()

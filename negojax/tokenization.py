@@ -1,9 +1,11 @@
-"""Tokenizers of HF model directories, chat templates, and the message index of every token.
+"""Tokenizers of HF model directories and their chat templates.
 
 A `Tokenizer` wraps either a `tokenizer.json` (tokenizers library) or a sentencepiece
-`tokenizer.model`, with the special tokens and chat template from `tokenizer_config.json`.
-`apply_chat_template` returns, next to the ids, which message each token came from; the
-negotiation engine builds its loss masks from that.
+`tokenizer.model`, with the special tokens and chat template from `tokenizer_config.json` (or
+`chat_template.jinja`, or a template file given by the caller). Templates render as
+transformers renders them, so any published template works, including ones that render earlier
+messages differently once later ones follow (Qwen3 drops past think blocks): callers re-render
+a conversation whenever it changes and never assume one rendering extends another.
 """
 from __future__ import annotations
 
@@ -28,6 +30,15 @@ def _read_json(path: str) -> dict:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise FileNotFoundError(f"{path}: cannot read the chat template file ({e.strerror})"
+                                ) from None
 
 
 def _token_text(token) -> Optional[str]:
@@ -102,11 +113,24 @@ class _SentencePieceBackend:
         return self._sp.get_piece_size()
 
 
-class Tokenizer:
-    """Encode/decode, special and stop ids, chat templates with per-token message indices."""
+def has_tokenizer(model_dir: str) -> bool:
+    """Whether model_dir holds tokenizer files; a weights-only directory loads without one."""
+    return any(os.path.isfile(os.path.join(model_dir, name))
+               for name in ("tokenizer.json", "tokenizer.model"))
 
-    def __init__(self, model_dir: str):
+
+class Tokenizer:
+    """Encode/decode, special and stop ids, and the chat template.
+
+    `chat_template` (a .jinja file) replaces the directory's template. `thinking` is passed to
+    the template as `enable_thinking` (Qwen3 and other reasoning templates read it; the rest
+    ignore it): False, as the method trains, makes the generation prompt close an empty think
+    block so the model answers at once."""
+
+    def __init__(self, model_dir: str, *, chat_template: Optional[str] = None,
+                 thinking: bool = False):
         self.model_dir = model_dir
+        self.thinking = bool(thinking)
         cfg = _read_json(os.path.join(model_dir, "tokenizer_config.json"))
         json_path = os.path.join(model_dir, "tokenizer.json")
         sp_path = os.path.join(model_dir, "tokenizer.model")
@@ -124,7 +148,8 @@ class Tokenizer:
         self.eos_id = self._id_or_none(self.eos_token)
         pad_id = self._id_or_none(self.pad_token)
         self.pad_id = pad_id if pad_id is not None else self.eos_id
-        self.chat_template = self._read_chat_template(cfg)
+        self.chat_template = (_read_text(chat_template) if chat_template
+                              else self._read_chat_template(cfg))
         self._template = None
         stops = {self.eos_id} if self.eos_id is not None else set()
         gen_eos = _read_json(os.path.join(model_dir, "generation_config.json")).get("eos_token_id")
@@ -139,8 +164,7 @@ class Tokenizer:
     def _read_chat_template(self, cfg: dict) -> Optional[str]:
         jinja_path = os.path.join(self.model_dir, "chat_template.jinja")
         if os.path.isfile(jinja_path):
-            with open(jinja_path, encoding="utf-8") as f:
-                return f.read()
+            return _read_text(jinja_path)
         template = cfg.get("chat_template")
         if isinstance(template, list):  # named templates: [{"name": "default", "template": ...}]
             template = {t["name"]: t["template"] for t in template}.get("default")
@@ -166,38 +190,27 @@ class Tokenizer:
 
     # --------------------------------------------------------------------- chat template
     def render_chat(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
-        """The chat template applied to role-tagged messages [{"role", "content"}, ...]."""
+        """The chat template applied to role-tagged messages [{"role", "content"}, ...], with
+        the variables transformers passes (special tokens, `enable_thinking`)."""
         if self.chat_template is None:
-            raise ValueError(f"{self.model_dir}/tokenizer_config.json: no chat_template; use an "
-                             "instruct model or add a chat template")
+            raise ValueError(f"{self.model_dir}: no chat template; add `chat_template` to "
+                             "tokenizer_config.json or a chat_template.jinja file, or set "
+                             "model.chat_template to a template file")
         if self._template is None:
             self._template = _compile_template(self.chat_template)
-        return self._template.render(messages=list(messages),
+        return self._template.render(messages=list(messages), tools=None, documents=None,
                                      add_generation_prompt=add_generation_prompt,
-                                     bos_token=self.bos_token or "", eos_token=self.eos_token or "")
+                                     enable_thinking=self.thinking,
+                                     bos_token=self.bos_token or "", eos_token=self.eos_token or "",
+                                     pad_token=self.pad_token or "")
 
     def apply_chat_template(self, messages: Sequence[dict], add_generation_prompt: bool = True
-                            ) -> tuple[list[int], list[int]]:
-        """(ids, message_index): message_index[t] is the message token t belongs to, -1 for the
-        generation prompt. Each message's share of the rendered text is tokenised on its own,
-        which for chat formats that close every turn with a special token (ChatML, Llama 3)
-        equals tokenising the whole text at once."""
-        ids, index, rendered = [], [], ""
-        prefixes = [(i, self.render_chat(messages[:i + 1], add_generation_prompt=False))
-                    for i in range(len(messages))]
-        if add_generation_prompt:
-            prefixes.append((-1, self.render_chat(messages, add_generation_prompt=True)))
-        for i, text in prefixes:
-            if not text.startswith(rendered):
-                raise ValueError(f"{self.model_dir}: the chat template rewrites earlier messages "
-                                 f"when message {i} is added; per-message token indices need a "
-                                 "template whose renderings extend each other")
-            piece = self.encode(text[len(rendered):])
-            ids += piece
-            index += [i] * len(piece)
-            rendered = text
-        return ids, index
+                            ) -> list[int]:
+        """Token ids of the rendered chat, tokenised as one text, as transformers'
+        `apply_chat_template(..., tokenize=True)` does."""
+        return self.encode(self.render_chat(messages, add_generation_prompt))
 
 
-def load_tokenizer(model_dir: str) -> Tokenizer:
-    return Tokenizer(model_dir)
+def load_tokenizer(model_dir: str, *, chat_template: Optional[str] = None,
+                   thinking: bool = False) -> Tokenizer:
+    return Tokenizer(model_dir, chat_template=chat_template, thinking=thinking)

@@ -1,4 +1,4 @@
-"""Tokenizer: encode/decode, special and stop ids, chat templates with per-token message index."""
+"""Tokenizer: encode/decode, special and stop ids, chat templates, enable_thinking."""
 import json
 import os
 import shutil
@@ -22,29 +22,16 @@ def tok(smollm_dir):
 
 @pytest.mark.parametrize("messages", [CHAT, CHAT[1:2], CHAT[:3]])
 @pytest.mark.parametrize("add_generation_prompt", [True, False])
-def test_per_message_tokens_concatenate_to_whole_text(tok, messages, add_generation_prompt):
-    ids, index = tok.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
-    assert ids == tok.encode(tok.render_chat(messages, add_generation_prompt))
-    assert len(index) == len(ids)
-    expected = list(range(len(messages))) + ([-1] if add_generation_prompt else [])
-    assert sorted(set(index), key=expected.index) == expected
-    assert index == sorted(index, key=expected.index)  # contiguous, in message order
+def test_chat_ids_tokenise_the_whole_rendering(tok, messages, add_generation_prompt):
+    ids = tok.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
+    text = tok.render_chat(messages, add_generation_prompt)
+    assert ids == tok.encode(text)
+    assert text.endswith("<|im_start|>assistant\n" if add_generation_prompt else "<|im_end|>\n")
 
 
-def test_message_index_marks_each_message_tokens(tok):
-    ids, index = tok.apply_chat_template(CHAT)
-    for i, message in enumerate(CHAT):
-        text = tok.decode([t for t, m in zip(ids, index) if m == i], skip_special_tokens=False)
-        assert text == f"<|im_start|>{message['role']}\n{message['content']}<|im_end|>\n"
-    suffix = [t for t, m in zip(ids, index) if m == -1]
-    assert tok.decode(suffix, skip_special_tokens=False) == "<|im_start|>assistant\n"
-
-
-def test_default_system_prompt_belongs_to_first_message(tok):
-    ids, index = tok.apply_chat_template(CHAT[1:2])
-    first = tok.decode([t for t, m in zip(ids, index) if m == 0], skip_special_tokens=False)
-    assert first.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
-    assert first.endswith(CHAT[1]["content"] + "<|im_end|>\n")
+def test_default_system_prompt_of_the_template(tok):
+    text = tok.render_chat(CHAT[1:2])
+    assert text.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
 
 
 def test_special_and_stop_ids(tok):
@@ -55,17 +42,45 @@ def test_special_and_stop_ids(tok):
     assert tok.vocab_size == 49152
 
 
-def test_template_that_rewrites_history_is_refused(smollm_dir, tmp_path):
-    model_dir = str(tmp_path / "m")
-    os.makedirs(model_dir)
-    shutil.copy(os.path.join(smollm_dir, "tokenizer.json"), model_dir)
-    with open(os.path.join(model_dir, "tokenizer_config.json"), "w") as f:
-        json.dump({"eos_token": "<|im_end|>", "chat_template":
-                   "{% for m in messages %}{% if loop.last %}LAST {% endif %}"
-                   "{{ m['content'] }}{% endfor %}"}, f)
-    with pytest.raises(ValueError, match="rewrites earlier messages when message 1") as e:
-        Tokenizer(model_dir).apply_chat_template(CHAT[:2])
+def _tokenizer_dir(smollm_dir, path, config):
+    os.makedirs(path)
+    shutil.copy(os.path.join(smollm_dir, "tokenizer.json"), path)
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"eos_token": "<|im_end|>", **config}, f)
+    return str(path)
+
+
+def test_template_that_rewrites_history_renders(smollm_dir, tmp_path):
+    """Any template renders, including one whose earlier messages change once a later one
+    follows; nothing assumes one rendering extends another."""
+    model_dir = _tokenizer_dir(smollm_dir, tmp_path / "m", {"chat_template":
+                               "{% for m in messages %}{% if loop.last %}LAST {% endif %}"
+                               "{{ m['content'] }} {% endfor %}"})
+    tok = Tokenizer(model_dir)
+    assert tok.render_chat(CHAT[:2]) == f"{CHAT[0]['content']} LAST {CHAT[1]['content']} "
+    assert tok.apply_chat_template(CHAT[:2]) == tok.encode(tok.render_chat(CHAT[:2]))
+
+
+def test_thinking_reaches_the_template_as_enable_thinking(smollm_dir, tmp_path):
+    model_dir = _tokenizer_dir(smollm_dir, tmp_path / "m", {"chat_template":
+                               "{% if enable_thinking is defined and enable_thinking is false %}"
+                               "off{% else %}on{% endif %}"})
+    assert Tokenizer(model_dir).render_chat(CHAT) == "off"
+    assert Tokenizer(model_dir, thinking=True).render_chat(CHAT) == "on"
+
+
+def test_missing_chat_template_names_the_fix(smollm_dir, tmp_path):
+    model_dir = _tokenizer_dir(smollm_dir, tmp_path / "m", {})
+    with pytest.raises(ValueError, match="no chat template; add `chat_template` to "
+                       "tokenizer_config.json or a chat_template.jinja file, or set "
+                       "model.chat_template") as e:
+        Tokenizer(model_dir).apply_chat_template(CHAT)
     assert "\n" not in str(e.value)
+    template = tmp_path / "t.jinja"
+    template.write_text("{{ messages[0]['content'] }}")
+    assert Tokenizer(model_dir, chat_template=str(template)).render_chat(CHAT) == CHAT[0]["content"]
+    with pytest.raises(FileNotFoundError, match="cannot read the chat template file"):
+        Tokenizer(model_dir, chat_template=str(tmp_path / "absent.jinja"))
 
 
 def test_sentencepiece_tokenizer_model(tmp_path):

@@ -10,10 +10,13 @@ Context. With `context_turns=k` every turn re-encodes its seat's chat: system pr
 and the last k dialogue messages; each turn a trainable seat spoke is one TrainSequence. With
 `context_turns=None` every dialogue is one row of a sampler `Session` per seat, so a seat's
 whole history stays in the KV cache and a turn decodes only the speaking seat's rows. Before a
-seat speaks, its row is extended by the text the chat template adds since that row last spoke
-(the close of its own message, the other seats' messages and the generation prompt); its own
-earlier message stays as the tokens it sampled. Each (dialogue, trainable seat) row is then one
-TrainSequence over the whole history.
+seat speaks, the chat template renders its whole conversation; the row's cache keeps the longest
+prefix it shares with that rendering and is extended by the rest. Templates that extend their
+earlier renderings (ChatML, Llama 3, Gemma) keep the sampled tokens in place, so a dialogue is
+one TrainSequence per trained seat; templates that re-render history (Qwen3 drops past think
+blocks) cut the row back before its earlier message, and the record up to then, sampled tokens
+in the context they were sampled in, becomes a TrainSequence of its own. Either way the loss
+covers exactly the tokens the seat sampled, once each, with the log-probs it sampled them under.
 """
 from __future__ import annotations
 
@@ -51,14 +54,28 @@ class _SeatSession:
 
 
 class _SessionRow:
-    """One seat's view of one dialogue inside a Session: what the cache holds, as the chat
-    template rendered it, plus the token record that becomes its TrainSequence."""
+    """One seat's view of one dialogue inside a Session: the tokens its cache holds, and their
+    record, which becomes its TrainSequences."""
 
     def __init__(self):
-        self.rendered: Optional[str] = None  # template text the cache corresponds to
-        self.pending = ""                     # template text owed after the seat's own message
-        self.prompt_text = ""                 # rendering up to the generation prompt, this turn
+        self.tokens: list[int] = []
         self.sequence = SequenceBuilder()
+        self.cut_off: list[SequenceBuilder] = []  # records whose tail the template re-rendered
+
+    def rewind(self, keep: int) -> None:
+        """Keep the first `keep` tokens. Sampled tokens past the cut stay trained in the record
+        they were sampled in; the new record reads the kept prefix as context only, so no token
+        is trained twice."""
+        if self.sequence.generated_from(keep):
+            self.cut_off.append(self.sequence)
+            self.sequence = SequenceBuilder()
+            self.sequence.context(self.tokens[:keep])
+        else:
+            self.sequence.truncate(keep)
+        del self.tokens[keep:]
+
+    def records(self) -> list[SequenceBuilder]:
+        return [r for r in self.cut_off + [self.sequence] if r.has_generated]
 
 
 class NegotiationEngine:
@@ -163,8 +180,6 @@ class NegotiationEngine:
                 for i, turn in zip(rows, new_turns):
                     states[i].turns.append(turn)
                     stats["generated_tokens"] += len(turn.tokens)
-            if sessions is not None:
-                self._close_own_messages(states, systems, running, t, sessions)
             start = time.perf_counter()
             agreed = np.asarray(self.agreement_fn([states[i] for i in running]), bool)
             stats["time_agreement_s"] += time.perf_counter() - start
@@ -215,7 +230,11 @@ class NegotiationEngine:
 
     # ---------------------------------------------------------------- turns
     def _decode(self, tokens: list[int], finished: bool) -> str:
-        return self.tokenizer.decode(tokens[:-1] if finished else tokens).strip()
+        """The message the other seats read: without the stop token and, with thinking on,
+        without the reasoning before `</think>` (reasoning templates drop it from past turns
+        too)."""
+        text = self.tokenizer.decode(tokens[:-1] if finished else tokens)
+        return text.split("</think>")[-1].strip()
 
     def _turn(self, seat, tokens, logp, finished, prompt=()) -> Turn:
         finished = bool(finished)
@@ -231,7 +250,7 @@ class NegotiationEngine:
     def _speak_windowed(self, states, systems, rows, t, params, sampling, seed) -> list[Turn]:
         chats = [self._seat_chat(states[i], systems[i], states[i].speaker(t),
                                  self.config.context_turns) for i in rows]
-        prompt_ids = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True)[0]
+        prompt_ids = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True)
                       for c in chats]
         out = self.sample_fn(params, self.model_config, prompt_ids,
                              max_new_tokens=self.config.max_new_tokens, sampling=sampling,
@@ -245,7 +264,7 @@ class NegotiationEngine:
         The cache is sized up front for the longest opening prompt plus max_turns full
         messages, so it does not grow (and recompile) turn after turn."""
         opening = max(len(self.tokenizer.apply_chat_template(
-            self._seat_chat(s, systems[i], seat, None), True)[0])
+            self._seat_chat(s, systems[i], seat, None), True))
             for i, s in enumerate(states) for seat in range(s.num_seats))
         cfg = self.config
         min_cache = opening + cfg.max_turns * (cfg.max_new_tokens + _MESSAGE_OVERHEAD)
@@ -258,52 +277,36 @@ class NegotiationEngine:
 
     def _speak_in_session(self, states, systems, rows, t, session, sampling, seed) -> list[Turn]:
         deltas = [[] for _ in session.rows]
+        keep: list[Optional[int]] = [None] * len(session.rows)
         active = np.zeros(len(session.rows), bool)
         speakers = []
         for i in rows:
             seat = states[i].speaker(t)
             row = session.rows[i]
-            chat = self._seat_chat(states[i], systems[i], seat, None)
-            text = self.tokenizer.render_chat(chat, add_generation_prompt=True)
-            if row.rendered is None:
-                deltas[i] = self.tokenizer.apply_chat_template(chat, True)[0]
-            else:
-                if not text.startswith(row.rendered):
-                    raise ValueError(_TEMPLATE_REWRITES)
-                deltas[i] = self.tokenizer.encode(row.pending + text[len(row.rendered):])
-            row.prompt_text = text
+            target = self.tokenizer.apply_chat_template(
+                self._seat_chat(states[i], systems[i], seat, None), add_generation_prompt=True)
+            # At least the last prompt token is re-extended: it yields the next-token logits.
+            shared = min(_common_prefix(row.tokens, target), len(target) - 1)
+            if shared < len(row.tokens):
+                keep[i] = shared
+                row.rewind(shared)
+            deltas[i] = target[shared:]
             row.sequence.context(deltas[i])
+            row.tokens += deltas[i]
             active[i] = True
             speakers.append((i, seat))
+        if any(k is not None for k in keep):
+            session.session.rewind(keep)
         session.session.extend(deltas)
         out = session.session.generate(self.config.max_new_tokens, sampling,
                                        stop_ids=self.stop_ids, seed=seed, rows=active)
         turns = []
         for i, seat in speakers:
-            session.rows[i].sequence.generated(out.tokens[i], out.policy_logp[i], seat, t)
+            row = session.rows[i]
+            row.sequence.generated(out.tokens[i], out.policy_logp[i], seat, t)
+            row.tokens += out.tokens[i]
             turns.append(self._turn(seat, out.tokens[i], out.policy_logp[i], out.finished[i]))
         return turns
-
-    def _close_own_messages(self, states, systems, running, t, sessions):
-        """After turn t: record, for each row that just spoke, the template text that closes its
-        message (minus the stop token it sampled), owed before its next extension."""
-        for i in running:
-            state = states[i]
-            turn = state.turns[t]
-            session = sessions[turn.speaker]
-            row = session.rows[i]
-            closed = self.tokenizer.render_chat(self._seat_chat(state, systems[i], turn.speaker,
-                                                                None),
-                                                add_generation_prompt=False)
-            head = row.prompt_text + turn.text
-            if not closed.startswith(head):
-                raise ValueError(_TEMPLATE_REWRITES)
-            closing = closed[len(head):]
-            if not turn.hit_token_cap:
-                stop_text = self.tokenizer.decode(turn.tokens[-1:], skip_special_tokens=False)
-                if closing.startswith(stop_text):
-                    closing = closing[len(stop_text):]
-            row.rendered, row.pending = closed, closing
 
     # ---------------------------------------------------------------- final solution
     def _write_final_solutions(self, writers, params, seed):
@@ -313,7 +316,7 @@ class NegotiationEngine:
             chat = prompts.final_solution_messages(
                 s.task.dilemma, s.task.personas, [(s.name(t.speaker), t.text) for t in s.turns],
                 s.agreed)
-            prompt_ids.append(self.tokenizer.apply_chat_template(chat, True)[0])
+            prompt_ids.append(self.tokenizer.apply_chat_template(chat, True))
         out = self.sample_fn(params, self.model_config, prompt_ids,
                              max_new_tokens=cfg.final_max_new_tokens,
                              sampling=SamplingParams(cfg.final_temperature, cfg.final_top_p),
@@ -336,10 +339,8 @@ class NegotiationEngine:
                             seq.generated(turn.tokens, turn.policy_logp, seat, t)
                             out.append(seq.build(s.prompt_index, s.group_index, seat))
                 else:
-                    session = sessions[seat]
-                    seq = session.rows[i].sequence
-                    if seq.has_generated:
-                        out.append(seq.build(s.prompt_index, s.group_index, seat))
+                    out += [record.build(s.prompt_index, s.group_index, seat)
+                            for record in sessions[seat].rows[i].records()]
                 if seat == 0 and s.final is not None and self.config.train_on_final_solution:
                     seq = SequenceBuilder()
                     seq.context(s.final.prompt)
@@ -350,9 +351,14 @@ class NegotiationEngine:
 
 # Template and name tokens around one dialogue message ("<|im_end|>\n<|im_start|>user\nName: ").
 _MESSAGE_OVERHEAD = 32
-_TEMPLATE_REWRITES = ("rollout.context_turns=0 (the full history) needs a chat template that renders earlier "
-                      "messages unchanged when one is added; set negotiation.context_turns to an "
-                      "integer")
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for k in range(n):
+        if a[k] != b[k]:
+            return k
+    return n
 
 
 def _distinct_models(seat_params) -> tuple[list[int], list]:

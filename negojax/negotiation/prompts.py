@@ -4,18 +4,16 @@ A seat's view of the dialogue is a chat: its persona as the system message, the 
 first user message, then dialogue messages: the other agents' messages as `user` messages
 prefixed with the speaker's name ("Name: text"), its own earlier messages as `assistant`
 messages holding exactly what it wrote (no name, so the model is never shown a prefix it did not
-produce). The chat template of the tokenizer renders it; `message_index` from
-`Tokenizer.apply_chat_template` tells which message every prompt token came from.
+produce). Consecutive messages of one role are joined into one (the dilemma and the opening
+message a later speaker reads, or several other parties' messages in a row), because templates
+such as Gemma's refuse roles that do not alternate. The chat template of the tokenizer renders
+the chat.
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
 from negojax.data import Persona
-
-# Message indices of the fixed part of every seat's chat; dialogue messages follow.
-SYSTEM_MESSAGE, DILEMMA_MESSAGE, FIRST_DIALOGUE_MESSAGE = 0, 1, 2
-
 
 def _persona_lines(persona: Persona) -> str:
     return (f"{persona.name}\n- Core value: {persona.core_value}\n- Wants: {persona.wants}\n"
@@ -56,10 +54,11 @@ def seat_messages(system: str, dilemma: str, turns: Sequence[tuple[int, str, str
     messages = [{"role": "system", "content": system},
                 {"role": "user", "content": dilemma_message(dilemma)}]
     for speaker, name, text in turns:
-        if speaker == seat:
-            messages.append({"role": "assistant", "content": text})
+        role, content = ("assistant", text) if speaker == seat else ("user", f"{name}: {text}")
+        if messages[-1]["role"] == role:
+            messages[-1] = {"role": role, "content": f"{messages[-1]['content']}\n\n{content}"}
         else:
-            messages.append({"role": "user", "content": f"{name}: {text}"})
+            messages.append({"role": role, "content": content})
     return messages
 
 

@@ -110,6 +110,14 @@ class SequenceBuilder:
     def has_generated(self) -> bool:
         return any(self.mask)
 
+    def generated_from(self, position: int) -> bool:
+        """Whether any token at `position` or later was generated (and trained)."""
+        return any(self.mask[position:])
+
+    def truncate(self, length: int) -> None:
+        for part in (self.tokens, self.mask, self.logp, self.agent, self.turn):
+            del part[length:]
+
     def build(self, prompt_index: int, group_index: int, seat: int) -> TrainSequence:
         return TrainSequence(np.asarray(self.tokens, np.int32), np.asarray(self.mask, bool),
                              np.asarray(self.logp, np.float32), np.asarray(self.agent, np.int32),

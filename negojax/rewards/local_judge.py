@@ -95,7 +95,7 @@ class LocalJudge(judge.Judge):
         else:
             raise ValueError(f"LocalJudge reads the CA score or two-answer questions; question "
                              f"{question.name!r} has answers {question.answers}")
-        prompts = [self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)[0]
+        prompts = [self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
                    for messages in conversations]
         out = np.zeros(len(prompts), np.float64)
         if not prompts:

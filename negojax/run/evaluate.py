@@ -39,7 +39,7 @@ def answer_generator(model: Model, max_new_tokens: int):
         replies = []
         for start in range(0, len(prompts), GENERATE_BATCH):
             ids = [tok.apply_chat_template([{"role": "user", "content": p}],
-                                           add_generation_prompt=True)[0]
+                                           add_generation_prompt=True)
                    for p in prompts[start:start + GENERATE_BATCH]]
             replies += [tok.decode(r).strip()
                         for r in generate_ids(model, ids, max_new_tokens=max_new_tokens)]

@@ -3,7 +3,8 @@
 A `Session` holds one batch of rows and their KV cache. `extend` appends tokens to every row
 (a prompt, or another speaker's message) with one jitted prefill; `generate` decodes inside
 `lax.while_loop` until every row hit a stop id or the token budget. A multi-turn dialogue is
-extend / generate / extend / ... without re-encoding history.
+extend / generate / extend / ... without re-encoding history; `rewind` cuts rows back to a
+common prefix when the chat template re-renders part of it.
 
 Shapes are rounded up to buckets (batch, block length, cache length, new-token buffer) by
 `negojax.shapes`, so a run compiles a bounded set of programs; `TRACE_COUNTS` records each
@@ -177,6 +178,21 @@ class Session:
             self.logits = logits
         else:  # rows that received nothing keep their previous next-token logits
             self.logits = jnp.where(jnp.asarray(num_new > 0)[:, None], logits, self.logits)
+
+    def rewind(self, keep: Sequence[Optional[int]]) -> None:
+        """Cut row b back to its first keep[b] tokens (None leaves it). A chat template that
+        re-renders history changes a row's text from some point on; the cache keeps the common
+        prefix and the caller extends every cut row from there (which also refreshes its
+        next-token logits), instead of prefilling the whole history again."""
+        if len(keep) != self.batch:
+            raise ValueError(f"rewind: got {len(keep)} rows, session has {self.batch}")
+        lengths = np.asarray(jax.device_get(self.lengths)).copy()
+        for b, n in enumerate(keep):
+            if n is not None:
+                if not 0 <= n <= lengths[b]:
+                    raise ValueError(f"rewind: row {b} holds {lengths[b]} tokens; cannot keep {n}")
+                lengths[b] = n
+        self.lengths = self._place(jnp.asarray(lengths), ("act_batch",))
 
     def generate(self, max_new_tokens: int, sampling: SamplingParams = SamplingParams(), *,
                  stop_ids: Sequence[int] = (), seed: int = 0,

@@ -55,7 +55,7 @@ def smollm(smollm_dir):
 
 def test_logits_match_transformers_gguf_model(smollm, hf_gguf):
     config, params, tok = smollm
-    rows = [tok.apply_chat_template(chat)[0] for chat in CHATS]
+    rows = [tok.apply_chat_template(chat) for chat in CHATS]
     width = max(map(len, rows))
     # Right padding leaves the causal logits of the real tokens untouched: one batched call.
     ids = np.array([row + [0] * (width - len(row)) for row in rows])
@@ -69,7 +69,7 @@ def test_logits_match_transformers_gguf_model(smollm, hf_gguf):
 def test_greedy_reply_names_paris(smollm):
     """End to end: converted weights + tokenizer + chat template give a sensible answer."""
     config, params, tok = smollm
-    ids, _ = tok.apply_chat_template(CHATS[0])
+    ids = tok.apply_chat_template(CHATS[0])
     width = len(ids) + 16
     forward = jax.jit(tf.forward, static_argnums=1)
     reply = []

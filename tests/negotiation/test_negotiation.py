@@ -1,7 +1,6 @@
 """The negotiation engine with a tiny random model on the SmolLM2 tokenizer: turn order, context
 windows, masks, lockstep batching, agreement and no-agreement handling, Session continuation."""
 
-import jax
 import numpy as np
 import pytest
 
@@ -10,10 +9,11 @@ from negojax.data import load_tasks
 from negojax.models import transformer as tf
 from negojax.models.config import ModelConfig
 from negojax.negotiation import (DialogueState, JudgeAgreement, MarkerAgreement,
-                                 NegotiationConfig, NegotiationEngine, Opponents, Turn, prompts)
+                                 NegotiationConfig, NegotiationEngine, Opponents, Turn)
 from negojax.rewards import Judge
 from negojax.sampling import Session, sample
 from negojax.tokenization import load_tokenizer
+from rollout_checks import check_full_history_records, check_windowed_record
 
 G = 2
 
@@ -71,32 +71,11 @@ def expected_calls(dialogues, num_turns, model_of_seat):
                     if len(d["turns"]) > t}) for t in range(num_turns))
 
 
-def systems_for(task, marker="[AGREE]"):
-    return [prompts.system_prompt(p, [q for q in task.personas if q is not p], marker)
-            for p in task.personas]
-
-
 def check_sequence_against_transcript(tok, seq, rollout, tasks, cfg):
-    """Every masked token is the seat's own generated token of the named turn; the prompt is
-    exactly the seat's chat over the last context_turns messages."""
-    d = rollout.dialogues[seq.prompt_index * G + seq.group_index]
-    task = tasks[seq.prompt_index]
-    mask = seq.loss_mask
-    (t,) = set(seq.turn[mask].tolist())
-    turn = d["turns"][t]
-    assert turn["speaker"] == seq.seat and (seq.agent[mask] == seq.seat).all()
-    assert (seq.agent[~mask] == -1).all() and (seq.turn[~mask] == -1).all()
-    n = int(mask.sum())
-    assert n == turn["num_tokens"] and mask[-n:].all() and not mask[:-n].any()
-    assert tok.decode(seq.tokens[mask]).strip() == turn["text"]
-    assert (seq.old_logp[~mask] == 0).all() and (seq.old_logp[mask] < 0).all()
-    window = d["turns"][max(0, t - cfg.context_turns):t]
-    chat = prompts.seat_messages(systems_for(task)[seq.seat], task.dilemma,
-                                 [(w["speaker"], w["persona"], w["text"]) for w in window],
-                                 seq.seat)
-    ids, index = tok.apply_chat_template(chat, add_generation_prompt=True)
-    assert seq.tokens[:-n].tolist() == ids
-    assert max(index) - prompts.DILEMMA_MESSAGE == min(t, cfg.context_turns)
+    check_windowed_record(lambda chat: tok.apply_chat_template(chat, True),
+                          lambda ids: tok.decode(ids).strip(), seq,
+                          rollout.dialogues[seq.prompt_index * G + seq.group_index],
+                          tasks[seq.prompt_index], cfg.context_turns)
 
 
 def test_two_agents_frozen_opponent_no_agreement_train(tok, tiny, tasks):
@@ -192,18 +171,6 @@ def test_eval_mode_writes_solution_without_agreement(tok, tiny, tasks):
     assert len(counter.calls) == 3
 
 
-_token_logprobs = jax.jit(tf.token_logprobs, static_argnums=1)
-
-
-def fresh_logprobs(params, config, tokens):
-    """log p(tokens[t] | tokens[:t]) by a full causal forward, 0 at t=0 (padded to one
-    compiled length)."""
-    ids = np.zeros((1, 512), np.int32)
-    ids[0, :len(tokens)] = tokens
-    logp, _ = _token_logprobs(params, config, ids[:, :-1], ids[:, 1:])
-    return np.concatenate([[0.0], np.asarray(logp[0, :len(tokens) - 1])])
-
-
 class CountingSession(Session):
     generate_calls = 0
 
@@ -213,35 +180,20 @@ class CountingSession(Session):
 
 
 def test_full_history_continues_sessions(tok, tiny, tasks):
-    """context_turns=None: one sequence per (dialogue, trainable seat) over the whole history;
-    its tokens are exactly what the KV cache held (the recorded log-probs equal a fresh forward
-    over the recorded tokens) and it carries every earlier message."""
+    """context_turns=None: every turn's prompt is the template's rendering of the seat's whole
+    chat, continued from the KV cache; each sampled token is trained exactly once, in a record
+    that is exactly what the cache held (recorded log-probs equal a fresh forward over it). A
+    random model samples token splits the tokenizer would not produce, so a re-rendered message
+    can cut a row back: then a dialogue's seat has several records."""
     config, p, q = tiny
     CountingSession.generate_calls = 0
-    out = engine(tok, tiny, settings(max_turns=3, context_turns=None, first_speaker="random"),
-                 session_cls=CountingSession).rollout(
+    cfg = settings(max_turns=3, context_turns=None, first_speaker="random")
+    out = engine(tok, tiny, cfg, session_cls=CountingSession).rollout(
         tasks[2], group_size=G, seat_params=[p, q], trainable_seats=(0, 1), seed=2)
     assert CountingSession.generate_calls == out.stats["sampler_calls"] == expected_calls(
         out.dialogues, 3, [0, 1])
-    assert len(out.sequences) == 8
-    params = {0: p, 1: q}
-    for seq in out.sequences:
-        d = out.dialogues[seq.prompt_index * G + seq.group_index]
-        own = [t for t, x in enumerate(d["turns"]) if x["speaker"] == seq.seat]
-        assert sorted(set(seq.turn[seq.loss_mask].tolist())) == own
-        for t in own:
-            assert tok.decode(seq.tokens[seq.turn == t]).strip() == d["turns"][t]["text"]
-        assert (seq.agent[seq.loss_mask] == seq.seat).all() and (seq.agent[~seq.loss_mask] == -1
-                                                                 ).all()
-        context = tok.decode(seq.tokens[~seq.loss_mask], skip_special_tokens=False)
-        assert context.startswith(tok.render_chat(prompts.seat_messages(
-            systems_for(tasks[2][seq.prompt_index])[seq.seat],
-            tasks[2][seq.prompt_index].dilemma, [], seq.seat), add_generation_prompt=False))
-        for x in d["turns"][:own[-1]]:
-            if x["speaker"] != seq.seat:
-                assert f"{x['persona']}: {x['text']}" in context
-        fresh = fresh_logprobs(params[seq.seat], config, seq.tokens)
-        np.testing.assert_allclose(fresh[seq.loss_mask], seq.old_logp[seq.loss_mask], atol=2e-4)
+    check_full_history_records(lambda chat: tok.apply_chat_template(chat, True), out, tasks[2],
+                               {0: p, 1: q}, config, (0, 1), G)
 
 
 def test_full_history_self_play_decodes_only_the_speaking_seat(tok, tiny, tasks):
@@ -260,7 +212,8 @@ def test_full_history_self_play_decodes_only_the_speaking_seat(tok, tiny, tasks)
         tasks[2], group_size=G, seat_params=[p, p], trainable_seats=(0, 1), seed=2)
     dialogues = len(out.dialogues)
     assert batches == [dialogues] * 3 == [dialogues] * out.stats["sampler_calls"]
-    assert len(out.sequences) == 2 * dialogues
+    assert {(s.prompt_index, s.group_index, s.seat) for s in out.sequences} == {
+        (p, g, seat) for p in range(len(tasks[2])) for g in range(G) for seat in (0, 1)}
 
 
 def test_marker_agreement_needs_every_seat(tok, tasks):

@@ -185,7 +185,7 @@ def _reference(model, conversations, answer_ids):
     log-sum-exp over the spellings of each answer. [N, A]"""
     rows = []
     for messages in conversations:
-        ids, _ = model.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        ids = model.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
         logits = np.asarray(model.logits(np.asarray([ids], np.int32)))[0, -1]
         picked = np.asarray([[logits[i] for i in spellings] for spellings in answer_ids])
         top = picked.max(axis=1, keepdims=True)
@@ -210,7 +210,7 @@ def ca_reference(tiny_model, tokenizer):
     dilemmas, personas, solutions = _ca_columns(3)
     conversations = [rubric.ca_score_messages(d, p, s)
                      for d, p, s in zip(dilemmas, personas, solutions)]
-    lengths = {len(tokenizer.apply_chat_template(c)[0]) for c in conversations}
+    lengths = {len(tokenizer.apply_chat_template(c)) for c in conversations}
     assert len(lengths) == 3  # rows really differ in length, so padding and the gather matter
     logits = _reference(tiny_model, conversations,
                         [[tokenizer.token_to_id(str(k))] for k in range(6)])

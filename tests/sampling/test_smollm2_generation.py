@@ -23,7 +23,7 @@ def test_greedy_reply_names_paris(default_model):
 def test_batched_greedy_equals_transformers_generate(default_model):
     """4 prompts of different lengths in one batch, 48 new tokens, against HF per prompt."""
     tok = default_model.tokenizer
-    prompts = [tok.apply_chat_template([{"role": "user", "content": p}])[0] for p in PROMPTS]
+    prompts = [tok.apply_chat_template([{"role": "user", "content": p}]) for p in PROMPTS]
     assert len({len(p) for p in prompts}) == 4
     ours = sample(default_model.params, default_model.config, prompts, max_new_tokens=48)
     hf = transformers.AutoModelForCausalLM.from_pretrained(default_model.source_dir,

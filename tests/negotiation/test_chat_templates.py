@@ -1,0 +1,143 @@
+"""The dialogue loop under the published chat templates of every family negojax serves, against
+transformers' own rendering: windowed and full-history self-play, including Qwen3's template,
+which re-renders earlier assistant messages once a later message follows."""
+import numpy as np
+import pytest
+
+from chat_families import FAMILIES, VOCAB, vocab_gguf, write_tokenizer_dir
+from rollout_checks import check_full_history_records, check_windowed_record
+from negojax.data import load_tasks
+from negojax.models import transformer as tf
+from negojax.models.config import ModelConfig
+from negojax.negotiation import NegotiationConfig, NegotiationEngine
+from negojax.sampling import Generation, Session
+from negojax.tokenization import Tokenizer
+
+G = 2
+TEMPLATE_FAMILIES = ("qwen3", "qwen2.5", "llama3.2", "smollm2")
+
+
+@pytest.fixture(scope="module")
+def family_dirs(tmp_path_factory, smollm_dir):
+    return {name: write_tokenizer_dir(FAMILIES[name], str(tmp_path_factory.mktemp(name)),
+                                      source_dir=smollm_dir)
+            for name in TEMPLATE_FAMILIES}
+
+
+@pytest.fixture(scope="module")
+def references(family_dirs):
+    import transformers
+    return {name: transformers.AutoTokenizer.from_pretrained(d) for name, d in family_dirs.items()}
+
+
+@pytest.fixture(scope="module")
+def task():
+    return [t for t in load_tasks("train") if len(t.personas) == 2][:1]
+
+
+def hf_encoder(reference):
+    """transformers' apply_chat_template with the generation prompt, thinking off."""
+    def encode(messages):
+        out = reference.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                            enable_thinking=False)
+        return list(out["input_ids"] if not isinstance(out, list) else out)
+    return encode
+
+
+def tiny_model(family, tokenizer):
+    config = ModelConfig(FAMILIES[family].architecture, vocab_size=tokenizer.vocab_size,
+                         hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2,
+                         num_kv_heads=1, head_dim=8)
+    return config, tf.init_params(config, seed=0)
+
+
+def never_agree(states):
+    return np.zeros(len(states), bool)
+
+
+def self_play(tokenizer, config, params, tasks, context_turns, **kw):
+    cfg = NegotiationConfig(max_turns=4, context_turns=context_turns, max_new_tokens=8,
+                            top_p=1.0, agreement="marker")
+    engine = NegotiationEngine(cfg, config, tokenizer, agreement_fn=never_agree, **kw)
+    return engine.rollout(tasks, group_size=G, seat_params=[params, params],
+                          trainable_seats=(0, 1), seed=3)
+
+
+@pytest.mark.parametrize("vocab", ["qwen2", "llama-bpe"])
+def test_vocabularies_tokenise_as_the_published_tokenizers(vocab, tmp_path):
+    """llama.cpp's reference tokenisations, made with each family's own HF tokenizer."""
+    from gguf import GGUFReader
+
+    from negojax.checkpoints.gguf import build_tokenizer
+    path = vocab_gguf(vocab, str(tmp_path))
+    tokenizer = build_tokenizer(GGUFReader(path), path)
+    with open(f"{VOCAB}/{vocab}.inp", encoding="utf-8") as f:
+        texts = f.read().split("\n__ggml_vocab_test__\n")
+    with open(f"{VOCAB}/{vocab}.out", encoding="utf-8") as f:
+        expected = [[int(i) for i in line.split()] for line in f.read().split("\n")]
+    assert len(texts) == 47
+    for text, ids in zip(texts, expected):
+        assert tokenizer.encode(text, add_special_tokens=False).ids == ids, text
+
+
+@pytest.mark.parametrize("family", TEMPLATE_FAMILIES)
+@pytest.mark.parametrize("context_turns", [2, None], ids=["windowed", "full-history"])
+def test_self_play_prompts_equal_transformers_rendering(family, context_turns, family_dirs,
+                                                        references, task):
+    """4 turns of two-seat self-play: every prompt a seat read is transformers' rendering of its
+    chat, and the loss covers exactly the tokens it sampled, under their sampling log-probs."""
+    tokenizer = Tokenizer(family_dirs[family])
+    config, params = tiny_model(family, tokenizer)
+    out = self_play(tokenizer, config, params, task, context_turns)
+    encode = hf_encoder(references[family])
+    assert all(len(d["turns"]) == 4 for d in out.dialogues)
+    if context_turns is None:
+        check_full_history_records(encode, out, task, {0: params, 1: params}, config, (0, 1), G)
+    else:
+        assert len(out.sequences) == 4 * G
+        for seq in out.sequences:
+            check_windowed_record(encode, lambda ids: tokenizer.decode(ids).strip(), seq,
+                                  out.dialogues[seq.group_index], task[0], context_turns)
+
+
+def scripted_session(tokenizer):
+    """A Session whose seats 'sample' fixed messages that the tokenizer splits canonically, as a
+    trained model's messages nearly always are (a random model's rarely are)."""
+    class Scripted(Session):
+        turn = 0
+
+        def generate(self, max_new_tokens, sampling=None, *, stop_ids=(), seed=0, rows=None):
+            Scripted.turn += 1
+            tokens = [tokenizer.encode(f"Offer {Scripted.turn}: we share the night shifts.")
+                      + [tokenizer.eos_id] if on else [] for on in rows]
+            self.extend(tokens)
+            logp = [np.full(len(t), -1.0, np.float32) for t in tokens]
+            return Generation(tokens, logp, logp, np.asarray([bool(t) for t in tokens]))
+    return Scripted
+
+
+@pytest.mark.parametrize("family", TEMPLATE_FAMILIES)
+def test_full_history_keeps_sampled_tokens_unless_the_template_rewrites_them(family,
+                                                                             family_dirs, task):
+    """Templates that extend their renderings keep each seat's sampled tokens in the cache: one
+    record per seat and dialogue. Qwen3's drops the empty think block from past turns, so the
+    row is cut back before each earlier message and every turn is a record of its own."""
+    tokenizer = Tokenizer(family_dirs[family])
+    config, params = tiny_model(family, tokenizer)
+    out = self_play(tokenizer, config, params, task, None,
+                    session_cls=scripted_session(tokenizer))
+    counts = {}
+    for seq in out.sequences:
+        counts[seq.seat] = counts.get(seq.seat, 0) + 1
+        assert seq.loss_mask.sum() == sum(
+            t["num_tokens"] for t in out.dialogues[seq.group_index]["turns"]
+            if t["speaker"] == seq.seat) / (2 if family == "qwen3" else 1)
+    assert counts == ({0: 2 * G, 1: 2 * G} if family == "qwen3" else {0: G, 1: G})
+
+
+def test_qwen3_generation_prompt_closes_an_empty_think_block_unless_thinking(family_dirs):
+    chat = [{"role": "user", "content": "Who gets the new hire?"}]
+    off = Tokenizer(family_dirs["qwen3"]).render_chat(chat)
+    on = Tokenizer(family_dirs["qwen3"], thinking=True).render_chat(chat)
+    assert off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert on.endswith("<|im_start|>assistant\n")
