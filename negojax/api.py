@@ -16,7 +16,7 @@ from negojax.checkpoints.default_model import cache_dir
 from negojax.models import transformer
 from negojax.models.config import PRESETS, ModelConfig, resolve_dtype
 from negojax.sampling import SamplingParams, sample
-from negojax.tokenization import Tokenizer, load_tokenizer
+from negojax.tokenization import Tokenizer, has_tokenizer, load_tokenizer
 
 
 @dataclasses.dataclass
@@ -67,13 +67,19 @@ def resolve_model_dir(path: str) -> str:
 
 def load_model(path_or_preset: str, *, dtype="float32", param_dtype="float32",
                random_init: bool = False, seed: int = 0, rules=None,
-               overrides: Optional[dict] = None) -> Model:
+               overrides: Optional[dict] = None, tokenizer: Optional[str] = None,
+               chat_template: Optional[str] = None, thinking: bool = False) -> Model:
     """Load an HF directory, a GGUF file, "default" (embedded SmolLM2-135M-Instruct) or a
     preset name. `random_init=True` with a preset builds random weights (no tokenizer);
     with a checkpoint it keeps the architecture and tokenizer but re-initialises weights.
     `overrides` (ModelConfig fields, random_init only) re-shape the architecture, which is how
     tiny test models keep a real checkpoint's tokenizer. `dtype` is the compute dtype;
-    `param_dtype` the stored (master) dtype."""
+    `param_dtype` the stored (master) dtype.
+
+    The tokenizer comes from the checkpoint, or from the directory `tokenizer` names; a
+    weights-only directory loads with `Model.tokenizer` None, as transformers loads one.
+    `chat_template` (a .jinja file) replaces the checkpoint's template; `thinking` reaches
+    templates as `enable_thinking`."""
     if overrides and not random_init:
         raise ValueError("overrides change the architecture, so they need random_init=True")
     dtypes = dict(dtype=resolve_dtype(dtype), param_dtype=resolve_dtype(param_dtype))
@@ -86,7 +92,9 @@ def load_model(path_or_preset: str, *, dtype="float32", param_dtype="float32",
         model_dir = resolve_model_dir(path_or_preset)
         config = load_hf_config(model_dir)
     config = config.replace(**dtypes, **(overrides or {}))
-    tokenizer = None if model_dir is None else load_tokenizer(model_dir)
+    tokenizer_dir = tokenizer or model_dir
+    tokenizer = (load_tokenizer(tokenizer_dir, chat_template=chat_template, thinking=thinking)
+                 if tokenizer_dir is not None and has_tokenizer(tokenizer_dir) else None)
     if random_init:
         params = transformer.place_params(transformer.init_params(config, seed), rules)
     else:
@@ -116,8 +124,8 @@ def generate_ids(model: Model, prompts: Sequence[Sequence[int]], *, max_new_toke
 
 def _need_tokenizer(model: Model):
     if model.tokenizer is None:
-        raise ValueError("this model has no tokenizer (a random preset); use generate_ids or "
-                         "load a checkpoint")
+        raise ValueError("this model has no tokenizer (a random preset or a weights-only "
+                         "directory); use generate_ids, or pass load_model(..., tokenizer=DIR)")
     return model.tokenizer
 
 

@@ -9,6 +9,7 @@ a conversation whenever it changes and never assume one rendering extends anothe
 """
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import os
@@ -157,6 +158,12 @@ class Tokenizer:
                      else [])
         stops.update(i for i in map(self._id_or_none, _END_OF_TURN_TOKENS) if i is not None)
         self.stop_ids = sorted(stops)
+
+    def with_thinking(self, thinking: bool) -> "Tokenizer":
+        """The same tokenizer, rendering templates with `enable_thinking=thinking`."""
+        other = copy.copy(self)
+        other.thinking = bool(thinking)
+        return other
 
     def _id_or_none(self, token: Optional[str]) -> Optional[int]:
         return None if token is None else self._backend.token_to_id(token)

@@ -24,5 +24,21 @@ def default_model():
     return negojax.load_model("default")
 
 
+@pytest.fixture(scope="session")
+def family_dirs(tmp_path_factory, smollm_dir):
+    """Tokenizer directories with each family's published chat template (chat_families)."""
+    from chat_families import FAMILIES, TEMPLATE_FAMILIES, write_tokenizer_dir
+    return {name: write_tokenizer_dir(FAMILIES[name], str(tmp_path_factory.mktemp(name)),
+                                      source_dir=smollm_dir)
+            for name in TEMPLATE_FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def family_references(family_dirs):
+    """transformers' own tokenizer of each family directory."""
+    import transformers
+    return {name: transformers.AutoTokenizer.from_pretrained(d) for name, d in family_dirs.items()}
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: runs a real model or several processes (minutes)")

@@ -71,7 +71,9 @@ class LocalJudge(judge.Judge):
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"LocalJudge batch_size must be >= 1 or None, got {batch_size}")
         self.config = model.config
-        self.tokenizer = model.tokenizer
+        # The answer is read at the generation prompt, so a reasoning template must close its
+        # think block there (Qwen3 with thinking off), whatever the policy's setting.
+        self.tokenizer = model.tokenizer.with_thinking(False)
         self.rules = rules if rules is not None else model.rules
         self.params = model.params
         if self.rules is not None and self.rules is not model.rules:

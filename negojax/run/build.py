@@ -48,7 +48,9 @@ def load_policy(model_cfg, rules: Optional[LogicalRules] = None, key: str = "mod
     while keeping a checkpoint's tokenizer)."""
     return _load(key, model_cfg.path, dtype=model_cfg.dtype, param_dtype=model_cfg.param_dtype,
                  random_init=model_cfg.random_init, rules=rules,
-                 overrides=dict(model_cfg.overrides) or None)
+                 overrides=dict(model_cfg.overrides) or None,
+                 tokenizer=model_cfg.tokenizer or None,
+                 chat_template=model_cfg.chat_template or None, thinking=model_cfg.thinking)
 
 
 def global_rules(mesh_sizes: dict) -> LogicalRules:

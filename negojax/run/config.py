@@ -23,6 +23,7 @@ from negojax.models.config import DTYPE_NAMES, PRESETS
 from negojax.negotiation import OPPONENT_MODES, NegotiationConfig
 from negojax.rewards import COMPONENTS, FALLBACKS, HttpJudge
 from negojax.rl import METHODS, TrainHParams
+from negojax.tokenization import has_tokenizer
 
 MODES = ("train", "eval", "chat")
 JUDGE_KINDS = ("local", "http")
@@ -75,10 +76,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.chat = ml_collections.ConfigDict(dict(max_new_tokens=128))
     # path: "default" (embedded SmolLM2-135M-Instruct), an HF directory, a .gguf file or a preset
     # name (with random_init). overrides: ModelConfig fields replaced before a random init, for
-    # tiny test models that keep a real checkpoint's tokenizer.
+    # tiny test models that keep a real checkpoint's tokenizer. tokenizer: a directory to take
+    # the tokenizer from ("": the checkpoint's). chat_template: a .jinja file replacing the
+    # checkpoint's ("": its own). thinking: passed to templates as enable_thinking (the method
+    # trains with it off).
     c.model = ml_collections.ConfigDict(dict(
         path="default", dtype="float32", param_dtype="float32", random_init=False,
-        overrides=ml_collections.ConfigDict()))
+        overrides=ml_collections.ConfigDict(), tokenizer="", chat_template="", thinking=False))
     c.lora = ml_collections.ConfigDict(dict(
         rank=0, alpha=16.0, targets=lora.DEFAULT_TARGETS, base_dtype=lora.BASE_STORAGES[0]))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
@@ -169,6 +173,20 @@ def _check_workdir(path: str) -> None:
               "can write to")
 
 
+def _check_tokenizer(model) -> None:
+    """Every mode reads or writes text: a weights-only checkpoint needs model.tokenizer."""
+    if model.tokenizer and not has_tokenizer(model.tokenizer):
+        _fail("model.tokenizer", f"{model.tokenizer!r} holds no tokenizer.json or "
+              "tokenizer.model; point it at a model directory with a tokenizer")
+    if model.chat_template and not os.path.isfile(model.chat_template):
+        _fail("model.chat_template", f"{model.chat_template!r} is not a file; point it at a "
+              "Jinja chat template (.jinja)")
+    if (not model.tokenizer and os.path.isdir(model.path)
+            and not has_tokenizer(model.path)):
+        _fail("model.path", f"{model.path!r} has weights but no tokenizer.json or "
+              "tokenizer.model; set model.tokenizer to a directory holding the tokenizer")
+
+
 def validate_static(config) -> None:
     """Keys, enums, ranges and paths; nothing that needs the network. Every key is checked
     whatever the mode, so a bad value never waits for the mode that reads it."""
@@ -191,6 +209,7 @@ def validate_static(config) -> None:
     if config.model.overrides and not config.model.random_init:
         _fail("model.overrides", "changes the architecture, so it needs "
               "--config.model.random_init=True")
+    _check_tokenizer(config.model)
     if config.mode == "chat" and not config.prompt:
         _fail("prompt", "is empty; pass --config.prompt=\"...\" in chat mode")
     if config.mode != "chat":

@@ -61,6 +61,27 @@ FAMILIES = {
 }
 
 
+TEMPLATE_FAMILIES = ("qwen3", "qwen2.5", "llama3.2", "smollm2")
+
+
+def hf_encoder(reference):
+    """transformers' apply_chat_template with the generation prompt, thinking off."""
+    def encode(messages):
+        out = reference.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                            enable_thinking=False)
+        return list(out["input_ids"] if not isinstance(out, list) else out)
+    return encode
+
+
+def tiny_config(family: str, vocab_size: int, **overrides):
+    """A one-layer model of the family's architecture over its whole vocabulary."""
+    from negojax.models.config import ModelConfig
+    shape = dict(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                 head_dim=8)
+    return ModelConfig(FAMILIES[family].architecture, vocab_size=vocab_size,
+                       **{**shape, **overrides})
+
+
 def vocab_gguf(name: str, out_dir: str) -> str:
     """The llama.cpp vocabulary file `name`, decompressed into out_dir."""
     path = os.path.join(out_dir, f"{name}.gguf")

@@ -4,30 +4,15 @@ which re-renders earlier assistant messages once a later message follows."""
 import numpy as np
 import pytest
 
-from chat_families import FAMILIES, VOCAB, vocab_gguf, write_tokenizer_dir
+from chat_families import TEMPLATE_FAMILIES, VOCAB, hf_encoder, tiny_config, vocab_gguf
 from rollout_checks import check_full_history_records, check_windowed_record
 from negojax.data import load_tasks
 from negojax.models import transformer as tf
-from negojax.models.config import ModelConfig
 from negojax.negotiation import NegotiationConfig, NegotiationEngine
 from negojax.sampling import Generation, Session
 from negojax.tokenization import Tokenizer
 
 G = 2
-TEMPLATE_FAMILIES = ("qwen3", "qwen2.5", "llama3.2", "smollm2")
-
-
-@pytest.fixture(scope="module")
-def family_dirs(tmp_path_factory, smollm_dir):
-    return {name: write_tokenizer_dir(FAMILIES[name], str(tmp_path_factory.mktemp(name)),
-                                      source_dir=smollm_dir)
-            for name in TEMPLATE_FAMILIES}
-
-
-@pytest.fixture(scope="module")
-def references(family_dirs):
-    import transformers
-    return {name: transformers.AutoTokenizer.from_pretrained(d) for name, d in family_dirs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +20,8 @@ def task():
     return [t for t in load_tasks("train") if len(t.personas) == 2][:1]
 
 
-def hf_encoder(reference):
-    """transformers' apply_chat_template with the generation prompt, thinking off."""
-    def encode(messages):
-        out = reference.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                            enable_thinking=False)
-        return list(out["input_ids"] if not isinstance(out, list) else out)
-    return encode
-
-
 def tiny_model(family, tokenizer):
-    config = ModelConfig(FAMILIES[family].architecture, vocab_size=tokenizer.vocab_size,
-                         hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2,
-                         num_kv_heads=1, head_dim=8)
+    config = tiny_config(family, tokenizer.vocab_size)
     return config, tf.init_params(config, seed=0)
 
 
@@ -83,13 +57,13 @@ def test_vocabularies_tokenise_as_the_published_tokenizers(vocab, tmp_path):
 @pytest.mark.parametrize("family", TEMPLATE_FAMILIES)
 @pytest.mark.parametrize("context_turns", [2, None], ids=["windowed", "full-history"])
 def test_self_play_prompts_equal_transformers_rendering(family, context_turns, family_dirs,
-                                                        references, task):
+                                                        family_references, task):
     """4 turns of two-seat self-play: every prompt a seat read is transformers' rendering of its
     chat, and the loss covers exactly the tokens it sampled, under their sampling log-probs."""
     tokenizer = Tokenizer(family_dirs[family])
     config, params = tiny_model(family, tokenizer)
     out = self_play(tokenizer, config, params, task, context_turns)
-    encode = hf_encoder(references[family])
+    encode = hf_encoder(family_references[family])
     assert all(len(d["turns"]) == 4 for d in out.dialogues)
     if context_turns is None:
         check_full_history_records(encode, out, task, {0: params, 1: params}, config, (0, 1), G)

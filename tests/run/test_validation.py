@@ -39,6 +39,8 @@ OTHER_BAD = [
     ("--config.workdir=",),
     ("--config.workdir=/proc/negojax-run",),
     ("--config.model.path=qwen3-0.6b", "--config.model.overrides={}"),
+    ("--config.model.tokenizer=/nonexistent-tokenizer",),
+    ("--config.model.chat_template=/nonexistent.jinja",),
 ]
 
 
