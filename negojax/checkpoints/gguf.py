@@ -3,21 +3,24 @@
 Weights are dequantised to float32 one tensor at a time and streamed into model.safetensors;
 llama.cpp's Q/K row permutation (applied to llama-family models by its convert script so that
 its RoPE kernel can rotate adjacent pairs) is undone here. The tokenizer is rebuilt from the
-GGUF vocabulary and merges as a byte-level BPE `tokenizer.json`.
+GGUF vocabulary and merges as a byte-level BPE `tokenizer.json`. Gemma 3 files differ in names,
+norms, config and tokenizer; gguf_gemma3.py holds those.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+from typing import Callable, NamedTuple
 
 import numpy as np
 
-from negojax.checkpoints import hf
+from negojax.checkpoints import gguf_gemma3, hf
 from negojax.models.config import ModelConfig
 
-SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K")
+SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K")
 _FAMILIES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
+ARCHITECTURES = tuple(sorted([*_FAMILIES, gguf_gemma3.ARCH]))
 
 _TOP_NAMES = {"token_embd.weight": "model.embed_tokens.weight",
               "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
@@ -73,11 +76,18 @@ def _field(reader, key, default=None):
     return default if field is None else field.contents()
 
 
+def _tokens(reader, path: str) -> list[str]:
+    tokens = _field(reader, "tokenizer.ggml.tokens")
+    if tokens is None:
+        raise ValueError(f"{path}: missing GGUF metadata key 'tokenizer.ggml.tokens'")
+    return tokens
+
+
 def read_config(reader, path: str) -> ModelConfig:
     arch = _field(reader, "general.architecture")
     if arch not in _FAMILIES:
         raise ValueError(f"{path}: GGUF architecture {arch!r} is not supported; expected one of "
-                         f"{sorted(_FAMILIES)}")
+                         f"{list(ARCHITECTURES)}")
     names = {t.name for t in reader.tensors}
     if "rope_freqs.weight" in names:
         raise ValueError(f"{path}: tensor 'rope_freqs.weight' (llama-3 rope scaling) is not "
@@ -90,12 +100,9 @@ def read_config(reader, path: str) -> ModelConfig:
         return value
 
     heads, hidden = int(need("attention.head_count")), int(need("embedding_length"))
-    tokens = _field(reader, "tokenizer.ggml.tokens")
-    if tokens is None:
-        raise ValueError(f"{path}: missing GGUF metadata key 'tokenizer.ggml.tokens'")
     return ModelConfig(
         family=_FAMILIES[arch],
-        vocab_size=len(tokens),
+        vocab_size=len(_tokens(reader, path)),
         hidden_size=hidden,
         intermediate_size=int(need("feed_forward_length")),
         num_layers=int(need("block_count")),
@@ -111,28 +118,76 @@ def read_config(reader, path: str) -> ModelConfig:
     )
 
 
-def _dequantized_tensors(reader, config: ModelConfig, path: str):
+class _Plan(NamedTuple):
+    """What differs between architectures."""
+    config: dict  # config.json
+    hf_name: Callable[[str], str]  # GGUF tensor name -> HF name
+    to_hf: Callable[[str, np.ndarray], np.ndarray]  # (GGUF name, dequantised) -> HF layout
+    tokenizer: object  # tokenizers.Tokenizer
+
+
+def _llama_to_hf(config: ModelConfig):
+    """Only llama's q/k rows are permuted by llama.cpp; qwen2/qwen3 are stored in HF order."""
+    heads = ({".attn_q.weight": config.num_heads, ".attn_k.weight": config.num_kv_heads}
+             if config.family == "llama" else {})
+
+    def to_hf(gguf_name: str, value: np.ndarray) -> np.ndarray:
+        for suffix, n_head in heads.items():
+            if gguf_name.endswith(suffix):
+                return unpermute_rows(value, n_head)
+        return value
+    return to_hf
+
+
+def _llama_plan(reader, path: str) -> _Plan:
+    config = read_config(reader, path)
+    hf_cfg = config.to_hf_dict()
+    pad = _field(reader, "tokenizer.ggml.padding_token_id")
+    if pad is not None:
+        hf_cfg["pad_token_id"] = pad
+    return _Plan(hf_cfg, lambda name: hf_tensor_name(name, path), _llama_to_hf(config),
+                 build_tokenizer(reader, path))
+
+
+def _gemma3_plan(reader, path: str) -> _Plan:
+    kind = _field(reader, "tokenizer.ggml.model")
+    if kind != "llama":
+        raise ValueError(f"{path}: tokenizer.ggml.model {kind!r} is not supported for gemma3; "
+                         "negojax rebuilds Gemma's SentencePiece vocabulary ('llama') only")
+    tokens = _tokens(reader, path)
+    tied = all(t.name != "output.weight" for t in reader.tensors)
+    hf_cfg = gguf_gemma3.hf_config(lambda key: _field(reader, key), len(tokens), tied, path)
+    tokenizer = gguf_gemma3.build_tokenizer(
+        tokens, _field(reader, "tokenizer.ggml.token_type", []),
+        _field(reader, "tokenizer.ggml.bos_token_id"),
+        bool(_field(reader, "tokenizer.ggml.add_bos_token", False)))
+    return _Plan(hf_cfg, lambda name: gguf_gemma3.hf_tensor_name(name, path), gguf_gemma3.to_hf,
+                 tokenizer)
+
+
+def _plan(reader, path: str) -> _Plan:
+    if _field(reader, "general.architecture") == gguf_gemma3.ARCH:
+        return _gemma3_plan(reader, path)
+    return _llama_plan(reader, path)  # read_config refuses any other architecture
+
+
+def _dequantized_tensors(reader, plan: _Plan):
     """Yield (hf_name, float32 array in HF layout) for every GGUF tensor, one at a time."""
     from gguf.quants import dequantize
 
     for t in reader.tensors:
-        name = hf_tensor_name(t.name, path)
         value = dequantize(t.data, t.tensor_type).astype(np.float32, copy=False)
         value = value.reshape(tuple(int(d) for d in reversed(t.shape)))
-        if config.family == "llama" and name.endswith("q_proj.weight"):
-            value = unpermute_rows(value, config.num_heads)
-        elif config.family == "llama" and name.endswith("k_proj.weight"):
-            value = unpermute_rows(value, config.num_kv_heads)
-        yield name, value
+        yield plan.hf_name(t.name), plan.to_hf(t.name, value)
 
 
-def _check_tensors(reader, path: str) -> None:
+def _check_tensors(reader, plan: _Plan, path: str) -> None:
     """Fail before writing anything: unsupported types, unknown names."""
     for t in reader.tensors:
         if t.tensor_type.name not in SUPPORTED_TYPES:
             raise ValueError(f"{path}: tensor {t.name!r} has type {t.tensor_type.name}, which "
                              f"negojax cannot dequantise; supported: {', '.join(SUPPORTED_TYPES)}")
-        hf_tensor_name(t.name, path)
+        plan.hf_name(t.name)
 
 
 # ------------------------------------------------------------------------------ tokenizer
@@ -182,10 +237,10 @@ def build_tokenizer(reader, path: str):
     return tok
 
 
-def _tokenizer_config(reader, config: ModelConfig) -> dict:
+def _tokenizer_config(reader, model_max_length: int) -> dict:
     tokens = _field(reader, "tokenizer.ggml.tokens")
     cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False,
-           "model_max_length": config.max_position_embeddings,
+           "model_max_length": model_max_length,
            "add_bos_token": bool(_field(reader, "tokenizer.ggml.add_bos_token", False)),
            "add_eos_token": bool(_field(reader, "tokenizer.ggml.add_eos_token", False))}
     for name, key in (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"),
@@ -214,25 +269,20 @@ def gguf_to_hf_dir(gguf_path: str, out_dir: str) -> str:
     except (ValueError, OSError, IndexError, EOFError) as e:  # what a cut-short header raises
         raise ValueError(f"{gguf_path}: not a readable GGUF file ({hf._one_line(e)}); it may be "
                          "truncated, re-download it") from None
-    config = read_config(reader, gguf_path)
-    _check_tensors(reader, gguf_path)
-    tokenizer = build_tokenizer(reader, gguf_path)
+    plan = _plan(reader, gguf_path)
+    _check_tensors(reader, plan, gguf_path)
     os.makedirs(out_dir, exist_ok=True)
 
-    specs = [(hf_tensor_name(t.name, gguf_path), tuple(int(d) for d in reversed(t.shape)),
+    specs = [(plan.hf_name(t.name), tuple(int(d) for d in reversed(t.shape)),
               np.dtype(np.float32)) for t in reader.tensors]
     hf.write_safetensors(os.path.join(out_dir, hf.SINGLE_FILE), specs,
-                         _dequantized_tensors(reader, config, gguf_path))
-    hf_cfg = config.to_hf_dict()
-    pad = _field(reader, "tokenizer.ggml.padding_token_id")
-    if pad is not None:
-        hf_cfg["pad_token_id"] = pad
-    generation = {k: v for k, v in (("bos_token_id", config.bos_token_id),
-                                    ("eos_token_id", config.eos_token_id),
-                                    ("pad_token_id", pad)) if v is not None}
-    tokenizer.save(os.path.join(out_dir, "tokenizer.json"))
-    for fname, content in (("config.json", hf_cfg), ("generation_config.json", generation),
-                           ("tokenizer_config.json", _tokenizer_config(reader, config))):
+                         _dequantized_tensors(reader, plan))
+    generation = {k: plan.config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id")
+                  if plan.config.get(k) is not None}
+    plan.tokenizer.save(os.path.join(out_dir, "tokenizer.json"))
+    tokenizer_cfg = _tokenizer_config(reader, plan.config["max_position_embeddings"])
+    for fname, content in (("config.json", plan.config), ("generation_config.json", generation),
+                           ("tokenizer_config.json", tokenizer_cfg)):
         with open(os.path.join(out_dir, fname), "w", encoding="utf-8") as f:
             json.dump(content, f, indent=2, ensure_ascii=False)
     return out_dir

@@ -92,7 +92,7 @@ class _TensorReader:
 
     def read(self, key: str, layer: Optional[int]) -> np.ndarray:
         """Our param `key` (layer slice `layer`) in our layout, read from the HF tensor."""
-        name = hf_layout.hf_name(key, layer)
+        name = hf_layout.hf_name(self._config, key, layer)
         path = self._files.get(name)
         if path is None:
             raise ValueError(f"{self._source}: missing tensor {name!r} which config.json implies "

@@ -15,7 +15,7 @@ from negojax.models.transformer import param_shapes
 
 _LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 
-# HF per-layer suffix -> negojax layer param name
+# HF per-layer suffix -> negojax layer param name (Llama and Qwen; Gemma 3: `_layer_names`)
 HF_LAYER_NAMES = {
     "input_layernorm.weight": "attn_norm",
     "self_attn.q_proj.weight": "wq",
@@ -33,9 +33,21 @@ HF_LAYER_NAMES = {
     "mlp.down_proj.weight": "w_down",
 }
 _OURS_TO_HF_LAYER = {v: k for k, v in HF_LAYER_NAMES.items()}
+# Gemma 3's post_attention_layernorm normalises the attention output; its pre-MLP norm (Llama's
+# post_attention_layernorm) is pre_feedforward_layernorm.
+_GEMMA3_NORMS = {"attn_post_norm": "post_attention_layernorm.weight",
+                 "mlp_norm": "pre_feedforward_layernorm.weight",
+                 "mlp_post_norm": "post_feedforward_layernorm.weight"}
 HF_TOP_NAMES = {"model.embed_tokens.weight": "embed", "model.norm.weight": "final_norm",
                 "lm_head.weight": "lm_head"}
 _OURS_TO_HF_TOP = {v: k for k, v in HF_TOP_NAMES.items()}
+
+
+def _layer_names(config: ModelConfig) -> dict[str, str]:
+    """Our layer param name -> its HF per-layer suffix, for config's family."""
+    if config.sandwich_norms:
+        return {**_OURS_TO_HF_LAYER, **_GEMMA3_NORMS}
+    return _OURS_TO_HF_LAYER
 
 
 def hf_shape(config: ModelConfig, name: str) -> tuple:
@@ -45,8 +57,9 @@ def hf_shape(config: ModelConfig, name: str) -> tuple:
                          c.intermediate_size, c.vocab_size)
     return {
         "embed": (V, D), "final_norm": (D,), "lm_head": (V, D), "attn_norm": (D,),
-        "mlp_norm": (D,), "wq": (H * Dh, D), "wk": (K * Dh, D), "wv": (K * Dh, D),
-        "wo": (D, H * Dh), "bq": (H * Dh,), "bk": (K * Dh,), "bv": (K * Dh,),
+        "attn_post_norm": (D,), "mlp_norm": (D,), "mlp_post_norm": (D,),
+        "wq": (H * Dh, D), "wk": (K * Dh, D), "wv": (K * Dh, D), "wo": (D, H * Dh),
+        "bq": (H * Dh,), "bk": (K * Dh,), "bv": (K * Dh,),
         "q_norm": (Dh,), "k_norm": (Dh,), "w_gate": (F, D), "w_up": (F, D), "w_down": (D, F),
     }[name]
 
@@ -79,13 +92,13 @@ def to_hf(config: ModelConfig, name: str, value: np.ndarray) -> np.ndarray:
     return value
 
 
-def parse_hf_name(name: str):
+def parse_hf_name(config: ModelConfig, name: str):
     """'model.layers.3.self_attn.q_proj.weight' -> ('wq', 3); top-level -> ('embed', None).
 
     Returns None for tensors negojax does not use (e.g. rotary caches)."""
     m = _LAYER_RE.match(name)
     if m:
-        ours = HF_LAYER_NAMES.get(m.group(2))
+        ours = {v: k for k, v in _layer_names(config).items()}.get(m.group(2))
         return (ours, int(m.group(1))) if ours else None
     ours = HF_TOP_NAMES.get(name)
     return (ours, None) if ours else None
@@ -95,7 +108,7 @@ def expected_hf_names(config: ModelConfig) -> list[str]:
     shapes = param_shapes(config)
     names = [_OURS_TO_HF_TOP[k] for k in shapes if k != "layers"]
     for i in range(config.num_layers):
-        names += [f"model.layers.{i}.{_OURS_TO_HF_LAYER[k]}" for k in shapes["layers"]]
+        names += [hf_name(config, k, i) for k in shapes["layers"]]
     return names
 
 
@@ -108,8 +121,7 @@ def iter_hf_tensors(config: ModelConfig, params: dict) -> Iterator[tuple[str, np
         if key == "lora":
             raise ValueError("merge LoRA adapters (negojax.models.lora.merge) before export")
         for i in range(config.num_layers):
-            yield (f"model.layers.{i}.{_OURS_TO_HF_LAYER[key]}",
-                   to_hf(config, key, np.asarray(value[i])))
+            yield hf_name(config, key, i), to_hf(config, key, np.asarray(value[i]))
 
 
 def params_from_state_dict(config: ModelConfig, get: Callable[[str], np.ndarray],
@@ -119,9 +131,8 @@ def params_from_state_dict(config: ModelConfig, get: Callable[[str], np.ndarray]
     out = {k: to_ours(config, k, np.asarray(get(_OURS_TO_HF_TOP[k]), dtype))
            for k in shapes if k != "layers"}
     out["layers"] = {
-        k: np.stack([to_ours(config, k, np.asarray(
-            get(f"model.layers.{i}.{_OURS_TO_HF_LAYER[k]}"), dtype))
-            for i in range(config.num_layers)])
+        k: np.stack([to_ours(config, k, np.asarray(get(hf_name(config, k, i)), dtype))
+                     for i in range(config.num_layers)])
         for k in shapes["layers"]}
     return out
 
@@ -133,13 +144,13 @@ def hf_tensor_shapes(config: ModelConfig, params: dict) -> list[tuple[str, tuple
     for key in params["layers"]:
         if key == "lora":
             raise ValueError("merge LoRA adapters (negojax.models.lora.merge) before export")
-        out += [(f"model.layers.{i}.{_OURS_TO_HF_LAYER[key]}", hf_shape(config, key))
+        out += [(hf_name(config, key, i), hf_shape(config, key))
                 for i in range(config.num_layers)]
     return out
 
 
-def hf_name(key: str, layer=None) -> str:
+def hf_name(config: ModelConfig, key: str, layer=None) -> str:
     """Our param name (and layer index for stacked ones) -> the HF tensor name."""
     if layer is None:
         return _OURS_TO_HF_TOP[key]
-    return f"model.layers.{layer}.{_OURS_TO_HF_LAYER[key]}"
+    return f"model.layers.{layer}.{_layer_names(config)[key]}"

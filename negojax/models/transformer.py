@@ -1,15 +1,17 @@
-"""One decoder-only transformer for Llama 2/3 (SmolLM2), Qwen2/2.5 and Qwen3.
+"""One decoder-only transformer for Llama 2/3 (SmolLM2), Qwen2/2.5, Qwen3 and Gemma 3 (text).
 
 The NNX module `Transformer` owns parameter creation and their logical axis names; the math is
 pure functions over the plain params pytree (`Transformer.params`), so jitted steps take and
 return pytrees. Layers are stacked on a leading `layers` axis and run with `lax.scan`, which keeps
-compile time independent of depth.
+compile time independent of depth; what differs between layers besides their params (Gemma 3's
+sliding-window or global attention and its RoPE base) is scanned alongside (`layer_schedule`).
 
 Params pytree (shapes; logical axes in `param_axes`, both from the one table `_LAYER_AXES`):
   embed [V, D]; final_norm [D]; lm_head [D, V] (untied only)
   layers: attn_norm [L, D], wq [L, D, H, Dh], wk/wv [L, D, K, Dh], wo [L, H, Dh, D],
-          bq [L, H, Dh], bk/bv [L, K, Dh] (qwen2), q_norm/k_norm [L, Dh] (qwen3),
-          mlp_norm [L, D], w_gate/w_up [L, D, F], w_down [L, F, D]
+          bq [L, H, Dh], bk/bv [L, K, Dh] (qwen2), q_norm/k_norm [L, Dh] (qwen3, gemma3),
+          attn_post_norm [L, D] (gemma3), mlp_norm [L, D], w_gate/w_up [L, D, F],
+          w_down [L, F, D], mlp_post_norm [L, D] (gemma3)
           lora (optional): {name: {"a": [L, *in, r], "b": [L, r, *out]}} for any projection.
 KV cache: {"k": [L, B, S, K, Dh], "v": [L, B, S, K, Dh]}; row b holds `lengths[b]` valid tokens.
 """
@@ -38,7 +40,9 @@ _LAYER_AXES = {
     "bv": ("layers", "kv_heads", "head_dim"),
     "q_norm": ("layers", "head_dim"),
     "k_norm": ("layers", "head_dim"),
+    "attn_post_norm": ("layers", "embed"),
     "mlp_norm": ("layers", "embed"),
+    "mlp_post_norm": ("layers", "embed"),
     "w_gate": ("layers", "embed", "mlp"),
     "w_up": ("layers", "embed", "mlp"),
     "w_down": ("layers", "mlp", "embed"),
@@ -61,6 +65,8 @@ def layer_param_names(config: ModelConfig) -> list[str]:
         names += ["bq", "bk", "bv"]
     if config.qk_norm:
         names += ["q_norm", "k_norm"]
+    if config.sandwich_norms:
+        names += ["attn_post_norm", "mlp_post_norm"]
     return names
 
 
@@ -117,7 +123,7 @@ class _Layers(nnx.Module):
         pd = config.param_dtype
         for name, shape in shapes.items():
             if name.endswith("norm"):
-                value = jnp.ones(shape, pd)
+                value = _norm_init(config, shape)
             elif name.startswith("b"):
                 value = jnp.zeros(shape, pd)
             else:
@@ -137,7 +143,7 @@ class Transformer(nnx.Module):
         self.embed = nnx.Param(jax.random.normal(rngs.params(), (V, D), jnp.float32)
                                .astype(pd) * 0.02, logical_axes=("vocab", "embed"))
         self.layers = _Layers(config, rngs)
-        self.final_norm = nnx.Param(jnp.ones((D,), pd), logical_axes=("embed",))
+        self.final_norm = nnx.Param(_norm_init(config, (D,)), logical_axes=("embed",))
         if not config.tie_word_embeddings:
             self.lm_head = nnx.Param((jax.random.normal(rngs.params(), (D, V), jnp.float32)
                                       / math.sqrt(D)).astype(pd),
@@ -146,6 +152,11 @@ class Transformer(nnx.Module):
     @property
     def params(self) -> dict:
         return nnx.state(self, nnx.Param).to_pure_dict()
+
+
+def _norm_init(config: ModelConfig, shape) -> jax.Array:
+    """Norm weights that start as the identity scale: 1, or 0 where the norm scales by 1 + w."""
+    return (jnp.zeros if config.norm_plus_one else jnp.ones)(shape, config.param_dtype)
 
 
 def init_params(config: ModelConfig, seed: int = 0) -> dict:
@@ -161,11 +172,29 @@ def rms_norm(x, weight, eps):
     return weight.astype(x.dtype) * normed.astype(x.dtype)
 
 
-def rope_inv_freq(config: ModelConfig) -> jax.Array:
+def gemma_rms_norm(x, weight, eps):
+    """Gemma's RMSNorm: scaled by (1 + weight), in float32 before the cast back (Llama casts
+    first, then scales)."""
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return (normed * (1.0 + weight.astype(jnp.float32))).astype(x.dtype)
+
+
+def _norm(config: ModelConfig, x, weight):
+    norm = gemma_rms_norm if config.norm_plus_one else rms_norm
+    return norm(x, weight, config.rms_norm_eps)
+
+
+def rope_inv_freq(config: ModelConfig, sliding: bool = False) -> jax.Array:
+    """RoPE inverse frequencies [Dh/2] of a global layer, or of a sliding-window one (its own
+    base, never scaled)."""
     dim = config.head_dim
-    inv_freq = 1.0 / (config.rope_theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
-    scaling = config.rope_scaling_dict()
-    if scaling:
+    theta = config.rope_local_theta if sliding else config.rope_theta
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+    scaling = None if sliding else config.rope_scaling_dict()
+    if scaling and scaling["rope_type"] == "linear":
+        inv_freq = inv_freq / scaling["factor"]
+    elif scaling:
         factor = scaling["factor"]
         low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
         old = scaling["original_max_position_embeddings"]
@@ -176,6 +205,24 @@ def rope_inv_freq(config: ModelConfig) -> jax.Array:
         medium = (wavelen >= old / high) & (wavelen <= old / low)
         inv_freq = jnp.where(medium, smoothed, scaled)
     return inv_freq
+
+
+def layer_schedule(config: ModelConfig) -> dict:
+    """Per-layer values the layer scan reads next to each layer's params: RoPE inverse
+    frequencies [L, Dh/2] and whether the layer attends through the sliding window [L]."""
+    sliding = config.layer_is_sliding
+    return {"inv_freq": jnp.stack([rope_inv_freq(config, s) for s in sliding]),
+            "sliding": jnp.asarray(sliding)}
+
+
+def _layer_mask(config: ModelConfig, mask, sliding, q_positions, k_positions):
+    """`mask` [B, T, S], narrowed on a sliding-window layer to keys less than `sliding_window`
+    positions behind the query (HF: kv > q - window). Positions, not slots, so packed branches
+    measure the distance along their own sequence."""
+    if config.sliding_window is None:
+        return mask
+    near = q_positions[:, :, None] - k_positions[:, None, :] < config.sliding_window
+    return mask & (near | ~sliding)
 
 
 def apply_rope(x, positions, inv_freq):
@@ -208,13 +255,13 @@ def _project(x, layer, name, n_in, dtype, scale):
 # Rematerialised under differentiation: the backward pass recomputes scores and probabilities
 # from q, k, v instead of keeping [B, heads, T, S] float32 tensors for every layer (at B=16,
 # T=512 those alone overflowed 24 GB for SmolLM2; recomputing costs ~4% more step FLOPs).
-@functools.partial(jax.checkpoint, static_argnums=(4,), prevent_cse=False)
-def _attention(q, k, v, mask, constrain):
+@functools.partial(jax.checkpoint, static_argnums=(4, 5), prevent_cse=False)
+def _attention(q, k, v, mask, constrain, scale):
     """q [B, T, H, Dh]; k, v [B, S, K, Dh]; mask [B, T, S] (True = attend)."""
     B, T, H, Dh = q.shape
     K = k.shape[2]
     q = q.reshape(B, T, K, H // K, Dh)
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, k).astype(jnp.float32) / math.sqrt(Dh)
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k).astype(jnp.float32) * scale
     scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
     out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(B, T, H, Dh)
@@ -222,9 +269,9 @@ def _attention(q, k, v, mask, constrain):
 
 
 def _layer(config, x, layer, positions, inv_freq, kv_fn, constrain):
-    """One block. kv_fn(k, v) -> (keys, values, mask) supplies the attended keys."""
+    """One block. kv_fn(k, v) -> (keys, values, mask, extra) supplies the attended keys."""
     dt, scale = config.dtype, config.lora_scale
-    h = rms_norm(x, layer["attn_norm"], config.rms_norm_eps)
+    h = _norm(config, x, layer["attn_norm"])
     q = _project(h, layer, "wq", 1, dt, scale)
     k = _project(h, layer, "wk", 1, dt, scale)
     v = _project(h, layer, "wv", 1, dt, scale)
@@ -232,25 +279,38 @@ def _layer(config, x, layer, positions, inv_freq, kv_fn, constrain):
         q, k, v = (q + layer["bq"].astype(dt), k + layer["bk"].astype(dt),
                    v + layer["bv"].astype(dt))
     if config.qk_norm:
-        q = rms_norm(q, layer["q_norm"], config.rms_norm_eps)
-        k = rms_norm(k, layer["k_norm"], config.rms_norm_eps)
+        q = _norm(config, q, layer["q_norm"])
+        k = _norm(config, k, layer["k_norm"])
     q = constrain(apply_rope(q, positions, inv_freq),
                   ("act_batch", "act_length", "act_heads", "head_dim"))
     k = apply_rope(k, positions, inv_freq)
     keys, values, mask, extra = kv_fn(k, v)
-    attn = _attention(q, keys, values, mask, constrain)
-    x = x + _project(attn, layer, "wo", 2, dt, scale)
+    attn = _attention(q, keys, values, mask, constrain, config.attention_scale)
+    x = x + _post_norm(config, _project(attn, layer, "wo", 2, dt, scale), layer, "attn_post_norm")
     x = constrain(x, ("act_batch", "act_length", "act_embed"))
-    h = rms_norm(x, layer["mlp_norm"], config.rms_norm_eps)
+    h = _norm(config, x, layer["mlp_norm"])
     gate = _project(h, layer, "w_gate", 1, dt, scale)
     up = _project(h, layer, "w_up", 1, dt, scale)
-    act = constrain(jax.nn.silu(gate) * up, ("act_batch", "act_length", "act_mlp"))
-    x = x + _project(act, layer, "w_down", 1, dt, scale)
+    # Gemma's GeGLU gates with tanh-approximated GELU (HF gelu_pytorch_tanh).
+    gated = jax.nn.gelu(gate, approximate=True) if config.gelu_mlp else jax.nn.silu(gate)
+    act = constrain(gated * up, ("act_batch", "act_length", "act_mlp"))
+    x = x + _post_norm(config, _project(act, layer, "w_down", 1, dt, scale), layer,
+                       "mlp_post_norm")
     return constrain(x, ("act_batch", "act_length", "act_embed")), extra
 
 
+def _post_norm(config, out, layer, name):
+    """A sublayer's output as added to the residual: normalised first under sandwich norms."""
+    return _norm(config, out, layer[name]) if config.sandwich_norms else out
+
+
 def embed_tokens(params, config, ids):
-    return params["embed"].astype(config.dtype)[ids]
+    x = params["embed"].astype(config.dtype)[ids]
+    if config.scale_embeddings:
+        # sqrt(D) rounded to the compute dtype first, as HF does (55.5, not 55.43, for D=3072
+        # in bfloat16), so bf16 runs match HF's bf16 numerics.
+        x = x * jnp.asarray(math.sqrt(config.hidden_size), config.dtype)
+    return x
 
 
 def unembed(params, config, hidden):
@@ -281,20 +341,22 @@ def hidden_states(params, config: ModelConfig, ids, positions=None,
     B, T = ids.shape
     if positions is None:
         positions = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
-    inv_freq = rope_inv_freq(config)
     if mask is None:
         mask = jnp.broadcast_to(jnp.tril(jnp.ones((T, T), bool)), (B, T, T))
 
-    def kv_fn(k, v):
-        return k, v, mask, None
+    def body(x, layer_and_schedule):
+        layer, schedule = layer_and_schedule
+        layer_mask = _layer_mask(config, mask, schedule["sliding"], positions, positions)
 
-    def body(x, layer):
-        x, _ = _layer(config, x, layer, positions, inv_freq, kv_fn, constrain)
+        def kv_fn(k, v):
+            return k, v, layer_mask, None
+
+        x, _ = _layer(config, x, layer, positions, schedule["inv_freq"], kv_fn, constrain)
         return x, None
 
     x = constrain(embed_tokens(params, config, ids), ("act_batch", "act_length", "act_embed"))
-    x, _ = jax.lax.scan(body, x, params["layers"])
-    return rms_norm(x, params["final_norm"], config.rms_norm_eps)
+    x, _ = jax.lax.scan(body, x, (params["layers"], layer_schedule(config)))
+    return _norm(config, x, params["final_norm"])
 
 
 def forward(params, config: ModelConfig, ids, positions=None,
@@ -360,7 +422,8 @@ def forward_cached(params, config: ModelConfig, ids, cache: dict, lengths,
     the cache's capacity (a fresh prompt's prefill attends over its own block only).
 
     Row b's tokens take positions lengths[b] .. lengths[b] + T - 1; query t attends to cache
-    slots j <= lengths[b] + t. Right padding inside the T block is harmless: the caller
+    slots j <= lengths[b] + t (slot j holds position j), on sliding-window layers only the last
+    `config.sliding_window` of them. Right padding inside the T block is harmless: the caller
     advances lengths by the number of real tokens, so padded slots are overwritten later.
     The caller keeps lengths[b] + T <= S.
     """
@@ -368,30 +431,32 @@ def forward_cached(params, config: ModelConfig, ids, cache: dict, lengths,
     S = window or cache["k"].shape[2]
     lengths = lengths.astype(jnp.int32)
     positions = lengths[:, None] + jnp.arange(T, dtype=jnp.int32)[None, :]
-    mask = jnp.arange(S, dtype=jnp.int32)[None, None, :] <= positions[:, :, None]
-    inv_freq = rope_inv_freq(config)
+    slots = jnp.arange(S, dtype=jnp.int32)[None, :]
+    mask = slots[:, None, :] <= positions[:, :, None]
     rows = jnp.arange(B)[:, None]
 
-    def body(carry, layer_and_index):
+    def body(carry, layer_schedule_index):
         x, ck, cv = carry
-        layer, i = layer_and_index
+        layer, schedule, i = layer_schedule_index
+        layer_mask = _layer_mask(config, mask, schedule["sliding"], positions, slots)
 
         def kv_fn(k, v):
             nk = ck.at[i, rows, positions].set(k.astype(ck.dtype), mode="drop")
             nv = cv.at[i, rows, positions].set(v.astype(cv.dtype), mode="drop")
             keys, values = nk[i, :, :S], nv[i, :, :S]
-            return keys.astype(k.dtype), values.astype(v.dtype), mask, (nk, nv)
+            return keys.astype(k.dtype), values.astype(v.dtype), layer_mask, (nk, nv)
 
-        x, (ck, cv) = _layer(config, x, layer, positions, inv_freq, kv_fn, constrain)
+        x, (ck, cv) = _layer(config, x, layer, positions, schedule["inv_freq"], kv_fn,
+                             constrain)
         return (x, ck, cv), None
 
     x = constrain(embed_tokens(params, config, ids), ("act_batch", "act_length", "act_embed"))
     (x, ck, cv), _ = jax.lax.scan(
         body, (x, cache["k"], cache["v"]),
-        (params["layers"], jnp.arange(config.num_layers)))
+        (params["layers"], layer_schedule(config), jnp.arange(config.num_layers)))
     if logits_at is not None:
         x = x[jnp.arange(B), logits_at]
-    h = rms_norm(x, params["final_norm"], config.rms_norm_eps)
+    h = _norm(config, x, params["final_norm"])
     names = ("act_batch", "act_vocab") if logits_at is not None else (
         "act_batch", "act_length", "act_vocab")
     logits = constrain(unembed(params, config, h), names)

@@ -138,6 +138,13 @@ def state_shardings(state, rules: LogicalRules, tx: optax.GradientTransformation
     return {**params_sh, "opt_state": opt_sh, "step": replicated, "skipped_updates": replicated}
 
 
+def _init_opt_state(tx, trainable: dict):
+    """Adam's moments in float32 whatever the params' dtype: they accumulate float32 gradients
+    (summed over microbatches in float32), and moments kept in bfloat16 would both lose them
+    and change dtype in the first update."""
+    return tx.init(jax.tree.map(lambda p: p.astype(jnp.float32), trainable))
+
+
 def init_train_state(trainable: dict, frozen: dict, hp: TrainHParams, rules: LogicalRules, *,
                      ref: Optional[dict] = None) -> dict:
     """A placed train state. For full fine-tuning pass (params, {}); under LoRA pass
@@ -147,13 +154,13 @@ def init_train_state(trainable: dict, frozen: dict, hp: TrainHParams, rules: Log
         ref = trainable if hp.beta != 0 and not frozen else {}
     tx, _ = make_optimizer(hp)
     parts = {"trainable": trainable, "frozen": frozen, "ref": ref}
-    shapes = {**parts, "opt_state": jax.eval_shape(tx.init, trainable), "step": 0,
-              "skipped_updates": 0}
+    shapes = {**parts, "opt_state": jax.eval_shape(lambda t: _init_opt_state(tx, t), trainable),
+              "step": 0, "skipped_updates": 0}
     sh = state_shardings(shapes, rules, tx)
     placed = {part: _place(parts[part], sh[part]) for part in parts}
 
     def rest(trainable):
-        return {"opt_state": tx.init(trainable), "step": jnp.zeros((), jnp.int32),
+        return {"opt_state": _init_opt_state(tx, trainable), "step": jnp.zeros((), jnp.int32),
                 "skipped_updates": jnp.zeros((), jnp.int32)}
 
     rest_sh = {k: sh[k] for k in ("opt_state", "step", "skipped_updates")}

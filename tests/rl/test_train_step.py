@@ -258,3 +258,16 @@ def test_every_aggregation_the_config_accepts_runs_a_step(rules, aggregation):
     state = fresh(hp, rules)
     _, metrics = make_train_step(hp, CONFIG, rules, state)(state, place_batch(make_batch(0), rules))
     assert np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["grad_norm"]))
+
+
+def test_bfloat16_params_keep_float32_moments(rules):
+    """bf16 trainable params (configs/tpu_v4.py keeps adapters in bf16): Adam's moments start in
+    float32, so the update's float32 gradients keep every state dtype (the non-finite guard's
+    two branches must agree), and the params stay bf16."""
+    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), init_params(CONFIG, seed=0))
+    state = init_train_state(params, {}, BASE, rules)
+    moments = [x for x in jax.tree.leaves(state["opt_state"]) if x.ndim > 0]
+    assert moments and all(x.dtype == jnp.float32 for x in moments)
+    state, _ = make_train_step(BASE, CONFIG, rules, state)(state, place_batch(make_batch(0), rules))
+    assert all(p.dtype == jnp.bfloat16 for p in jax.tree.leaves(state["trainable"]))
+    assert int(state["step"]) == 1
