@@ -36,7 +36,7 @@ def prompts_for(batch: int, tokenizer, vocab: int, rng) -> list[list[int]]:
     for i in range(batch):
         text = (f"Two people disagree about {TOPICS[i % len(TOPICS)]}. " * (1 + i % 3)
                 + "Propose a fair compromise.")
-        out.append(tokenizer.apply_chat_template([{"role": "user", "content": text}])[0])
+        out.append(tokenizer.apply_chat_template([{"role": "user", "content": text}]))
     return out
 
 
