@@ -88,6 +88,13 @@ def scripted_session(tokenizer):
 
     class Scripted(Session):
         turn = 0
+        extended = []  # per extend call: the longest row's new tokens, and its length after
+
+        def extend(self, token_lists):
+            super().extend(token_lists)
+            longest = max(range(len(token_lists)), key=lambda b: len(token_lists[b]))
+            Scripted.extended.append((len(token_lists[longest]),
+                                      int(np.asarray(self.lengths)[longest])))
 
         def generate(self, max_new_tokens, sampling=None, *, stop_ids=(), seed=0, rows=None):
             Scripted.turn += 1
@@ -107,8 +114,13 @@ def test_full_history_keeps_sampled_tokens_unless_the_template_rewrites_them(fam
     row is cut back before each earlier message and every turn is a record of its own."""
     tokenizer = Tokenizer(family_dirs[family])
     config, params = tiny_model(family, tokenizer)
-    out = self_play(tokenizer, config, params, task, None,
-                    session_cls=scripted_session(tokenizer))
+    session_cls = scripted_session(tokenizer)
+    out = self_play(tokenizer, config, params, task, None, session_cls=session_cls)
+    # After a seat's first turn its row is continued, never prefilled again: each later prompt
+    # extension (every other extend call is a scripted message) adds fewer tokens than the row
+    # then holds, for Qwen3 too (cut back to the common prefix, not to nothing).
+    prompts = session_cls.extended[0::2]
+    assert all(added < held for added, held in prompts[2:])
     counts = {}
     for seq in out.sequences:
         counts[seq.seat] = counts.get(seq.seat, 0) + 1
