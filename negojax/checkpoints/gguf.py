@@ -48,15 +48,17 @@ _PRE_TOKENIZERS = {"default": "gpt2", "gpt-2": "gpt2", "smollm": "digits+gpt2",
 _CONTROL, _USER_DEFINED = 3, 4  # llama.cpp token types
 
 
-def hf_tensor_name(gguf_name: str, path: str) -> str:
-    """llama.cpp tensor name -> HF name ('blk.3.attn_q.weight' -> 'model.layers.3...')."""
-    if gguf_name in _TOP_NAMES:
-        return _TOP_NAMES[gguf_name]
+def hf_tensor_name(gguf_name: str, path: str, top: dict = _TOP_NAMES,
+                   block: dict = _BLOCK_NAMES,
+                   layout: str = "llama/qwen2/qwen3 layout negojax supports") -> str:
+    """llama.cpp tensor name -> HF name ('blk.3.attn_q.weight' -> 'model.layers.3...'), by an
+    architecture's tables of top-level and per-block names (gemma3: gguf_gemma3's)."""
+    if gguf_name in top:
+        return top[gguf_name]
     m = _BLOCK_RE.match(gguf_name)
-    if m and m.group(2) in _BLOCK_NAMES:
-        return f"model.layers.{m.group(1)}.{_BLOCK_NAMES[m.group(2)]}"
-    raise ValueError(f"{path}: tensor {gguf_name!r} has no HF counterpart in the llama/qwen2/"
-                     "qwen3 layout negojax supports")
+    if m and m.group(2) in block:
+        return f"model.layers.{m.group(1)}.{block[m.group(2)]}"
+    raise ValueError(f"{path}: tensor {gguf_name!r} has no HF counterpart in the {layout}")
 
 
 def unpermute_rows(weight: np.ndarray, n_head: int) -> np.ndarray:
@@ -161,8 +163,9 @@ def _gemma3_plan(reader, path: str) -> _Plan:
         tokens, _field(reader, "tokenizer.ggml.token_type", []),
         _field(reader, "tokenizer.ggml.bos_token_id"),
         bool(_field(reader, "tokenizer.ggml.add_bos_token", False)))
-    return _Plan(hf_cfg, lambda name: gguf_gemma3.hf_tensor_name(name, path), gguf_gemma3.to_hf,
-                 tokenizer)
+    return _Plan(hf_cfg, lambda name: hf_tensor_name(name, path, gguf_gemma3.TOP_NAMES,
+                                                    gguf_gemma3.BLOCK_NAMES, gguf_gemma3.LAYOUT),
+                 gguf_gemma3.to_hf, tokenizer)
 
 
 def _plan(reader, path: str) -> _Plan:

@@ -7,7 +7,6 @@ integrations/ggml.py, integrations/gguf/gguf_tokenizer_mapping.py), which the te
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
 import numpy as np
@@ -15,9 +14,9 @@ import numpy as np
 ARCH = "gemma3"
 ARCHITECTURE = "Gemma3ForCausalLM"
 
-_TOP_NAMES = {"token_embd.weight": "model.embed_tokens.weight",
+TOP_NAMES = {"token_embd.weight": "model.embed_tokens.weight",
               "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
-_BLOCK_NAMES = {
+BLOCK_NAMES = {
     "attn_norm.weight": "input_layernorm.weight",
     "attn_q.weight": "self_attn.q_proj.weight", "attn_k.weight": "self_attn.k_proj.weight",
     "attn_v.weight": "self_attn.v_proj.weight", "attn_output.weight": "self_attn.o_proj.weight",
@@ -29,7 +28,8 @@ _BLOCK_NAMES = {
     "ffn_down.weight": "mlp.down_proj.weight",
     "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
 }
-_BLOCK_RE = re.compile(r"^blk\.(\d+)\.(.+)$")
+LAYOUT = ("Gemma 3 text layout negojax supports (vision tensors live in a separate mmproj "
+          "GGUF)")
 
 # Not in the GGUF metadata: llama.cpp hard-codes both for gemma3, and they are transformers'
 # Gemma3TextConfig defaults (five sliding-window layers, then one global; local RoPE base 10k).
@@ -40,17 +40,6 @@ ROPE_LOCAL_BASE_FREQ = 10000.0
 _LAYERS_27B = 62
 
 _CONTROL, _USER_DEFINED = 3, 4  # llama.cpp token types
-
-
-def hf_tensor_name(gguf_name: str, path: str) -> str:
-    """'blk.3.ffn_norm.weight' -> 'model.layers.3.pre_feedforward_layernorm.weight'."""
-    if gguf_name in _TOP_NAMES:
-        return _TOP_NAMES[gguf_name]
-    m = _BLOCK_RE.match(gguf_name)
-    if m and m.group(2) in _BLOCK_NAMES:
-        return f"model.layers.{m.group(1)}.{_BLOCK_NAMES[m.group(2)]}"
-    raise ValueError(f"{path}: tensor {gguf_name!r} has no HF counterpart in the Gemma 3 text "
-                     "layout negojax supports (vision tensors live in a separate mmproj GGUF)")
 
 
 def to_hf(gguf_name: str, value: np.ndarray) -> np.ndarray:

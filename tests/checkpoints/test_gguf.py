@@ -15,6 +15,7 @@ from negojax.checkpoints.gguf import SUPPORTED_TYPES, gguf_to_hf_dir, unpermute_
 from negojax.checkpoints.hf import load_hf_config, load_hf_params
 from negojax.models import transformer as tf
 from negojax.tokenization import load_tokenizer
+from hf_reference import assert_tensors_equal_reference
 
 CHATS = [
     [{"role": "user", "content": "What is the capital of France?"}],
@@ -37,14 +38,7 @@ def hf_gguf():
 
 
 def test_tensors_equal_transformers_gguf_loading(smollm_dir, hf_gguf):
-    reference = hf_gguf[0].state_dict()
-    with safe_open(os.path.join(smollm_dir, "model.safetensors"), "numpy") as f:
-        names = set(f.keys())
-        for name in names:
-            np.testing.assert_array_equal(f.get_tensor(name), reference[name].numpy(),
-                                          err_msg=name)
-    # transformers lists the tied lm_head separately; everything else must be ours.
-    assert names == set(reference) - {"lm_head.weight"}
+    assert_tensors_equal_reference(smollm_dir, hf_gguf[0].state_dict())
 
 
 @pytest.fixture(scope="session")

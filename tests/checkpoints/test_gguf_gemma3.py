@@ -18,6 +18,7 @@ import negojax
 from negojax.checkpoints import gguf_gemma3
 from negojax.models import transformer as tf
 from negojax.tokenization import load_tokenizer
+from hf_reference import assert_tensors_equal_reference
 
 TEXTS = [
     "Hello world",
@@ -45,14 +46,7 @@ def hf_gguf_tokenizer(gemma3_gguf):
 
 
 def test_tensors_equal_transformers_gguf_loading(gemma3_dir, hf_gguf_model):
-    reference = hf_gguf_model.state_dict()
-    with safe_open(os.path.join(gemma3_dir, "model.safetensors"), "numpy") as f:
-        names = set(f.keys())
-        for name in names:
-            np.testing.assert_array_equal(f.get_tensor(name), reference[name].numpy(),
-                                          err_msg=name)
-    # transformers lists the tied lm_head separately; everything else must be ours.
-    assert names == set(reference) - {"lm_head.weight"}
+    assert_tensors_equal_reference(gemma3_dir, hf_gguf_model.state_dict())
 
 
 def test_config_matches_transformers_gguf_config(gemma3_dir, hf_gguf_model):

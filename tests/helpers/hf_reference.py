@@ -1,7 +1,10 @@
 """Tiny random HF models of each family, shared by the numerical reference tests."""
+import os
+
 import numpy as np
 import torch
 import transformers
+from safetensors import safe_open
 
 from negojax.checkpoints.hf_layout import params_from_state_dict
 from negojax.models.config import ModelConfig
@@ -56,3 +59,15 @@ def negojax_from_hf(model) -> tuple[ModelConfig, dict]:
 def hf_logits(model, ids: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return model(torch.tensor(ids, dtype=torch.long)).logits.float().numpy()
+
+
+def assert_tensors_equal_reference(model_dir: str, reference: dict) -> None:
+    """Every tensor of model_dir/model.safetensors equals transformers' state dict `reference`
+    bit for bit, and nothing but the tied lm_head (which transformers lists separately) is
+    missing."""
+    with safe_open(os.path.join(model_dir, "model.safetensors"), "numpy") as f:
+        names = set(f.keys())
+        for name in names:
+            np.testing.assert_array_equal(f.get_tensor(name), reference[name].numpy(),
+                                          err_msg=name)
+    assert names == set(reference) - {"lm_head.weight"}

@@ -25,7 +25,7 @@ def fresh_logprobs(params, config, tokens, width=512):
     return np.concatenate([[0.0], np.asarray(logp[0, :len(tokens) - 1])])
 
 
-def seat_chat(task, dialogue, seat, turns, marker):
+def seat_chat(task, seat, turns, marker):
     return prompts.seat_messages(systems_for(task, marker)[seat], task.dilemma,
                                  [(x["speaker"], x["persona"], x["text"]) for x in turns], seat)
 
@@ -44,8 +44,7 @@ def check_windowed_record(encode_chat, decode, seq, dialogue, task, context_turn
     assert decode(seq.tokens[mask]) == turn["text"]
     assert (seq.old_logp[~mask] == 0).all() and (seq.old_logp[mask] < 0).all()
     window = dialogue["turns"][max(0, t - context_turns):t]
-    assert seq.tokens[:-n].tolist() == encode_chat(seat_chat(task, dialogue, seq.seat, window,
-                                                             marker))
+    assert seq.tokens[:-n].tolist() == encode_chat(seat_chat(task, seq.seat, window, marker))
 
 
 def check_full_history_records(encode_chat, out, tasks, params, config, seats, group_size,
@@ -69,7 +68,7 @@ def check_full_history_records(encode_chat, out, tasks, params, config, seats, g
             start = int(np.argmax(seq.turn == t))
             assert (seq.turn == t).sum() == turn["num_tokens"]
             assert seq.tokens[:start].tolist() == encode_chat(
-                seat_chat(task, d, seq.seat, d["turns"][:t], marker))
+                seat_chat(task, seq.seat, d["turns"][:t], marker))
         fresh = fresh_logprobs(params[seq.seat], config, seq.tokens)
         np.testing.assert_allclose(fresh[seq.loss_mask], seq.old_logp[seq.loss_mask], atol=2e-4)
     for d in out.dialogues:
