@@ -54,11 +54,10 @@ class _SeatSession:
 
 
 class _SessionRow:
-    """One seat's view of one dialogue inside a Session: the tokens its cache holds, and their
-    record, which becomes its TrainSequences."""
+    """One seat's view of one dialogue inside a Session: the record of the tokens its cache
+    holds (`sequence.tokens` are exactly those), which becomes its TrainSequences."""
 
     def __init__(self):
-        self.tokens: list[int] = []
         self.sequence = SequenceBuilder()
         self.cut_off: list[SequenceBuilder] = []  # records whose tail the template re-rendered
 
@@ -69,10 +68,9 @@ class _SessionRow:
         if self.sequence.generated_from(keep):
             self.cut_off.append(self.sequence)
             self.sequence = SequenceBuilder()
-            self.sequence.context(self.tokens[:keep])
+            self.sequence.context(self.cut_off[-1].tokens[:keep])
         else:
             self.sequence.truncate(keep)
-        del self.tokens[keep:]
 
     def records(self) -> list[SequenceBuilder]:
         return [r for r in self.cut_off + [self.sequence] if r.has_generated]
@@ -286,13 +284,12 @@ class NegotiationEngine:
             target = self.tokenizer.apply_chat_template(
                 self._seat_chat(states[i], systems[i], seat, None), add_generation_prompt=True)
             # At least the last prompt token is re-extended: it yields the next-token logits.
-            shared = min(_common_prefix(row.tokens, target), len(target) - 1)
-            if shared < len(row.tokens):
+            shared = min(_common_prefix(row.sequence.tokens, target), len(target) - 1)
+            if shared < len(row.sequence.tokens):
                 keep[i] = shared
                 row.rewind(shared)
             deltas[i] = target[shared:]
             row.sequence.context(deltas[i])
-            row.tokens += deltas[i]
             active[i] = True
             speakers.append((i, seat))
         if any(k is not None for k in keep):
@@ -302,9 +299,7 @@ class NegotiationEngine:
                                        stop_ids=self.stop_ids, seed=seed, rows=active)
         turns = []
         for i, seat in speakers:
-            row = session.rows[i]
-            row.sequence.generated(out.tokens[i], out.policy_logp[i], seat, t)
-            row.tokens += out.tokens[i]
+            session.rows[i].sequence.generated(out.tokens[i], out.policy_logp[i], seat, t)
             turns.append(self._turn(seat, out.tokens[i], out.policy_logp[i], out.finished[i]))
         return turns
 
