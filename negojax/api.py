@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from negojax import storage
 from negojax.checkpoints import default_model_dir, export_hf as _export_params
 from negojax.checkpoints import gguf_to_hf_dir, load_hf_config, load_hf_params
 from negojax.checkpoints.default_model import cache_dir
@@ -47,9 +48,12 @@ def _jit_forward(params, config, ids):
 
 
 def resolve_model_dir(path: str) -> str:
-    """'default', an HF directory, or a .gguf file (converted once into the cache)."""
+    """'default', an HF directory (local or in a bucket, downloaded into the cache), or a
+    .gguf file (converted once into the cache)."""
     if path == "default":
         return default_model_dir()
+    if storage.is_remote(path):
+        return storage.local_copy(path)
     if path.endswith(".gguf"):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: GGUF file not found")
@@ -92,7 +96,7 @@ def load_model(path_or_preset: str, *, dtype="float32", param_dtype="float32",
         model_dir = resolve_model_dir(path_or_preset)
         config = load_hf_config(model_dir)
     config = config.replace(**dtypes, **(overrides or {}))
-    tokenizer_dir = tokenizer or model_dir
+    tokenizer_dir = storage.local_copy(tokenizer) if tokenizer else model_dir
     tokenizer = (load_tokenizer(tokenizer_dir, chat_template=chat_template, thinking=thinking)
                  if tokenizer_dir is not None and has_tokenizer(tokenizer_dir) else None)
     if random_init:
@@ -106,9 +110,12 @@ def load_model(path_or_preset: str, *, dtype="float32", param_dtype="float32",
 
 
 def export_hf(model: Model, out_dir: str, *, dtype: str = "float32") -> str:
-    """Write the model as an HF directory (LoRA adapters must be merged first)."""
-    return _export_params(jax.device_get(model.params), model.config, model.source_dir, out_dir,
-                          dtype=dtype)
+    """Write the model as an HF directory, local or in a bucket (LoRA adapters must be merged
+    first); returns out_dir."""
+    params = jax.device_get(model.params)
+    with storage.staged_dir(out_dir) as local:
+        _export_params(params, model.config, model.source_dir, local, dtype=dtype)
+    return out_dir
 
 
 def generate_ids(model: Model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import Iterable, Iterator
 
 import numpy as np
+
+from negojax import storage
 
 
 def plain(value):
@@ -26,16 +27,26 @@ def plain(value):
     return value
 
 
-def append(path: str, records: Iterable[dict]) -> int:
-    """Append records to `path`, one JSON object per line, creating its folder; returns how
-    many. The file is flushed and fsynced, so a crash loses at most the records being written."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    lines = [json.dumps(plain(r), ensure_ascii=False) + "\n" for r in records]
-    with open(path, "a", encoding="utf-8") as f:
-        f.writelines(lines)
-        f.flush()
-        os.fsync(f.fileno())
-    return len(lines)
+class Writer:
+    """Appends records to a JSONL file, one JSON object per line (see storage.Appender: locally
+    each write is fsynced, so a crash loses at most the records being written; in an object
+    store writes are uploaded in batches, and at every `flush()`)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._appender = storage.Appender(path)
+
+    def write(self, records: Iterable[dict]) -> int:
+        """Append `records`; returns how many."""
+        lines = [json.dumps(plain(r), ensure_ascii=False) + "\n" for r in records]
+        self._appender.write("".join(lines))
+        return len(lines)
+
+    def flush(self) -> None:
+        self._appender.flush()
+
+    def close(self) -> None:
+        self._appender.close()
 
 
 class Records:
@@ -47,10 +58,9 @@ class Records:
         self.path, self.strict, self.unreadable = path, strict, 0
 
     def __iter__(self) -> Iterator[dict]:
-        if self.path is None or not os.path.exists(self.path):
+        if self.path is None or not storage.exists(self.path):
             return
-        with open(self.path, encoding="utf-8") as f:
-            lines = f.readlines()
+        lines = storage.read_text(self.path).splitlines(keepends=True)
         for lineno, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -67,8 +77,7 @@ class Records:
 def keep_through_step(path: str, step: int) -> None:
     """Drop the records of `path` past `step` (and unreadable lines): a resumed run rewrites the
     steps after its checkpoint, which a crash may have left behind."""
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return
     kept = [r for r in Records(path, strict=False) if r.get("step", 0) <= step]
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
+    storage.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))

@@ -30,12 +30,14 @@ import html
 import json
 import math
 import os
+import posixpath
 import re
 from typing import Iterable, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from negojax import storage
 from negojax.jsonl import Records, plain
 from negojax.negotiation.view import DIALOGUE_STYLE, dialogue_html
 
@@ -78,7 +80,8 @@ def _series(rows: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _save(fig: Figure, path: str) -> str:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with storage.open(path, "wb") as f:
+        fig.savefig(f, dpi=110, format="png")
     return path
 
 
@@ -239,8 +242,9 @@ def _missing(text: str) -> str:
     return f'<p class="missing">{html.escape(text)}</p>'
 
 
-def _img(path: str, workdir: str, alt: str) -> str:
-    return f'<img class="plot" src="{html.escape(os.path.relpath(path, workdir))}" alt="{html.escape(alt)}">'
+def _img(path: str, alt: str) -> str:
+    src = f"{PLOT_DIR}/{posixpath.basename(path)}"  # beside report.html, local or in a bucket
+    return f'<img class="plot" src="{html.escape(src)}" alt="{html.escape(alt)}">'
 
 
 def sample_transcripts(transcripts: Iterable[dict], n: int = SAMPLE_TRANSCRIPTS) -> list[dict]:
@@ -274,8 +278,8 @@ def write_report(
     transcripts_jsonl: str | None = None,
 ) -> str:
     """Writes workdir/report.html, its PNGs under workdir/report/ and workdir/report.md; returns report.html's path."""
-    plot_dir = os.path.join(workdir, PLOT_DIR)
-    os.makedirs(plot_dir, exist_ok=True)
+    plot_dir = storage.join(workdir, PLOT_DIR)
+    storage.makedirs(plot_dir)
     labels = {"A": "model A", "B": "model B", **eval_results.get("models", {})}
     metrics_lines = Records(metrics_jsonl, strict=False)
     transcript_lines = Records(transcripts_jsonl, strict=False)
@@ -285,11 +289,11 @@ def write_report(
     no_metrics = (f"No training metrics yet ({metrics_jsonl or 'no metrics file given'} is missing or empty)."
                   if not metrics else None)
     plots = {
-        "reward": plot_reward(metrics, os.path.join(plot_dir, "reward.png")),
-        "agreement": plot_agreement(metrics, os.path.join(plot_dir, "agreement.png")),
-        "diagnostics": plot_diagnostics(metrics, os.path.join(plot_dir, "diagnostics.png")),
+        "reward": plot_reward(metrics, storage.join(plot_dir, "reward.png")),
+        "agreement": plot_agreement(metrics, storage.join(plot_dir, "agreement.png")),
+        "diagnostics": plot_diagnostics(metrics, storage.join(plot_dir, "diagnostics.png")),
         "ca_scores": plot_ca_histogram(eval_results.get("ca_scores", {}), labels,
-                                       os.path.join(plot_dir, "ca_scores.png")),
+                                       storage.join(plot_dir, "ca_scores.png")),
     }
     tables = {
         "training": training_table(metrics),
@@ -308,7 +312,7 @@ def write_report(
         if count
     )
     training_plots = "".join(
-        _img(plots[name], workdir, alt)
+        _img(plots[name], alt)
         for name, alt in (("reward", "reward over training"), ("agreement", "agreement rate and rounds over training"),
                           ("diagnostics", "training diagnostics"))
         if plots[name] is not None
@@ -317,12 +321,12 @@ def write_report(
     if tables["instruction_kinds"][1]:
         instruction_kinds = (f"<details><summary>Instruction following by constraint kind</summary>"
                              f"{_html_table(tables['instruction_kinds'])}</details>")
-    ca_histogram = (_img(plots["ca_scores"], workdir, "histogram of CA scores") if plots["ca_scores"]
+    ca_histogram = (_img(plots["ca_scores"], "histogram of CA scores") if plots["ca_scores"]
                     else _missing("No CA scores in these results."))
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = f"""
 <h1>negojax evaluation report</h1>
-<p class="meta">{html.escape(os.path.abspath(workdir))} · generated {generated} ·
+<p class="meta">{html.escape(workdir if storage.is_remote(workdir) else os.path.abspath(workdir))} · generated {generated} ·
 A = {html.escape(labels['A'])}, B = {html.escape(labels['B'])}</p>
 {skipped_lines}
 <h2>Conflict resolution</h2>
@@ -344,9 +348,8 @@ anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
 """
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>negojax report</title>'
             f"<style>{_CSS}</style><script>{_PLOT_CHECK}</script></head><body>{body}</body></html>\n")
-    report_html = os.path.join(workdir, "report.html")
-    with open(report_html, "w", encoding="utf-8") as f:
-        f.write(page)
+    report_html = storage.join(workdir, "report.html")
+    storage.write_text(report_html, page)
 
     sections = [("Conflict resolution", "conflict"), ("Pairwise CA win rate (A against B)", "win_rates"),
                 ("General-capability guard", "capability"), ("Training (first and last step)", "training")]
@@ -354,8 +357,7 @@ anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
                 "Plots and transcripts: report.html."]
     for title, name in sections:
         markdown.append(f"## {title}\n\n" + (_md_table(tables[name]) if tables[name][1] else "_missing_"))
-    with open(os.path.join(workdir, "report.md"), "w", encoding="utf-8") as f:
-        f.write("\n\n".join(markdown) + "\n")
+    storage.write_text(storage.join(workdir, "report.md"), "\n\n".join(markdown) + "\n")
     return report_html
 
 
@@ -366,22 +368,19 @@ def write_run_report(workdir: str, eval_results: dict | None = None) -> str:
     """The report of a run directory from its metrics.jsonl, transcripts.jsonl and evaluation.
     `eval_results` (the structure above) are first written to workdir/eval_results.json; without
     them that file is read if it exists. Returns report.html's path."""
-    results_path = os.path.join(workdir, EVAL_RESULTS_FILE)
+    results_path = storage.join(workdir, EVAL_RESULTS_FILE)
     if eval_results is not None:
         eval_results = plain(eval_results)
-        os.makedirs(workdir, exist_ok=True)
-        with open(results_path, "w", encoding="utf-8") as f:
-            json.dump(eval_results, f, indent=1)
-    elif os.path.exists(results_path):
-        with open(results_path, encoding="utf-8") as f:
-            try:
-                eval_results = json.load(f)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{results_path}: not valid JSON ({error}); rewrite it or remove "
-                                 "it") from None
-    return write_report(workdir, metrics_jsonl=os.path.join(workdir, "metrics.jsonl"),
+        storage.write_text(results_path, json.dumps(eval_results, indent=1))
+    elif storage.exists(results_path):
+        try:
+            eval_results = json.loads(storage.read_text(results_path))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{results_path}: not valid JSON ({error}); rewrite it or remove "
+                             "it") from None
+    return write_report(workdir, metrics_jsonl=storage.join(workdir, "metrics.jsonl"),
                         eval_results=eval_results or {},
-                        transcripts_jsonl=os.path.join(workdir, "transcripts.jsonl"))
+                        transcripts_jsonl=storage.join(workdir, "transcripts.jsonl"))
 
 
 def main(argv: Sequence[str] | None = None) -> str:

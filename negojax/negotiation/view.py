@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import collections
 import html
-import os
 import sys
 
+from negojax import storage
 from negojax.jsonl import Records
 
 TRANSCRIPTS_FILE = "transcripts.jsonl"
@@ -96,14 +96,13 @@ def render_page(records: list[dict], title: str) -> str:
 
 def write_html(run_dir: str) -> str:
     """Render RUN_DIR/transcripts.jsonl into RUN_DIR/transcripts.html; returns the page's path."""
-    source = os.path.join(run_dir, TRANSCRIPTS_FILE)
-    if not os.path.isfile(source):
+    source = storage.join(run_dir, TRANSCRIPTS_FILE)
+    if not storage.isfile(source):
         raise FileNotFoundError(f"{source}: no transcripts; point RUN_DIR at a run directory "
                                 "that has a transcripts.jsonl")
     page = render_page(list(Records(source)), f"Transcripts: {run_dir}")
-    out = os.path.join(run_dir, HTML_FILE)
-    with open(out, "w", encoding="utf-8") as f:
-        f.write(page)
+    out = storage.join(run_dir, HTML_FILE)
+    storage.write_text(out, page)
     return out
 
 

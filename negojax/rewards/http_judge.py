@@ -17,10 +17,8 @@ import json
 import logging
 import math
 import os
-import pathlib
 import random
 import socket
-import tempfile
 import threading
 import time
 import urllib.error
@@ -29,6 +27,7 @@ import urllib.request
 
 import numpy as np
 
+from negojax import storage
 from negojax.rewards import judge, replies, rubric
 
 logger = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ class HttpJudge(judge.Judge):
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.concurrency = concurrency
-        self.cache_dir = None if cache_dir is None else pathlib.Path(cache_dir)
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
         self.fallback = judge.check_fallback(fallback)
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
@@ -228,27 +227,22 @@ class HttpJudge(judge.Judge):
             raise _Fault("reply has no text content", retryable=False, kind="no_text")
         return content
 
-    def _cache_path(self, key: str) -> pathlib.Path:
-        return self.cache_dir / key[:2] / f"{key}.json"
+    def _cache_path(self, key: str) -> str:
+        return storage.join(self.cache_dir, key[:2], f"{key}.json")
 
     def _cache_read(self, key: str) -> str | None:
         if self.cache_dir is None:
             return None
         try:
-            return json.loads(self._cache_path(key).read_text(encoding="utf-8"))["content"]
+            return json.loads(storage.read_text(self._cache_path(key)))["content"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def _cache_write(self, key: str, reply: str) -> None:
-        if self.cache_dir is None:
-            return
-        path = self._cache_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a concurrent reader or a crash never sees half a file.
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent,
-                                         suffix=".tmp", delete=False) as tmp:
-            json.dump({"model": self.model, "content": reply}, tmp)
-        os.replace(tmp.name, path)
+        if self.cache_dir is not None:
+            # Whole or not at all, so a concurrent reader or a crash never sees half a file.
+            storage.write_text(self._cache_path(key),
+                               json.dumps({"model": self.model, "content": reply}))
 
 
 def _describe(error: BaseException) -> str:

@@ -2,19 +2,18 @@
 exported model, transcripts.html and the report, and the summary of where everything went."""
 from __future__ import annotations
 
-import os
-
 import jax
 import numpy as np
 
 import negojax
+from negojax import storage
 from negojax.api import Model
 from negojax.eval.report import write_run_report
 from negojax.models import lora
 from negojax.negotiation import view
 from negojax.run.build import EXPORT_DIR
 from negojax.run.config import RunStopped
-from negojax.run.metrics import METRICS_FILE
+from negojax.run.metrics import METRICS_FILE, TENSORBOARD_DIR
 
 
 def export_policy(workdir: str, model: Model) -> str:
@@ -31,7 +30,7 @@ def export_policy(workdir: str, model: Model) -> str:
     if "lora" in params["layers"]:
         params = lora.merge(params, config)
         config = config.replace(lora_scale=1.0)
-    out = os.path.join(workdir, EXPORT_DIR)
+    out = storage.join(workdir, EXPORT_DIR)
     negojax.export_hf(Model(config, params, model.tokenizer, model.source_dir), out)
     return out
 
@@ -40,9 +39,9 @@ def finish_training(workdir: str, model: Model, checkpoints: str) -> dict:
     """Export, transcripts.html and the report; prints and returns {what: path}."""
     print("finishing: export, transcripts.html, report", flush=True)
     written = {"checkpoints": checkpoints, "export": export_policy(workdir, model),
-               "metrics": os.path.join(workdir, METRICS_FILE),
-               "transcripts": os.path.join(workdir, view.TRANSCRIPTS_FILE),
-               "tensorboard": os.path.join(workdir, "tensorboard"),
+               "metrics": storage.join(workdir, METRICS_FILE),
+               "transcripts": storage.join(workdir, view.TRANSCRIPTS_FILE),
+               "tensorboard": storage.join(workdir, TENSORBOARD_DIR),
                "transcripts_html": view.write_html(workdir),
                "report": write_run_report(workdir)}
     print("wrote:\n" + "\n".join(f"  {k:17s} {v}" for k, v in written.items()), flush=True)

@@ -6,12 +6,12 @@ object: a model, a mesh's rules, a judge, an engine, hyper-parameters.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Optional
 
 import jax
 
 import negojax
+from negojax import storage
 from negojax.api import Model
 from negojax.data import TaskSampler, Task, load_tasks
 from negojax.models import lora
@@ -95,7 +95,7 @@ def check_judge(config) -> None:
 def make_judge(config, policy: Model):
     """The configured judge; a local judge of path "policy" is `policy`'s weights, frozen."""
     if config.judge.kind == "http":
-        return http_judge(config, cache_dir=os.path.join(config.workdir, JUDGE_CACHE_DIR))
+        return http_judge(config, cache_dir=storage.join(config.workdir, JUDGE_CACHE_DIR))
     from negojax.rewards import LocalJudge
     if config.judge.path == "policy":
         return LocalJudge(policy)
@@ -222,7 +222,7 @@ def check_resumable(checkpointer, settings: dict) -> None:
 def build_training(config, mesh_sizes: dict) -> Training:
     from negojax.checkpoints import TrainCheckpointer
     t = config.train
-    checkpointer = TrainCheckpointer(os.path.join(config.workdir, CHECKPOINT_DIR),
+    checkpointer = TrainCheckpointer(storage.join(config.workdir, CHECKPOINT_DIR),
                                      save_every=t.checkpoint_every, keep=t.keep_checkpoints)
     settings = resume_settings(config)
     check_resumable(checkpointer, settings)  # before any model loads
@@ -278,9 +278,9 @@ class Evaluation:
 def _model_paths(config) -> dict:
     """A: eval.trained_path, else the run's export, else model.path; B: eval.baseline_path,
     else model.path."""
-    exported = os.path.join(config.workdir, EXPORT_DIR)
-    trained = config.eval.trained_path or (exported if os.path.isfile(
-        os.path.join(exported, "config.json")) else config.model.path)
+    exported = storage.join(config.workdir, EXPORT_DIR)
+    trained = config.eval.trained_path or (exported if storage.isfile(
+        storage.join(exported, "config.json")) else config.model.path)
     return {"A": trained, "B": config.eval.baseline_path or config.model.path}
 
 

@@ -18,6 +18,7 @@ import os
 
 import ml_collections
 
+from negojax import storage
 from negojax.models import lora
 from negojax.models.config import DTYPE_NAMES, PRESETS
 from negojax.negotiation import OPPONENT_MODES, NegotiationConfig
@@ -151,6 +152,8 @@ def config_value(config, key: str):
 
 
 def model_path_exists(path: str) -> bool:
+    if storage.is_remote(path):
+        return storage.isdir(path)
     return (path == "default" or path in PRESETS or os.path.isdir(path)
             or (path.endswith(".gguf") and os.path.isfile(path)))
 

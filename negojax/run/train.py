@@ -8,14 +8,13 @@ gathered to it.
 """
 from __future__ import annotations
 
-import os
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from negojax import jsonl
+from negojax import jsonl, storage
 from negojax.api import Model
 from negojax.negotiation import derived_seed, view
 from negojax.parallel.multihost import allgather, host_local_to_global, is_main_process, to_host
@@ -203,12 +202,12 @@ class Trainer:
         checkpoint and no export (False)."""
         run = self.run
         if self.main:
-            os.makedirs(run.workdir, exist_ok=True)
+            storage.makedirs(run.workdir)
         resumed = self.restore()
         if resumed:
             print(f"resuming from checkpoint step {self.step} in {run.workdir}", flush=True)
-        transcripts = os.path.join(run.workdir, view.TRANSCRIPTS_FILE)
-        logs = (os.path.join(run.workdir, METRICS_FILE), transcripts)
+        transcripts = storage.join(run.workdir, view.TRANSCRIPTS_FILE)
+        logs = (storage.join(run.workdir, METRICS_FILE), transcripts)
         if not resumed and any(next(iter(jsonl.Records(p, strict=False)), None) for p in logs):
             raise ConfigError(f"config.workdir: {run.workdir} holds the metrics of an earlier run "
                               "but no checkpoint that restores; pass a new --config.workdir")
@@ -218,7 +217,15 @@ class Trainer:
         log = MetricsLogger(run.workdir, total_steps=run.steps, start_step=self.step,
                             enabled=self.main, log_every=run.log_every,
                             wandb_project=run.wandb_project, run_config=run.run_config)
+        transcript_log = jsonl.Writer(transcripts) if self.main else None
         checkpointer = run.checkpointer
+
+        def checkpoint():
+            if self.main:  # the logs in storage reach at least as far as the checkpoint
+                log.flush()
+                transcript_log.flush()
+            self.save()
+
         checkpointer.install_sigterm_handler()
         stopped, skips, skipped = False, 0, int(self.state["skipped_updates"])
         try:
@@ -228,21 +235,21 @@ class Trainer:
                     row, records = self.train_step(step, lambda text: log.phase(step, text))
                 except JudgeFailing:
                     if self.step and self.step not in checkpointer.steps():
-                        self.save()  # the last trained state, so the rerun resumes there
+                        checkpoint()  # the last trained state, so the rerun resumes there
                     raise
                 if run.eval_every and step % run.eval_every == 0 and run.eval_tasks:
                     log.phase(step, "quick eval")
                     row.update(self.quick_eval())
                 self.step = step
                 if self.main:
-                    jsonl.append(transcripts, records)
+                    transcript_log.write(records)
                 log.log(step, row)
                 skips = skips + 1 if row["skipped_updates"] > skipped else 0
                 skipped = row["skipped_updates"]
                 if checkpointer.should_save(step, last=step == run.steps) \
                         or skips >= run.max_consecutive_skips:
                     log.phase(step, "checkpoint")
-                    self.save()
+                    checkpoint()
                 if skips >= run.max_consecutive_skips:
                     raise RunStopped(
                         f"stopped at step {step}: its last {skips} updates were not finite "
@@ -256,6 +263,8 @@ class Trainer:
         finally:
             checkpointer.close()
             log.close()
+            if transcript_log is not None:
+                transcript_log.close()
         if stopped:
             print(f"SIGTERM: saved checkpoint {self.step} in {checkpointer.directory}; rerun the "
                   "same command to resume", flush=True)
