@@ -9,8 +9,8 @@ from negojax import jsonl
 
 def test_records_are_written_json_safe(tmp_path):
     path = str(tmp_path / "sub" / "log.jsonl")
-    assert jsonl.append(path, [{"step": np.int64(1), "x": np.float32(0.5), "bad": float("nan"),
-                                "v": np.arange(2)}]) == 1
+    record = {"step": np.int64(1), "x": np.float32(0.5), "bad": float("nan"), "v": np.arange(2)}
+    assert jsonl.Writer(path).write([record]) == 1
     assert list(jsonl.Records(path)) == [{"step": 1, "x": 0.5, "bad": None, "v": [0, 1]}]
 
 
@@ -29,7 +29,7 @@ def test_torn_last_line_is_skipped_and_a_bad_line_named(tmp_path):
 
 def test_keep_through_step_drops_what_a_crash_left_behind(tmp_path):
     path = str(tmp_path / "metrics.jsonl")
-    jsonl.append(path, [{"step": s} for s in (1, 2, 3)])
+    jsonl.Writer(path).write([{"step": s} for s in (1, 2, 3)])
     with open(path, "a") as f:
         f.write('{"step": 4, "tor')
     jsonl.keep_through_step(path, 2)

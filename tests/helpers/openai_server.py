@@ -5,6 +5,7 @@ import http.server
 import json
 import threading
 import time
+import zlib
 
 
 @dataclasses.dataclass
@@ -106,3 +107,13 @@ def start_server(behaviour=None) -> FakeOpenAIServer:
 def stop_server(server: FakeOpenAIServer) -> None:
     server.shutdown()
     server.server_close()
+
+
+def varied_judge(index, body):
+    """Agreement on about a third of the checks and CA scores 1-5, each fixed by the request's
+    text: dialogues run to different lengths and groups get rewards that differ."""
+    text = body["messages"][-1]["content"]
+    code = zlib.crc32(text.encode())
+    if text.rstrip().endswith("yes or no."):
+        return Reply("yes" if code % 3 == 0 else "no")
+    return Reply(str(1 + code % 5))

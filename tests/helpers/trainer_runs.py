@@ -6,9 +6,23 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
+
 from shipped_configs import REPO
 
 COMPILE_CACHE = os.path.join(tempfile.gettempdir(), "negojax-test-xla-cache")
+
+# Everything a step computes from its inputs; timings and throughput differ between runs.
+DETERMINISTIC = ("reward_mean", "reward_std", "reward_min", "reward_max", "agreement_rate",
+                 "mean_rounds", "kl", "clip_fraction", "entropy", "grad_norm", "loss",
+                 "skipped_updates", "zero_advantage_fraction")
+
+
+def assert_same_steps(a: dict, b: dict, steps) -> None:
+    for step in steps:
+        for key in DETERMINISTIC:
+            assert np.isclose(a[step][key], b[step][key], rtol=1e-5, atol=1e-6), \
+                (step, key, a[step][key], b[step][key])
 
 
 def env(**extra) -> dict:

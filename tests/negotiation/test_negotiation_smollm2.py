@@ -26,7 +26,7 @@ def test_real_dialogue_transcript_and_page(tmp_path):
 
     records = [dict(r, step=0, reward=1.5, reward_components={"ca_score": 1.5})
                for r in out.dialogues]
-    jsonl.append(os.path.join(tmp_path, "transcripts.jsonl"), records)
+    jsonl.Writer(os.path.join(tmp_path, "transcripts.jsonl")).write(records)
     assert view.main([str(tmp_path)]) == 0
     with open(os.path.join(tmp_path, "transcripts.jsonl")) as f:
         assert json.loads(f.readline())["scenario_id"] == task.id

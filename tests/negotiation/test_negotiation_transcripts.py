@@ -21,8 +21,8 @@ def record(step, scenario, text, agreed=True, reward=3.0):
 
 def test_page_groups_steps_and_escapes(tmp_path):
     path = tmp_path / "transcripts.jsonl"
-    assert jsonl.append(str(path), [record(0, "s-1", "<script>alert(1)</script>")]) == 1
-    jsonl.append(str(path), [record(1, "s-2", "ok", agreed=False, reward=0.0)])
+    assert jsonl.Writer(str(path)).write([record(0, "s-1", "<script>alert(1)</script>")]) == 1
+    jsonl.Writer(str(path)).write([record(1, "s-2", "ok", agreed=False, reward=0.0)])
     rows = list(jsonl.Records(str(path)))
     assert [r["step"] for r in rows] == [0, 1]
     assert rows[0]["reward_components"] == {"ca_score": 3.0, "failed": None}  # NaN -> null

@@ -7,13 +7,12 @@ first. Everything else stays as shipped: LoRA r64 on a bf16 base, 7 turns with 2
 G = 8 over 16 prompts, thinking off."""
 import json
 import subprocess
-import zlib
 
 import pytest
 
 from chat_families import FAMILIES, write_tokenizer_dir
 from miniature import fake_devices_env, miniature_flags, stop_prone_checkpoint
-from openai_server import Reply, start_server, stop_server
+from openai_server import start_server, stop_server, varied_judge
 from shipped_configs import shipped_config
 from trainer_runs import REPO, env, main_args, metrics
 
@@ -23,16 +22,6 @@ PRESETS = {"tpu_v4": "qwen3-14b", "gpu_h100": "qwen3-1.7b"}
 @pytest.fixture(scope="module")
 def qwen3_tokenizer(tmp_path_factory):
     return write_tokenizer_dir(FAMILIES["qwen3"], str(tmp_path_factory.mktemp("qwen3-tok")))
-
-
-def varied_judge(index, body):
-    """Agreement on about a third of the checks and CA scores 1-5, each fixed by the request's
-    text: dialogues run to different lengths and groups get rewards that differ."""
-    text = body["messages"][-1]["content"]
-    code = zlib.crc32(text.encode())
-    if text.rstrip().endswith("yes or no."):
-        return Reply("yes" if code % 3 == 0 else "no")
-    return Reply(str(1 + code % 5))
 
 
 @pytest.mark.slow  # 128 dialogues of 7 turns twice, on 8 fake devices: minutes on 2 CPU cores

@@ -10,24 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from trainer_runs import metrics, one_line_error, run_main, start_main
+from trainer_runs import assert_same_steps, metrics, one_line_error, run_main, start_main
 
 # A pool of 2 opponent snapshots, refreshed every step: the checkpoint must carry the pool and
 # the opponent drawn per step must repeat after a restart.
 POOL = ("--config.rollout.opponent=pool", "--config.rollout.opponent_pool_size=2")
-
-# Everything a step computes from its inputs; timings and throughput differ between runs.
-DETERMINISTIC = ("reward_mean", "reward_std", "reward_min", "reward_max", "agreement_rate",
-                 "mean_rounds", "kl", "clip_fraction", "entropy", "grad_norm", "loss",
-                 "skipped_updates", "zero_advantage_fraction")
-
-
-def assert_same_steps(a: dict, b: dict, steps) -> None:
-    for step in steps:
-        for key in DETERMINISTIC:
-            assert np.isclose(a[step][key], b[step][key], rtol=1e-5, atol=1e-6), \
-                (step, key, a[step][key], b[step][key])
-
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
