@@ -2,13 +2,27 @@
 repeated tiny runs skip recompiling the same programs."""
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+
+import numpy as np
 
 from shipped_configs import REPO
 
 COMPILE_CACHE = os.path.join(tempfile.gettempdir(), "negojax-test-xla-cache")
+
+
+# jax.distributed's gRPC would send 127.0.0.1 through a proxy.
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def env(**extra) -> dict:
@@ -45,7 +59,31 @@ def start_main(config: str, workdir, *flags) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def wait_for_first_step(workdir, procs, timeout: float = 400) -> None:
+    """Until workdir/metrics.jsonl holds a row, while every process in `procs` runs."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    deadline = time.time() + timeout
+    while not (os.path.exists(path) and os.path.getsize(path)):
+        assert all(p.poll() is None for p in procs), [p.returncode for p in procs]
+        assert time.time() < deadline, f"no step done in {timeout} s"
+        time.sleep(0.5)
+
+
 def metrics(workdir) -> dict:
     """step -> metrics row of workdir/metrics.jsonl."""
     with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
         return {row["step"]: row for row in map(json.loads, f)}
+
+
+# Everything a step computes from its inputs; timings and throughput differ between runs.
+DETERMINISTIC = ("reward_mean", "reward_std", "reward_min", "reward_max", "agreement_rate",
+                 "mean_rounds", "kl", "clip_fraction", "entropy", "grad_norm", "loss",
+                 "skipped_updates", "zero_advantage_fraction")
+
+
+def assert_same_steps(a: dict, b: dict, steps) -> None:
+    """Two runs' metrics (step -> row) agree on every deterministic key of `steps`."""
+    for step in steps:
+        for key in DETERMINISTIC:
+            assert np.isclose(a[step][key], b[step][key], rtol=1e-5, atol=1e-6), \
+                (step, key, a[step][key], b[step][key])
