@@ -1,5 +1,6 @@
-"""Run `python -m negojax.main` as a real process, sharing one persistent XLA compilation cache so
-repeated tiny runs skip recompiling the same programs."""
+"""Run `python -m negojax.main` as a real process, or as the processes of a small pod on
+127.0.0.1, sharing one persistent XLA compilation cache so repeated tiny runs skip recompiling
+the same programs."""
 import json
 import os
 import socket
@@ -57,6 +58,22 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
 def start_main(config: str, workdir, *flags) -> subprocess.Popen:
     return subprocess.Popen(main_args(config, workdir, *flags), cwd=REPO, env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def start_pod(config: str, workdir, *flags, logs, devices: int = 2) -> list[subprocess.Popen]:
+    """The processes of a pod, one per path in `logs` (each writes its output there), set up
+    as launch/local.sh sets them: jax.distributed over gloo, `devices` CPU devices each."""
+    port = free_port()
+    base = {k: v for k, v in env().items() if k not in PROXY_VARS}
+    base.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES=str(len(logs)),
+                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    args = main_args(config, workdir, "--config.distributed=True", *flags)
+    procs = []
+    for i, path in enumerate(logs):
+        with open(path, "w", encoding="utf-8") as out:  # the child keeps its own descriptor
+            procs.append(subprocess.Popen(args, cwd=REPO, env={**base, "JAX_PROCESS_ID": str(i)},
+                                          stdout=out, stderr=subprocess.STDOUT))
+    return procs
 
 
 def wait_for_first_step(workdir, procs, timeout: float = 400) -> None:
