@@ -1,6 +1,11 @@
 """Training checkpoints with orbax: asynchronous saves every N steps and on SIGTERM, last K kept,
 automatic resume from the newest checkpoint that restores.
 
+On a pod a SIGTERM reaches some hosts only, and a save is a collective: every host must save the
+same step. Under jax.distributed, JAX's preemption sync manager (on by default, CPU and gloo
+included) catches SIGTERM on any host, tells the others through the coordination service and
+picks the step at which all of them stop; a single process, without it, keeps its own flag.
+
 A checkpoint holds two items: "state", a pytree of arrays (trainable params or LoRA adapters,
 optimizer state, counters, the opponent snapshots) restored onto the shardings of an abstract
 target, and "meta", a JSON dict (task sampler position, pool size, the settings it was written
@@ -17,6 +22,7 @@ import signal
 import time
 from typing import Any, Optional
 
+import jax
 import orbax.checkpoint as ocp
 
 log = logging.getLogger(__name__)
@@ -31,16 +37,22 @@ class TrainCheckpointer:
             enable_async_checkpointing=async_save)
         self._manager = ocp.CheckpointManager(self.directory, options=options,
                                               item_names=("state", "meta"))
-        self.stop_requested = False
+        self._sigterm_received = False
         self._previous_handler = None
 
     # ------------------------------------------------------------------ preemption
     def install_sigterm_handler(self) -> None:
         """On SIGTERM (a TPU preemption notice, `kill`), ask the loop to save and stop at the
         next step boundary instead of dying mid-step."""
+        if jax.distributed.is_initialized():
+            # jax.distributed.initialize installed JAX's preemption notifier as the SIGTERM
+            # handler; a Python handler would replace it, and the notice would never leave
+            # this host.
+            return
+
         def request_stop(signum, frame):
             del signum, frame
-            self.stop_requested = True
+            self._sigterm_received = True
         self._previous_handler = signal.signal(signal.SIGTERM, request_stop)
 
     def uninstall_sigterm_handler(self) -> None:
@@ -48,10 +60,21 @@ class TrainCheckpointer:
             signal.signal(signal.SIGTERM, self._previous_handler)
             self._previous_handler = None
 
+    def reached_preemption(self, step: int) -> bool:
+        """Whether to save `step` and stop for a SIGTERM. One process: one reached it. Under
+        jax.distributed: one reached any host, and `step` is the one JAX's preemption sync chose
+        for all of them (the fastest host's last reported step + 1).
+
+        Every host asks at the step it starts from and at every step boundary after, since the
+        sync counts from the last step each host reported (0 before the first). Orbax's wrapper
+        of `multihost_utils.reached_preemption_sync_point` answers False without jax.distributed.
+        """
+        return self._sigterm_received or self._manager.reached_preemption(step)
+
     # ------------------------------------------------------------------ save / restore
     def should_save(self, step: int, last: bool) -> bool:
         periodic = self.save_every > 0 and step % self.save_every == 0
-        return periodic or last or self.stop_requested
+        return periodic or last
 
     def save(self, step: int, state: Any, meta: dict) -> None:
         """Start saving `step` (returns while the arrays are written in the background)."""

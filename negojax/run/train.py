@@ -227,9 +227,13 @@ class Trainer:
             self.save()
 
         checkpointer.install_sigterm_handler()
-        stopped, skips, skipped = False, 0, int(self.state["skipped_updates"])
+        # Report the starting step, so that a SIGTERM during the first step stops right after
+        # it (JAX's sync picks the last step reported + 1); that step is checkpointed already, or
+        # nothing is trained yet, so a preemption landing on it needs no save.
+        stopped = checkpointer.reached_preemption(self.step)
+        skips, skipped = 0, int(self.state["skipped_updates"])
         try:
-            while self.step < run.steps:
+            while not stopped and self.step < run.steps:
                 step = self.step + 1
                 try:
                     row, records = self.train_step(step, lambda text: log.phase(step, text))
@@ -246,7 +250,8 @@ class Trainer:
                 log.log(step, row)
                 skips = skips + 1 if row["skipped_updates"] > skipped else 0
                 skipped = row["skipped_updates"]
-                if checkpointer.should_save(step, last=step == run.steps) \
+                stopped = checkpointer.reached_preemption(step)
+                if stopped or checkpointer.should_save(step, last=step == run.steps) \
                         or skips >= run.max_consecutive_skips:
                     log.phase(step, "checkpoint")
                     checkpoint()
@@ -256,9 +261,6 @@ class Trainer:
                         f"(loss {row['loss']}, grad_norm {row['grad_norm']}) and were skipped; "
                         f"checkpoint {step} in {checkpointer.directory} holds the last good "
                         "weights; lower optim.lr or optim.max_grad_norm, then rerun to resume")
-                if checkpointer.stop_requested:
-                    stopped = True
-                    break
             checkpointer.wait()
         finally:
             checkpointer.close()

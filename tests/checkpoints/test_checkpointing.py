@@ -1,5 +1,6 @@
 """TrainCheckpointer on its own: keep-last-K, restore onto shardings, fallback past a damaged
-latest checkpoint, SIGTERM turned into a stop request."""
+latest checkpoint, SIGTERM turned into a stop request (one process; a pod's is
+tests/run/test_pod_preemption.py)."""
 import os
 import signal
 
@@ -71,8 +72,9 @@ def test_sigterm_requests_a_save_and_stop(tmp_path):
     before = signal.getsignal(signal.SIGTERM)
     ckpt.install_sigterm_handler()
     try:
+        assert not ckpt.reached_preemption(2)
         os.kill(os.getpid(), signal.SIGTERM)
-        assert ckpt.stop_requested and ckpt.should_save(3, last=False)
+        assert ckpt.reached_preemption(3) and not ckpt.should_save(3, last=False)
     finally:
         ckpt.close()
     assert signal.getsignal(signal.SIGTERM) is before  # close() puts the old handler back

@@ -7,27 +7,22 @@ unchanged) and `ifGenerationMatch` (412 when changed). Without them tensorstore'
 cached OCDBT manifest fails with "Malformed StorageGeneration", depending on timing. Run as a
 script, this module serves the emulator with downloads that behave as GCS's do."""
 import contextlib
-import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+from trainer_runs import free_port
+
 BUCKET = "negojax-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
 def gcs_emulator():
     """Yields the environment that points every GCS client at the emulator: gcsfs (under
     negojax.storage) reads STORAGE_EMULATOR_HOST, tensorstore (under orbax) its own variable."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     # It logs every request: to a file, as a pipe nobody reads would fill and stall it.
     log = tempfile.TemporaryFile("w+")

@@ -1,6 +1,5 @@
 """Two jax.distributed processes on 127.0.0.1 (gloo, 4 CPU devices each) match one process."""
 import os
-import socket
 import subprocess
 import sys
 
@@ -13,15 +12,9 @@ from negojax.parallel.multihost import initialize_distributed, is_main_process
 from negojax.parallel.sharding import LogicalRules
 from negojax.rl.train_step import place_batch
 from train_step_case import run_steps
+from trainer_runs import PROXY_VARS, free_port
 
 HELPERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers")
-PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_two_processes(out_path) -> None:

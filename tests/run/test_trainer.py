@@ -10,11 +10,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from trainer_runs import assert_same_steps, metrics, one_line_error, run_main, start_main
+from trainer_runs import (assert_same_steps, metrics, one_line_error, run_main, start_main,
+                          wait_for_first_step)
 
 # A pool of 2 opponent snapshots, refreshed every step: the checkpoint must carry the pool and
 # the opponent drawn per step must repeat after a restart.
 POOL = ("--config.rollout.opponent=pool", "--config.rollout.opponent_pool_size=2")
+
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
@@ -52,11 +54,7 @@ def test_eval_mode_compares_the_export_with_the_base_and_writes_the_report(unint
 def test_sigterm_saves_and_the_restart_matches_an_uninterrupted_run(uninterrupted, tmp_path):
     reference = metrics(uninterrupted[0])
     proc = start_main("tiny_test", tmp_path, "--config.train.steps=3", *POOL)
-    metrics_file = tmp_path / "metrics.jsonl"
-    deadline = time.time() + 400
-    while not (metrics_file.exists() and metrics_file.read_text().strip()):
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
-        time.sleep(0.5)
+    wait_for_first_step(tmp_path, [proc])
     os.kill(proc.pid, signal.SIGTERM)  # during step 2: it finishes the step, saves, exits
     out, _ = proc.communicate(timeout=400)
     assert proc.returncode == 143, out[-3000:]  # preempted: a scheduler must not see success
