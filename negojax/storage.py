@@ -37,7 +37,10 @@ def is_remote(path: str) -> bool:
 
 
 def _fs(path: str):
-    """(filesystem, the path in that filesystem's own terms)."""
+    """(filesystem, the path in that filesystem's own terms). Object-store listings are not
+    cached: other hosts and processes write the same bucket (a resumed run, eval after train)."""
+    if is_remote(path):
+        return fsspec.core.url_to_fs(str(path), use_listings_cache=False)
     return fsspec.core.url_to_fs(str(path))
 
 

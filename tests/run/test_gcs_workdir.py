@@ -1,6 +1,6 @@
 """A run whose workdir is a gs:// URL: everything a local run writes lands in the bucket (none of
 it in a local folder named `gs:`), the run resumes from the bucket, and its export loads from
-there. Against a real GCS API on 127.0.0.1 (the gcp-storage-emulator package), with the tiny
+there, in train and in eval mode. Against a real GCS API on 127.0.0.1 (the gcp-storage-emulator package), with the tiny
 config and a real HTTP judge, so the judge cache is written too."""
 import json
 import os
@@ -36,7 +36,7 @@ def gcs(monkeypatch):
         for name, value in variables.items():  # for this process and the runs it starts
             monkeypatch.setenv(name, value)
         fsspec.filesystem("gs").clear_instance_cache()
-        yield fsspec.filesystem("gs")
+        yield fsspec.filesystem("gs", use_listings_cache=False)  # the runs write the bucket
 
 
 def test_gs_workdir_holds_what_a_local_run_writes_resumes_and_exports(gcs, tmp_path):
@@ -48,6 +48,10 @@ def test_gs_workdir_holds_what_a_local_run_writes_resumes_and_exports(gcs, tmp_p
         run_main("tiny_test", tmp_path / "local", "--config.train.steps=3", *judge)
         run_main("tiny_test", remote, "--config.train.steps=2", *judge)
         resumed = run_main("tiny_test", remote, "--config.train.steps=3", *judge)
+        bucket_files = set(gcs.find(f"{BUCKET}/run"))
+        run_main("tiny_test", remote, "--config.mode=eval", "--config.eval.decodings=greedy",
+                 "--config.eval.capability_prompts=1", "--config.eval.reasoning_problems=1",
+                 *judge)
     finally:
         stop_server(server)
     assert "resuming from checkpoint step 2" in resumed.stdout, resumed.stdout[-2000:]
@@ -55,7 +59,7 @@ def test_gs_workdir_holds_what_a_local_run_writes_resumes_and_exports(gcs, tmp_p
 
     local = tmp_path / "local"
     on_disk = {str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()}
-    in_bucket = {name[len(f"{BUCKET}/run/"):] for name in gcs.find(f"{BUCKET}/run")}
+    in_bucket = {name[len(f"{BUCKET}/run/"):] for name in bucket_files}
     assert any(n.startswith("judge_cache/") for n in on_disk)
     assert any(n.startswith("checkpoints/3/") for n in on_disk)
     assert _layout(in_bucket) == _layout(on_disk)
@@ -72,3 +76,9 @@ def test_gs_workdir_holds_what_a_local_run_writes_resumes_and_exports(gcs, tmp_p
     jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b),
                                                          rtol=1e-5, atol=1e-6),
                  exported.params, reference.params)
+
+    # Eval mode reads the export from the bucket and writes its results and report there.
+    with gcs.open(f"{BUCKET}/run/eval_results.json") as f:
+        results = json.load(f)
+    assert results["models"]["A"] == f"trained: {remote}/export"
+    assert "Pairwise CA win rate" in gcs.cat(f"{BUCKET}/run/report.html").decode()
