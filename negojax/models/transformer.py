@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from negojax.models.config import ModelConfig
+from negojax.models.quantization import dequantize
 
 # Logical axis names of every layer parameter; the sharding layer maps them onto a mesh, and
 # `param_shapes` reads each parameter's shape from them (`_axis_sizes`).
@@ -238,8 +239,8 @@ def apply_rope(x, positions, inv_freq):
 def _project(x, layer, name, n_in, dtype, scale):
     """x @ W over the first n_in dims of W, plus the LoRA path when adapters are present."""
     w = layer[name]
-    # An int8 frozen base (negojax.models.lora.quantize_int8) is dequantised per output channel.
-    w = w["q"].astype(dtype) * w["scale"].astype(dtype) if isinstance(w, dict) else w.astype(dtype)
+    # A quantised frozen base is dequantised here, one layer's slice at a time inside the scan.
+    w = dequantize(w, n_in, dtype) if isinstance(w, dict) else w.astype(dtype)
     x_axes = "".join("xyz"[:n_in])
     lhs = "...{}".format(x_axes)
     out_axes = "".join("pqr"[: w.ndim - n_in])
