@@ -78,6 +78,8 @@ def test_override_checks_in_process(argv, expected, monkeypatch):
     ("rl.clip_low", -1.0, "config.rl.clip_low: -1.0 must lie in [0, 1)"),
     ("rl.microbatches", 0, "config.rl.microbatches: 0 must be an integer >= 1"),
     ("rl.loss_aggregation", "sum", "config.rl.loss_aggregation: 'sum' is not one of"),
+    ("lora.base_dtype", "nf5", "config.lora.base_dtype: 'nf5' is not one of float32, bfloat16, "
+                               "int8, int4, nf4"),
 ])
 def test_static_validation_in_process(key, value, expected):
     config = shipped_config("tiny_test")
