@@ -117,8 +117,10 @@ def main():
             print(rows[-1], flush=True)
     body = table(["mesh", "data x fsdp x tensor", "base", "arguments GiB", "temp GiB",
                   "outputs (not aliased) GiB", "total GiB / device", "goal GiB"], rows)
-    body += (f"\n\n{args.model}, LoRA rank {args.rank} on {', '.join(lora.DEFAULT_TARGETS)}, "
-             f"compute and adapters {dtype.name} (Adam moments float32); batch {args.rows} "
+    trained = (f"LoRA rank {args.rank} on {', '.join(lora.DEFAULT_TARGETS)}" if args.rank
+               else "full fine-tuning")
+    body += (f"\n\n{args.model}, {trained}, compute and trained weights {dtype.name} (Adam "
+             f"moments float32); batch {args.rows} "
              f"packed rows x {args.length} tokens, {args.loss_tokens} loss positions a row, "
              f"{args.microbatches} microbatches, log-prob chunk {args.logprob_chunk}, "
              f"{'each layer rematerialised' if args.remat else 'no layer remat'}; "

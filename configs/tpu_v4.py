@@ -16,7 +16,8 @@ HBM per chip, mesh data=1 x fsdp=8 x tensor=4 (tensor inside a host's 4 chips):
     on 32 fake devices) for 512 packed rows x 1152 tokens (4 policy turns of 128 dialogues,
     each ~350 prompt + 2 x 256 context + 256 sampled tokens) in 8 microbatches: without
     rematerialisation the saved activations alone take 76 GiB a chip, so each layer is
-    rematerialised (rl.remat): 13 GiB a chip with an nf4 base, within 32 GiB.
+    rematerialised (rl.remat): 15 GiB a chip with this bf16 base (13 GiB with an nf4 one),
+    within 32 GiB.
 """
 from negojax.run.config import base_config
 

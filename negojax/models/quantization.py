@@ -66,7 +66,9 @@ def quantize(w, fmt: str, n_in: int, layers: bool = True) -> dict:
     absmax = jnp.max(jnp.abs(blocks), axis=n_in, keepdims=True)
     absmax = jnp.where(absmax == 0, 1.0, absmax)
     if fmt == "int4":
-        scale = absmax * np.float32(1 / 7)  # XLA multiplies by the reciprocal anyway
+        # A product, not absmax / 7: XLA rewrites that division into this product, and the
+        # format is what is computed (its NumPy reference matches it bit for bit).
+        scale = absmax * np.float32(1 / 7)
         codes = (jnp.clip(jnp.round(blocks / scale), -7, 7) + 8).astype(jnp.uint8)
     else:
         scale = absmax
