@@ -13,6 +13,10 @@ pytree's structure (static under jit) and no flag travels beside it:
       nearest of the 16 values.
 Shapes above are one layer's; the stacked [L, ...] base quantises and dequantises layer by
 layer (vmap), and the transformer dequantises one layer's slice inside its layer scan.
+
+Not qwix: it quantises by intercepting the calls of Flax Linen or NNX modules, while the
+transformer's math is pure functions over a params pytree scanned over layers, and its nf4 is
+listed as emulated, where the point here is the stored bytes.
 """
 from __future__ import annotations
 
