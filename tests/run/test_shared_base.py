@@ -9,7 +9,7 @@ import pytest
 
 from negojax.models import lora
 from negojax.models.transformer import param_shapes
-from negojax.run.build import build_training
+from negojax.run.build import build_training, make_judge
 from negojax.run.train import Trainer
 from shipped_configs import shipped_config
 
@@ -49,3 +49,15 @@ def test_one_quantised_base_serves_step_rollouts_and_judge(tmp_path, base_dtype)
     assert not any(x.is_deleted() for x in jax.tree.leaves(run.frozen))
     full, codes = live()
     assert not full and len(codes) == len(lora.DEFAULT_TARGETS)
+
+
+def test_a_local_judge_of_the_policys_own_checkpoint_is_its_weights(tmp_path):
+    """judge.path naming model.path (weights as loaded: no random init, no overrides) judges
+    with the policy's arrays rather than loading the checkpoint a second time."""
+    run = tiny_run(tmp_path, "nf4")
+    config = shipped_config("tiny_test")
+    with config.unlocked():
+        config.model.random_init = False
+        config.model.overrides = {}
+        config.judge.path = config.model.path
+    assert ids(make_judge(config, run.policy).params) == ids(run.frozen)
