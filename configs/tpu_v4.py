@@ -12,12 +12,12 @@ HBM per chip, mesh data=1 x fsdp=8 x tensor=4 (tensor inside a host's 4 chips):
   rollout KV cache: 128 rows / 8 batch groups = 16 rows x 2K tokens x 40 layers x
     2 (k, v) x 2 kv heads per chip (8 / tensor 4) x 128 x 2 B                     =  1.3 GB
   rollout weights gathered per layer (FSDP): 14.8e9 x 2 B / 40 layers / 4         =  0.2 GB
-  train activations, no rematerialisation: rows per microbatch per batch group =
-    128 / 8 / 8 microbatches = 2 rows x 2.5K tokens x 40 layers x ~70 KB/token/layer
-    (residual 5120 x 2 B x 4 copies + MLP 3 x 17408 / 4 x 2 B + attention)         = 14 GB
-  log-probs: vocab-parallel, chunked (rl.logprob_chunk), never full [T, 151936]    = <1 GB
-  total                                                                           ~ 17 GB of 32 GiB
-Headroom covers XLA temporaries; if a longer context is needed, raise rl.microbatches to 16.
+  train step, measured (benchmarks/memory.py, BENCHMARKS.md: XLA's compiled memory analysis
+    on 32 fake devices) for 512 packed rows x 1152 tokens (4 policy turns of 128 dialogues,
+    each ~350 prompt + 2 x 256 context + 256 sampled tokens) in 8 microbatches: without
+    rematerialisation the saved activations alone take 76 GiB a chip, so each layer is
+    rematerialised (rl.remat): 15 GiB a chip with this bf16 base (13 GiB with an nf4 one),
+    within 32 GiB.
 """
 from negojax.run.config import base_config
 
@@ -38,7 +38,7 @@ def get_config():
     c.judge.update(kind="http", base_url="https://api.openai.com/v1", model="gpt-4o-mini",
                    api_key_env="OPENAI_API_KEY", concurrency=32)
     c.rl.update(advantage="grpo", loss_aggregation="token_mean", beta=0.0, kl_estimator="k3",
-                clip_low=0.2, clip_high=0.28, microbatches=8, logprob_chunk=512)
+                clip_low=0.2, clip_high=0.28, microbatches=8, logprob_chunk=512, remat=True)
     c.optim.update(lr=5e-6, warmup_steps=10, schedule="cosine", max_grad_norm=1.0)
     c.train.update(steps=1900, eval_every=100, checkpoint_every=50, keep_checkpoints=3,
                    quick_eval_tasks=32)

@@ -8,14 +8,14 @@ model is loaded.
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from negojax.run.config import ConfigError, RunStopped, validate_devices, validate_static
+from negojax.run.config import (ConfigError, RunStopped, load_config_file, validate_devices,
+                                validate_static)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<name>.py", lock_config=True)
 
@@ -41,18 +41,6 @@ def _config_path(argv) -> str | None:
     return None
 
 
-def _load_config_file(path: str):
-    if not os.path.isfile(path):
-        raise ConfigError(f"--config={path}: no such file; pass --config=configs/<name>.py")
-    spec = importlib.util.spec_from_file_location("negojax_run_config_file", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"--config={path}: defines no get_config(); add one returning a "
-                          "ConfigDict")
-    return module.get_config()
-
-
 def _key_paths(config, prefix: str = "") -> set[str]:
     paths = set()
     for key, value in config.items():
@@ -68,7 +56,7 @@ def check_overrides(argv) -> None:
     path = _config_path(argv)
     if path is None:
         raise ConfigError("no --config given; pass --config=configs/<name>.py")
-    known = _key_paths(_load_config_file(path))
+    known = _key_paths(load_config_file(path))
     for arg in argv[1:]:
         if not arg.startswith("--config."):
             continue

@@ -1,12 +1,12 @@
-"""LoRA adapters over the transformer's projections, int8 base weights, and merge for export.
+"""LoRA adapters over the transformer's projections, their frozen base, and merge for export.
 
 Adapters live where the transformer's forward already applies them:
 params["layers"]["lora"][proj] = {"a": [L, *in_dims, r], "b": [L, r, *out_dims]}, adding
 scale * (x A) B with scale = alpha / rank (carried as ModelConfig.lora_scale). B starts at zero,
 so a fresh adapter leaves the model's function unchanged.
 
-For QLoRA-style memory savings the frozen base projections may be stored as per-output-channel
-symmetric int8: {"q": int8 W, "scale": f32 [L, 1.., *out_dims]}; `_project` dequantises them.
+For QLoRA the frozen base projections may be stored quantised (int8, int4 or NF4; formats in
+`negojax.models.quantization`); `_project` dequantises one layer's slice inside the layer scan.
 """
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from negojax.models import quantization
 from negojax.models.config import ModelConfig
 from negojax.models.transformer import PROJECTION_INPUT_DIMS
 
 DEFAULT_TARGETS = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
-BASE_STORAGES = ("float32", "bfloat16", "int8")
+BASE_STORAGES = ("float32", "bfloat16") + quantization.FORMATS
 
 
 def init_lora(params: dict, config: ModelConfig, rank: int, alpha: float,
@@ -37,8 +38,8 @@ def init_lora(params: dict, config: ModelConfig, rank: int, alpha: float,
     keys = jax.random.split(jax.random.key(seed), len(targets))
     adapters = {}
     for key, name in zip(keys, targets):
-        shape = _dense_shape(layers[name])
         n_in = PROJECTION_INPUT_DIMS[name]
+        shape = quantization.dense_shape(layers[name], n_in)
         in_dims, out_dims = shape[1:1 + n_in], shape[1 + n_in:]
         # Kaiming-style A, zero B: the adapted model starts as the base model.
         a = jax.random.normal(key, (shape[0], *in_dims, rank), jnp.float32) / math.sqrt(
@@ -66,7 +67,10 @@ def merge(params: dict, config: ModelConfig) -> dict:
     layers = dict(params["layers"])
     adapters = layers.pop("lora", {})
     for name, ab in adapters.items():
-        base = dequantize(layers[name]) if is_quantized(layers[name]) else layers[name]
+        n_in = PROJECTION_INPUT_DIMS[name]
+        base = layers[name]
+        if quantization.format_of(base):
+            base = quantization.dequantize(base, n_in, layers=True)
         merged = base.astype(jnp.float32) + lora_delta(name, ab["a"], ab["b"], config.lora_scale)
         layers[name] = merged.astype(config.param_dtype)
     return {**params, "layers": layers}
@@ -75,56 +79,31 @@ def merge(params: dict, config: ModelConfig) -> dict:
 # ------------------------------------------------------------------------ frozen base storage
 
 
-def is_quantized(w) -> bool:
-    return isinstance(w, dict) and set(w) == {"q", "scale"}
-
-
-def quantize_int8(w, n_in: int) -> dict:
-    """Per-output-channel symmetric int8: the scale is max|W| over the input dims / 127."""
-    w32 = w.astype(jnp.float32)
-    in_axes = tuple(range(1, 1 + n_in))
-    scale = jnp.max(jnp.abs(w32), axis=in_axes, keepdims=True) / 127.0
-    scale = jnp.where(scale == 0, 1.0, scale)
-    q = jnp.clip(jnp.round(w32 / scale), -127, 127).astype(jnp.int8)
-    return {"q": q, "scale": scale}
-
-
-def dequantize(w: dict, dtype=jnp.float32) -> jax.Array:
-    return w["q"].astype(dtype) * w["scale"].astype(dtype)
-
-
 def freeze_base(params: dict, storage: str, targets: Sequence[str] = DEFAULT_TARGETS) -> dict:
-    """The frozen base in `storage` ("float32", "bfloat16" or "int8"); int8 applies to `targets`.
+    """The frozen base in `storage` (one of BASE_STORAGES); a quantised format applies to
+    `targets`, whose full-precision arrays the result no longer holds.
 
-    Norms and embeddings stay in their original dtype under int8 (they are small and sensitive).
+    Norms and embeddings keep their dtype under quantisation (they are small and sensitive).
     """
     if storage == "float32":
         return params
     if storage == "bfloat16":
         return jax.tree.map(lambda x: x.astype(jnp.bfloat16), params)
-    if storage == "int8":
+    if storage in quantization.FORMATS:
         layers = dict(params["layers"])
         for name in targets:
-            layers[name] = quantize_int8(layers[name], PROJECTION_INPUT_DIMS[name])
+            layers[name] = quantization.quantize(layers[name], storage, PROJECTION_INPUT_DIMS[name])
         return {**params, "layers": layers}
     raise ValueError(f"unknown lora base storage {storage!r}; use {', '.join(BASE_STORAGES)} "
                      "(config lora.base_dtype)")
 
 
 def frozen_axes(params: dict, axes: dict) -> dict:
-    """Logical axes for a frozen base whose projections may be int8 dicts.
-
-    `axes` is `param_axes` of the dense layout; an int8 weight's scale keeps the output axes and
-    has size-1 input dims (left unsharded).
-    """
+    """Logical axes for a frozen base whose projections may be quantised dicts; `axes` is
+    `param_axes` of the dense layout."""
     layers = dict(axes["layers"])
     for name, w in params["layers"].items():
-        if is_quantized(w):
-            full = layers[name]
-            n_in = PROJECTION_INPUT_DIMS[name]
-            layers[name] = {"q": full, "scale": full[:1] + (None,) * n_in + full[1 + n_in:]}
+        fmt = quantization.format_of(w) if name != "lora" else None
+        if fmt:
+            layers[name] = quantization.axes(fmt, layers[name], PROJECTION_INPUT_DIMS[name])
     return {**axes, "layers": layers}
-
-
-def _dense_shape(w) -> tuple:
-    return tuple((w["q"] if is_quantized(w) else w).shape)

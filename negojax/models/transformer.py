@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from negojax.models.config import ModelConfig
+from negojax.models.quantization import dequantize
 
 # Logical axis names of every layer parameter; the sharding layer maps them onto a mesh, and
 # `param_shapes` reads each parameter's shape from them (`_axis_sizes`).
@@ -237,19 +238,28 @@ def apply_rope(x, positions, inv_freq):
 
 def _project(x, layer, name, n_in, dtype, scale):
     """x @ W over the first n_in dims of W, plus the LoRA path when adapters are present."""
-    w = layer[name]
-    # An int8 frozen base (negojax.models.lora.quantize_int8) is dequantised per output channel.
-    w = w["q"].astype(dtype) * w["scale"].astype(dtype) if isinstance(w, dict) else w.astype(dtype)
     x_axes = "".join("xyz"[:n_in])
     lhs = "...{}".format(x_axes)
-    out_axes = "".join("pqr"[: w.ndim - n_in])
-    y = jnp.einsum(f"{lhs},{x_axes}{out_axes}->...{out_axes}", x, w)
+    y = _base_matmul(x, layer[name], n_in, dtype)
+    out_axes = "".join("pqr"[: y.ndim - x.ndim + n_in])
     lora = layer.get("lora", {}).get(name)
     if lora is not None:
         a, b = lora["a"].astype(dtype), lora["b"].astype(dtype)
         h = jnp.einsum(f"{lhs},{x_axes}r->...r", x, a)
         y = y + scale * jnp.einsum(f"...r,r{out_axes}->...{out_axes}", h, b)
     return y
+
+
+# Rematerialised under differentiation, so the backward pass keeps the weight as stored (a
+# quantised or float32 slice of the layer stack) and casts or dequantises it again: otherwise
+# the layer scan saves every layer's compute-dtype copy, a full dequantised base.
+@functools.partial(jax.checkpoint, static_argnums=(2, 3), prevent_cse=False)
+def _base_matmul(x, w, n_in, dtype):
+    # A quantised frozen base is dequantised here, one layer's slice at a time inside the scan.
+    w = dequantize(w, n_in, dtype) if isinstance(w, dict) else w.astype(dtype)
+    x_axes = "".join("xyz"[:n_in])
+    out_axes = "".join("pqr"[: w.ndim - n_in])
+    return jnp.einsum(f"...{x_axes},{x_axes}{out_axes}->...{out_axes}", x, w)
 
 
 # Rematerialised under differentiation: the backward pass recomputes scores and probabilities
@@ -335,9 +345,13 @@ def prefix_tree_mask(segment_ids, branch_ids):
 
 
 def hidden_states(params, config: ModelConfig, ids, positions=None,
-                  constrain: Constrain = _no_constraint, mask=None):
+                  constrain: Constrain = _no_constraint, mask=None, remat: bool = False):
     """Full-sequence forward up to the final norm: ids [B, T] -> [B, T, D]. Causal unless
-    `mask` [B, T, T] says otherwise (packed rows: `prefix_tree_mask`, with their positions)."""
+    `mask` [B, T, T] says otherwise (packed rows: `prefix_tree_mask`, with their positions).
+
+    With `remat` each layer is rematerialised under differentiation: the backward pass keeps
+    only every layer's input [B, T, D] and recomputes the rest of the layer, about a third more
+    FLOPs for activations that no longer grow with the MLP and attention widths."""
     B, T = ids.shape
     if positions is None:
         positions = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
@@ -354,6 +368,8 @@ def hidden_states(params, config: ModelConfig, ids, positions=None,
         x, _ = _layer(config, x, layer, positions, schedule["inv_freq"], kv_fn, constrain)
         return x, None
 
+    if remat:
+        body = jax.checkpoint(body, prevent_cse=False)
     x = constrain(embed_tokens(params, config, ids), ("act_batch", "act_length", "act_embed"))
     x, _ = jax.lax.scan(body, x, (params["layers"], layer_schedule(config)))
     return _norm(config, x, params["final_norm"])

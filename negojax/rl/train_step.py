@@ -54,6 +54,7 @@ class TrainHParams:
     num_microbatches: int = 1
     num_inner_updates: int = 1
     logprob_chunk: int = 128
+    remat: bool = False
 
     def __post_init__(self):
         """Each bad value is a one-line ValueError that starts with the field's name."""
@@ -99,6 +100,8 @@ class TrainHParams:
             bad("kl_estimator", f"is not one of {', '.join(KL_ESTIMATORS)}")
         for name in ("num_microbatches", "num_inner_updates", "logprob_chunk"):
             integer(name, 1)
+        if not isinstance(self.remat, bool):
+            bad("remat", "must be True or False")
 
 
 
@@ -120,9 +123,12 @@ def _tree_axes(tree: dict) -> dict:
     return frozen_axes(tree, param_axes(tree)) if "layers" in tree else param_axes(tree)
 
 
-def _place(tree, shardings):
-    """Host or single-device arrays -> global arrays; works across processes (same values)."""
+def _place(tree, shardings, share: bool = False):
+    """Host or single-device arrays -> global arrays; works across processes (same values).
+    With `share`, an array already placed with its sharding is kept, not copied."""
     def put(x, sharding):
+        if share and isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
+            return x
         host = np.asarray(x)
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
     return jax.tree.map(put, tree, shardings)
@@ -145,19 +151,45 @@ def _init_opt_state(tx, trainable: dict):
     return tx.init(jax.tree.map(lambda p: p.astype(jnp.float32), trainable))
 
 
+def _default_ref(trainable: dict, frozen: dict, hp: TrainHParams, ref: Optional[dict]) -> dict:
+    """With beta > 0 and no frozen base, the reference is a copy of the initial trainable params
+    unless `ref` is given; under LoRA the frozen base is the reference, so none is kept."""
+    if ref is None:
+        ref = trainable if hp.beta != 0 and not frozen else {}
+    return ref
+
+
+def train_state_shapes(trainable: dict, frozen: dict, hp: TrainHParams, rules: LogicalRules, *,
+                       ref: Optional[dict] = None) -> dict:
+    """The state `init_train_state` would place, as ShapeDtypeStructs with their shardings:
+    what `make_train_step` needs to compile without any weights (`trainable` and `frozen` may
+    be arrays or shapes)."""
+    tx, _ = make_optimizer(hp)
+    parts = {"trainable": trainable, "frozen": frozen,
+             "ref": _default_ref(trainable, frozen, hp, ref)}
+    shapes = {**jax.eval_shape(lambda: parts),
+              "opt_state": jax.eval_shape(lambda t: _init_opt_state(tx, t), trainable),
+              "step": jax.ShapeDtypeStruct((), jnp.int32),
+              "skipped_updates": jax.ShapeDtypeStruct((), jnp.int32)}
+    sh = state_shardings(shapes, rules, tx)
+    return jax.tree.map(lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype,
+                                                                 sharding=sharding), shapes, sh)
+
+
 def init_train_state(trainable: dict, frozen: dict, hp: TrainHParams, rules: LogicalRules, *,
                      ref: Optional[dict] = None) -> dict:
     """A placed train state. For full fine-tuning pass (params, {}); under LoRA pass
     ({"layers": {"lora": adapters}}, base). With beta > 0 and no frozen base, the reference is a
-    copy of the initial trainable params unless `ref` is given."""
-    if ref is None:
-        ref = trainable if hp.beta != 0 and not frozen else {}
+    copy of the initial trainable params unless `ref` is given.
+
+    The frozen base is never donated or copied by the step, so a frozen array already laid out
+    as the step wants is shared with the caller (the rollouts' base), not duplicated."""
     tx, _ = make_optimizer(hp)
-    parts = {"trainable": trainable, "frozen": frozen, "ref": ref}
-    shapes = {**parts, "opt_state": jax.eval_shape(lambda t: _init_opt_state(tx, t), trainable),
-              "step": 0, "skipped_updates": 0}
-    sh = state_shardings(shapes, rules, tx)
-    placed = {part: _place(parts[part], sh[part]) for part in parts}
+    parts = {"trainable": trainable, "frozen": frozen,
+             "ref": _default_ref(trainable, frozen, hp, ref)}
+    sh = jax.tree.map(lambda s: s.sharding, train_state_shapes(trainable, frozen, hp, rules,
+                                                                ref=ref))
+    placed = {part: _place(parts[part], sh[part], share=part == "frozen") for part in parts}
 
     def rest(trainable):
         return {"opt_state": _init_opt_state(tx, trainable), "step": jnp.zeros((), jnp.int32),
@@ -171,7 +203,7 @@ def init_train_state(trainable: dict, frozen: dict, hp: TrainHParams, rules: Log
 
 
 def sequence_logprobs(params, config: ModelConfig, tokens, rules: LogicalRules, chunk: int,
-                      positions=None, packing: Optional[dict] = None):
+                      positions=None, packing: Optional[dict] = None, remat: bool = False):
     """logp[b, t] = log p(tokens[b, t] | tokens[b, :t]) and that distribution's entropy [B, T].
 
     Position 0 has no context and gets 0. With `positions` [B, P] only those positions are
@@ -180,13 +212,14 @@ def sequence_logprobs(params, config: ModelConfig, tokens, rules: LogicalRules, 
     With a tensor axis that divides the vocabulary the unembedding runs vocab-parallel under
     shard_map, so full logits never exist on one device.
     `packing` holds a packed batch's position, segment and branch ids, aligned with tokens.
+    `remat` rematerialises each layer in the backward pass (`transformer.hidden_states`).
     """
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     rope_positions = mask = None
     if packing is not None:
         rope_positions = packing["position_ids"][:, :-1]
         mask = prefix_tree_mask(packing["segment_ids"][:, :-1], packing["branch_ids"][:, :-1])
-    h = hidden_states(params, config, inputs, rope_positions, rules.constrain, mask)
+    h = hidden_states(params, config, inputs, rope_positions, rules.constrain, mask, remat)
     if positions is not None:  # h[:, p - 1] predicts tokens[:, p]
         before = jnp.maximum(positions - 1, 0)
         h = jnp.take_along_axis(h, before[..., None], axis=1)
@@ -208,10 +241,10 @@ def sequence_logprobs(params, config: ModelConfig, tokens, rules: LogicalRules, 
 
 
 def make_train_step(hp: TrainHParams, model_config: ModelConfig, rules: LogicalRules, state):
-    """The jitted step for states laid out like `state` (a state or its jax.eval_shape).
+    """The jitted step for states laid out like `state` (a state, or `train_state_shapes`).
 
-    The state is donated. Metrics: loss, grad_norm, entropy, clip_fraction, ratio_mean, kl, lr,
-    skipped_updates, tokens; with num_inner_updates > 1 they describe the last inner update.
+    All of the state but its frozen base is donated (`TrainStep`). Metrics: loss, grad_norm,
+    entropy, clip_fraction, ratio_mean, kl, lr, skipped_updates, tokens; with num_inner_updates > 1 they describe the last inner update.
     """
     tx, schedule = make_optimizer(hp)
     st_sh = state_shardings(state, rules, tx)
@@ -232,7 +265,7 @@ def make_train_step(hp: TrainHParams, model_config: ModelConfig, rules: LogicalR
         if positions is not None:
             per_token = {k: jnp.take_along_axis(v, positions, axis=1) for k, v in per_token.items()}
         logp, entropy = sequence_logprobs(params, model_config, mb.tokens, rules, chunk,
-                                          positions, packing)
+                                          positions, packing, hp.remat)
         ref_logp = per_token.get("ref_logp")
         if ref_logp is None and hp.beta != 0:
             # Under LoRA the frozen base (adapters left out) is the reference.
@@ -298,14 +331,38 @@ def make_train_step(hp: TrainHParams, model_config: ModelConfig, rules: LogicalR
         metrics.setdefault("kl", jnp.zeros((), jnp.float32))
         return new_state, metrics
 
-    def step(state, batch: TrainBatch):
+    def step(changing, frozen, batch: TrainBatch):
         batch.check(rules.batch_size_multiple * hp.num_microbatches)
-        state, metrics = jax.lax.scan(lambda s, _: update(s, batch), state, None,
-                                      length=hp.num_inner_updates)
-        return state, jax.tree.map(lambda m: m[-1], metrics)
 
-    return jax.jit(step, in_shardings=(st_sh, batch_sh),
-                   out_shardings=(st_sh, rules.replicated()), donate_argnums=0)
+        def one(changing, _):
+            state, metrics = update({**changing, "frozen": frozen}, batch)
+            return _without_frozen(state), metrics
+
+        changing, metrics = jax.lax.scan(one, changing, None, length=hp.num_inner_updates)
+        return changing, jax.tree.map(lambda m: m[-1], metrics)
+
+    changing_sh = _without_frozen(st_sh)
+    return TrainStep(jax.jit(step, in_shardings=(changing_sh, st_sh["frozen"], batch_sh),
+                             out_shardings=(changing_sh, rules.replicated()), donate_argnums=0))
+
+
+def _without_frozen(state: dict) -> dict:
+    return {k: v for k, v in state.items() if k != "frozen"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainStep:
+    """(state, batch) -> (state, metrics). Everything but the frozen base is donated; the base
+    goes in as its own argument and comes back as the same arrays, so the rollouts, the judge
+    and the reference can keep sharing it across steps."""
+    jitted: object
+
+    def __call__(self, state: dict, batch: TrainBatch):
+        changing, metrics = self.jitted(_without_frozen(state), state["frozen"], batch)
+        return {**changing, "frozen": state["frozen"]}, metrics
+
+    def lower(self, state: dict, batch: TrainBatch):
+        return self.jitted.lower(_without_frozen(state), state["frozen"], batch)
 
 
 def place_batch(batch: TrainBatch, rules: LogicalRules) -> TrainBatch:

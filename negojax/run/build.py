@@ -16,6 +16,7 @@ from negojax.api import Model
 from negojax.data import TaskSampler, Task, load_tasks
 from negojax.models import lora
 from negojax.models.config import ModelConfig
+from negojax.models.transformer import param_axes
 from negojax.negotiation import NegotiationConfig, NegotiationEngine, Opponents, as_config
 from negojax.parallel import LogicalRules, make_mesh
 from negojax.rl import TrainHParams
@@ -93,11 +94,14 @@ def check_judge(config) -> None:
 
 
 def make_judge(config, policy: Model):
-    """The configured judge; a local judge of path "policy" is `policy`'s weights, frozen."""
+    """The configured judge; a local judge of path "policy", or of the policy's own checkpoint,
+    is `policy`'s weights (under LoRA its frozen base), frozen, not a second copy."""
     if config.judge.kind == "http":
         return http_judge(config, cache_dir=storage.join(config.workdir, JUDGE_CACHE_DIR))
     from negojax.rewards import LocalJudge
-    if config.judge.path == "policy":
+    same_weights = config.judge.path == config.model.path and not (
+        config.model.random_init or config.model.overrides)
+    if config.judge.path == "policy" or same_weights:
         return LocalJudge(policy)
     return LocalJudge(_load("judge.path", config.judge.path, dtype=config.model.dtype,
                             rules=policy.rules), rules=policy.rules)
@@ -145,12 +149,26 @@ def sequence_budget(rollout_cfg) -> int:
 
 
 def split_params(policy: Model, lora_cfg):
-    """(trainable, frozen, model config): full fine-tuning or LoRA adapters over a frozen base."""
+    """(trainable, frozen, model config): full fine-tuning or LoRA adapters over a frozen base.
+
+    The frozen base is laid out on the policy's mesh as the train step wants it, so the step,
+    the rollouts and the judge share its one copy."""
     if lora_cfg.rank == 0:
         return policy.params, {}, policy.config
     adapters, config = lora.init_lora(policy.params, policy.config, lora_cfg.rank,
                                       lora_cfg.alpha, tuple(lora_cfg.targets))
-    frozen = lora.freeze_base(policy.params, lora_cfg.base_dtype, tuple(lora_cfg.targets))
+    frozen = policy.params
+    if lora_cfg.base_dtype != "float32":
+        def freeze(params):
+            return lora.freeze_base(params, lora_cfg.base_dtype, tuple(lora_cfg.targets))
+        from negojax.run.config import ConfigError
+        try:
+            shapes = jax.eval_shape(freeze, policy.params)
+        except ValueError as error:  # a 4-bit format and an odd input dim
+            raise ConfigError(f"config.lora.base_dtype: {error}") from None
+        shardings = None if policy.rules is None else policy.rules.tree_shardings(
+            lora.frozen_axes(shapes, param_axes(shapes)), shapes)
+        frozen = jax.jit(freeze, out_shardings=shardings)(policy.params)
     return {"layers": {"lora": adapters}}, frozen, config
 
 
@@ -228,8 +246,12 @@ def build_training(config, mesh_sizes: dict) -> Training:
     check_resumable(checkpointer, settings)  # before any model loads
     local = local_rules(mesh_sizes)
     policy = load_policy(config.model, local)  # a checkpoint, so a tokenizer: see validation
-    judge = make_judge(config, policy)
     trainable, frozen, model_config = split_params(policy, config.lora)
+    if config.lora.rank:
+        # The full-precision base is released: policy, judge, reference and opponent all read
+        # the frozen one (a local judge of path "policy" judges with the base weights).
+        policy = dataclasses.replace(policy, params=frozen)
+    judge = make_judge(config, policy)
     r = config.rollout
     return Training(
         workdir=config.workdir, seed=config.seed, steps=t.steps, group_size=r.group_size,

@@ -37,6 +37,7 @@ TRAIN_KEYS = {
     "clip_high": "rl.clip_high", "aggregation": "rl.loss_aggregation", "beta": "rl.beta",
     "kl_estimator": "rl.kl_estimator", "num_microbatches": "rl.microbatches",
     "num_inner_updates": "rl.num_inner_updates", "logprob_chunk": "rl.logprob_chunk",
+    "remat": "rl.remat",
     "total_steps": "train.steps",
 }
 # Keys of the rollout section that are the engine's (NegotiationConfig); the others are the run's.
@@ -122,6 +123,20 @@ def base_config() -> ml_collections.ConfigDict:
         answer_max_new_tokens=256, n_resamples=1000, gsm8k_data_dir=""))
     c.wandb = ml_collections.ConfigDict(dict(enabled=False, project="negojax"))
     return c
+
+
+def load_config_file(path: str):
+    """get_config() of a config file (configs/<name>.py); a config may start from another's."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"--config={path}: no such file; pass --config=configs/<name>.py")
+    name = "negojax_config_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"--config={path}: defines no get_config(); add one returning a "
+                          "ConfigDict")
+    return module.get_config()
 
 
 def _fail(key: str, problem: str) -> None:

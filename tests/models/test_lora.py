@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from negojax.models import lora
+from negojax.models import lora, quantization
 from negojax.models.transformer import forward as eager_forward, init_params
 from negojax.parallel.mesh import make_mesh
 from negojax.parallel.sharding import LogicalRules
@@ -60,10 +60,10 @@ def test_merge_equals_w_plus_scaled_ab(base):
 
 def test_int8_base_dequantises_within_half_a_step(base):
     w = base["layers"]["wo"]
-    q = lora.quantize_int8(w, 2)
-    assert q["q"].dtype == jnp.int8 and q["scale"].shape == (CONFIG.num_layers, 1, 1,
-                                                               CONFIG.hidden_size)
-    assert np.all(np.abs(lora.dequantize(q) - w) <= q["scale"] / 2 + 1e-7)
+    q = quantization.quantize(w, "int8", 2)
+    assert q["int8"].dtype == jnp.int8 and q["scale"].shape == (CONFIG.num_layers, 1, 1,
+                                                                  CONFIG.hidden_size)
+    assert np.all(np.abs(quantization.dequantize(q, 2, layers=True) - w) <= q["scale"] / 2 + 1e-7)
     frozen = lora.freeze_base(base, "int8")
     logits, ref = forward(frozen, CONFIG, IDS), forward(base, CONFIG, IDS)
     assert float(jnp.max(jnp.abs(logits - ref))) < 0.05 * float(jnp.max(jnp.abs(ref)))

@@ -67,6 +67,22 @@ def test_microbatches_match_one_big_batch(rules, steps):
                                       for k in (1, 2)])
 
 
+def test_remat_gives_the_same_update_in_less_memory(rules, steps):
+    """rl.remat recomputes each layer in the backward pass: the update is the plain one, and
+    the compiled step keeps less (every layer's MLP activations no longer stay alive)."""
+    remat = dataclasses.replace(BASE, remat=True)
+    batch = make_batch(0).with_loss_positions(T)
+    assert_same_update(steps, rules, [(BASE, batch), (remat, batch)])
+    wide = CONFIG.replace(intermediate_size=1024, num_layers=4)
+    temps = []
+    for hp in (BASE, remat):
+        state = train_step.train_state_shapes(init_params(wide, seed=0), {}, hp, rules)
+        compiled = make_train_step(hp, wide, rules, state).lower(
+            state, jax.eval_shape(lambda: make_batch(0, length=64))).compile()
+        temps.append(compiled.memory_analysis().temp_size_in_bytes)
+    assert temps[1] < 0.7 * temps[0], temps
+
+
 @pytest.mark.parametrize("beta", [0.0, 0.1])
 def test_loss_positions_match_every_position(rules, steps, beta):
     """Unembedding only the loss positions gives the same update as unembedding all of them."""

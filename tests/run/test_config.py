@@ -78,6 +78,8 @@ def test_override_checks_in_process(argv, expected, monkeypatch):
     ("rl.clip_low", -1.0, "config.rl.clip_low: -1.0 must lie in [0, 1)"),
     ("rl.microbatches", 0, "config.rl.microbatches: 0 must be an integer >= 1"),
     ("rl.loss_aggregation", "sum", "config.rl.loss_aggregation: 'sum' is not one of"),
+    ("lora.base_dtype", "nf5", "config.lora.base_dtype: 'nf5' is not one of float32, bfloat16, "
+                               "int8, int4, nf4"),
 ])
 def test_static_validation_in_process(key, value, expected):
     config = shipped_config("tiny_test")
@@ -151,3 +153,19 @@ def test_tpu_v4_config_is_the_method_setting_on_a_v4_64_mesh():
     # 8 hosts, and the batch splits over data x fsdp x microbatches.
     sizes = validate_devices(c, device_count=32, process_count=8)
     assert sizes == {"data": 1, "fsdp": 8, "tensor": 4}
+
+
+@pytest.mark.parametrize("name,devices,mesh", [
+    ("tpu_v4_8", 4, {"data": 1, "fsdp": 4, "tensor": 1}),
+    ("gpu_80gb", 1, {"data": 1, "fsdp": 1, "tensor": 1})])
+def test_qlora_configs_are_the_method_on_their_machine(name, devices, mesh):
+    """The method's settings with an nf4 base and rematerialised layers; only the machine's
+    keys differ from configs/tpu_v4.py (BENCHMARKS.md measures their train step)."""
+    c, method = shipped_config(name), shipped_config("tpu_v4")
+    assert c.lora.base_dtype == "nf4" and c.rl.remat and not c.distributed
+    assert validate_devices(c, device_count=devices, process_count=1) == mesh
+    for section in ("rollout", "optim", "model"):
+        differ = {k for k in method[section] if c[section][k] != method[section][k]}
+        assert differ <= {"path"}, (section, differ)
+    assert {k for k in method.rl if c.rl[k] != method.rl[k]} == {"microbatches"}
+    assert (c.lora.rank, c.lora.alpha) == (method.lora.rank, method.lora.alpha)

@@ -1,9 +1,9 @@
-"""The method's configs run end to end on CPU in miniature: configs/tpu_v4.py and
-configs/gpu_h100.py as shipped, with only the model (Qwen3's architecture at tiny size, with
+"""The method's configs run end to end on CPU in miniature: configs/tpu_v4.py, tpu_v4_8.py,
+gpu_80gb.py and gpu_h100.py as shipped, with only the model (Qwen3's architecture at tiny size, with
 Qwen3's real tokenizer and published template) and the mesh (8 fake CPU devices, fsdp 4 x
 tensor 2) replaced, plus what a laptop cannot reach: GCS (workdir), W&B, the judge's endpoint
 (a local OpenAI-compatible server) and the pod coordinator. Two steps, so the warm-up ends
-first. Everything else stays as shipped: LoRA r64 on a bf16 base, 7 turns with 2 of context,
+first. Everything else stays as shipped: LoRA r64 on a bf16 or nf4 base, 7 turns with 2 of context,
 G = 8 over 16 prompts, thinking off."""
 import json
 import subprocess
@@ -16,7 +16,8 @@ from openai_server import start_server, stop_server, varied_judge
 from shipped_configs import shipped_config
 from trainer_runs import REPO, env, main_args, metrics
 
-PRESETS = {"tpu_v4": "qwen3-14b", "gpu_h100": "qwen3-1.7b"}
+PRESETS = {"tpu_v4": "qwen3-14b", "tpu_v4_8": "qwen3-14b", "gpu_80gb": "qwen3-14b",
+           "gpu_h100": "qwen3-1.7b"}
 
 
 @pytest.fixture(scope="module")
