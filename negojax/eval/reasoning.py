@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from negojax.eval.metrics import bootstrap_ci
+
 # a minus sign counts only when it is not a hyphen between words or numbers ("2024-2025" ends in 2025)
 _NUMBER = re.compile(r"(?:(?<![\w-])-)?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 
@@ -116,14 +118,17 @@ def reasoning_prompt(problem: ReasoningProblem) -> str:
     return f"{problem.question}\n{ANSWER_INSTRUCTION}"
 
 
-def score_reasoning(problems: Sequence[ReasoningProblem], responses: Sequence[str]) -> dict:
+def score_reasoning(problems: Sequence[ReasoningProblem], responses: Sequence[str], *,
+                    n_resamples: int = 1000, seed: int = 0) -> dict:
+    """Exact-match accuracy with its 95% bootstrap interval."""
     if len(problems) != len(responses):
         raise ValueError(f"score_reasoning needs one response per problem; got {len(responses)} for {len(problems)}")
     correct = []
     for problem, response in zip(problems, responses):
         got = extract_answer(response)
         correct.append(got is not None and abs(got - problem.answer) < 1e-6)
-    return {"n": len(problems), "accuracy": float(np.mean(correct)) if correct else float("nan")}
+    return {"n": len(problems), "accuracy": float(np.mean(correct)) if correct else float("nan"),
+            "accuracy_ci": list(bootstrap_ci(np.asarray(correct, float), n_resamples=n_resamples, seed=seed))}
 
 
 def gsm8k_answer(solution: str) -> float:

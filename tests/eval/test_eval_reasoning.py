@@ -1,5 +1,6 @@
 import re
 
+import numpy as np
 import pytest
 
 from negojax.eval.reasoning import (
@@ -65,7 +66,10 @@ def test_score_reasoning():
     problems = [ReasoningProblem("a", "t", "q", 18.0), ReasoningProblem("b", "t", "q", 459.8),
                 ReasoningProblem("c", "t", "q", 7.0)]
     scores = score_reasoning(problems, ["Change: $18", "Final price: $459.80", "I do not know"])
-    assert scores == {"n": 3, "accuracy": pytest.approx(2 / 3)}
+    # NumPy reference of the percentile bootstrap over the three right/wrong outcomes
+    resampled = np.array([1.0, 1.0, 0.0])[np.random.default_rng(0).integers(0, 3, size=(1000, 3))].mean(axis=1)
+    assert scores == {"n": 3, "accuracy": pytest.approx(2 / 3),
+                      "accuracy_ci": pytest.approx(list(np.percentile(resampled, [2.5, 97.5])))}
 
 
 def test_gsm8k_answer_format():
