@@ -33,6 +33,10 @@ setup(
         # One filesystem for a run's artifacts, local or gs:// (negojax/storage.py).
         "fsspec>=2024.6",
         "gcsfs>=2024.6",
+        # IFEval's own instruction checkers for the capability guard (negojax/eval/instructions.py); langdetect,
+        # which they call, is seeded there, so it is imported directly.
+        "if-verifiable>=0.1.2,<0.2",
+        "langdetect>=1.0.9",
     ],
     extras_require={
         # accelerate: transformers needs it to load GGUF files (the reference in tests/checkpoints/test_gguf.py).

@@ -92,21 +92,27 @@ def capability_guard(
     problems: Sequence[ReasoningProblem] | None = None,
     gsm8k_data_dir: str | None = None,
     gsm8k_limit: int | None = 200,
+    n_resamples: int = 1000,
+    seed: int = 0,
 ) -> dict:
-    """Both models on the instruction set, the arithmetic set and (where prepared) gsm8k, side by side:
+    """Both models on the IFEval-format instruction prompts (all shipped ones by default), the arithmetic set
+    and (where prepared) gsm8k, side by side:
     {"instructions": {"A": scores, "B": scores}, "reasoning": {...}, "gsm8k": {...} or {"skipped": why}}."""
     instructions = instruction_prompts() if instructions is None else instructions
     problems = reasoning_problems() if problems is None else problems
     models = {"A": generate_a, "B": generate_b}
     instruction_texts = [p.prompt for p in instructions]
     reasoning_texts = [reasoning_prompt(p) for p in problems]
+    intervals = {"n_resamples": n_resamples, "seed": seed}
     result = {
-        "instructions": {k: score_instructions(instructions, g(instruction_texts)) for k, g in models.items()},
-        "reasoning": {k: score_reasoning(problems, g(reasoning_texts)) for k, g in models.items()},
+        "instructions": {k: score_instructions(instructions, g(instruction_texts), **intervals)
+                         for k, g in models.items()},
+        "reasoning": {k: score_reasoning(problems, g(reasoning_texts), **intervals) for k, g in models.items()},
     }
     if gsm8k_data_dir is not None:
         gsm8k, skipped = load_gsm8k(gsm8k_data_dir, limit=gsm8k_limit)
         result["gsm8k"] = {"skipped": skipped} if skipped else {
-            k: score_reasoning(gsm8k, g([reasoning_prompt(p) for p in gsm8k])) for k, g in models.items()
+            k: score_reasoning(gsm8k, g([reasoning_prompt(p) for p in gsm8k]), **intervals)
+            for k, g in models.items()
         }
     return result

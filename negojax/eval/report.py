@@ -186,7 +186,7 @@ def win_rate_table(results: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def capability_table(results: dict, labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
-    header = ["set", "metric", labels["A"], labels["B"], "difference (A - B)"]
+    header = ["set", "metric", f"{labels['A']} [95% CI]", f"{labels['B']} [95% CI]", "difference (A - B)"]
     rows = []
     for name, entry in results.get("capability", {}).items():
         if "skipped" in entry:
@@ -195,16 +195,20 @@ def capability_table(results: dict, labels: dict[str, str]) -> tuple[list[str], 
         a, b = entry.get("A", {}), entry.get("B", {})
         for metric in [k for k, v in a.items() if isinstance(v, float)]:
             diff = a[metric] - b[metric] if isinstance(b.get(metric), float) else None
-            rows.append([name, metric, _fmt(a[metric]), _fmt(b.get(metric)), _fmt(diff)])
+            rows.append([name, metric, _with_ci(a, metric), _with_ci(b, metric), _fmt(diff)])
     return header, rows
 
 
-def instruction_kind_table(results: dict, labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
-    """Accuracy per constraint kind, so a regression can be traced to the instruction types it hits."""
+def instruction_id_table(results: dict, labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+    """Strict and loose accuracy per IFEval instruction id, so a regression can be traced to the
+    instructions it hits."""
     entry = results.get("capability", {}).get("instructions", {})
-    a, b = entry.get("A", {}).get("per_kind", {}), entry.get("B", {}).get("per_kind", {})
-    header = ["constraint kind", labels["A"], labels["B"]]
-    return header, [[kind, _fmt(a.get(kind)), _fmt(b.get(kind))] for kind in sorted(set(a) | set(b))]
+    a, b = entry.get("A", {}).get("per_instruction", {}), entry.get("B", {}).get("per_instruction", {})
+    header = ["IFEval instruction", f"{labels['A']} strict", f"{labels['A']} loose", f"{labels['B']} strict",
+              f"{labels['B']} loose"]
+    return header, [[iid, _fmt(a.get(iid, {}).get("strict")), _fmt(a.get(iid, {}).get("loose")),
+                     _fmt(b.get(iid, {}).get("strict")), _fmt(b.get(iid, {}).get("loose"))]
+                    for iid in sorted(set(a) | set(b))]
 
 
 def training_table(rows: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
@@ -300,7 +304,7 @@ def write_report(
         "conflict": conflict_table(eval_results, labels),
         "win_rates": win_rate_table(eval_results),
         "capability": capability_table(eval_results, labels),
-        "instruction_kinds": instruction_kind_table(eval_results, labels),
+        "instruction_ids": instruction_id_table(eval_results, labels),
     }
 
     def table_or_missing(name: str, missing: str) -> str:
@@ -317,10 +321,10 @@ def write_report(
                           ("diagnostics", "training diagnostics"))
         if plots[name] is not None
     )
-    instruction_kinds = ""
-    if tables["instruction_kinds"][1]:
-        instruction_kinds = (f"<details><summary>Instruction following by constraint kind</summary>"
-                             f"{_html_table(tables['instruction_kinds'])}</details>")
+    instruction_ids = ""
+    if tables["instruction_ids"][1]:
+        instruction_ids = (f"<details><summary>Instruction following by IFEval instruction id</summary>"
+                           f"{_html_table(tables['instruction_ids'])}</details>")
     ca_histogram = (_img(plots["ca_scores"], "histogram of CA scores") if plots["ca_scores"]
                     else _missing("No CA scores in these results."))
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -338,9 +342,11 @@ anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
 <h2>Collective-Agency scores</h2>
 {ca_histogram}
 <h2>General-capability guard</h2>
-<p class="meta">Strict accuracy: every constraint of a prompt holds; loose accuracy: constraints counted one by one.</p>
+<p class="meta">Instructions: IFEval's own checkers. Prompt-level accuracy counts a prompt when every one of its
+instructions holds, instruction-level counts instructions one by one; strict judges the answer as written, loose
+also accepts it with its first or last line or its markdown asterisks removed. Reasoning: exact-match accuracy.</p>
 {table_or_missing("capability", "No capability evaluation in these results.")}
-{instruction_kinds}
+{instruction_ids}
 <h2>Training</h2>
 {_missing(no_metrics) if no_metrics else _html_table(tables["training"]) + training_plots}
 <h2>Sample transcripts</h2>

@@ -74,9 +74,9 @@ def evaluate(run: Evaluation) -> str:
             n_resamples=n, seed=seed)
     results["capability"] = capability_guard(
         generators["A"], generators["B"],
-        instructions=instruction_prompts(max(run.capability_prompts, 1))[:run.capability_prompts],
+        instructions=instruction_prompts(run.capability_prompts),
         problems=reasoning_problems(max(run.reasoning_problems, 1))[:run.reasoning_problems],
-        gsm8k_data_dir=run.gsm8k_data_dir)
+        gsm8k_data_dir=run.gsm8k_data_dir, n_resamples=n, seed=seed)
     report = write_run_report(run.workdir, results)
     print(f"wrote:\n  eval_results      {run.workdir}/{EVAL_RESULTS_FILE}\n"
           f"  report            {report}", flush=True)

@@ -69,7 +69,8 @@ def length_ca_score(dilemmas, personas, solutions):
 
 
 def careful_model(prompts):
-    # Follows a couple of constraints and does arithmetic on nothing: a deterministic stand-in for a model.
+    # Follows a couple of instructions (lowercase, no commas) and does arithmetic on nothing: a deterministic
+    # stand-in for a model.
     return [p.lower().replace(",", "") for p in prompts]
 
 
@@ -132,13 +133,20 @@ def test_report_tables_carry_the_numbers(report):
     assert f"{greedy['agreement_rate']:.3f} [{greedy['agreement_rate_ci'][0]:.3f}" in markdown
     win = results["win_rates"]["conflict"]
     assert f"| conflict | {win['n']} | {win['wins']} | {win['losses']} | {win['ties']} |" in markdown
-    strict_a = results["capability"]["instructions"]["A"]["strict_accuracy"]
-    assert f"| instructions | strict_accuracy | {strict_a:.3f} |" in markdown
+    instructions = results["capability"]["instructions"]
+    for metric in ("prompt_strict_accuracy", "prompt_loose_accuracy", "instruction_strict_accuracy",
+                   "instruction_loose_accuracy"):
+        a, b = instructions["A"], instructions["B"]
+        assert (f"| instructions | {metric} | {a[metric]:.3f} [{a[metric + '_ci'][0]:.3f}, "
+                f"{a[metric + '_ci'][1]:.3f}] | {b[metric]:.3f} [") in markdown, metric
+    reasoning = results["capability"]["reasoning"]["A"]
+    assert f"| reasoning | accuracy | {reasoning['accuracy']:.3f} [{reasoning['accuracy_ci'][0]:.3f}, " in markdown
     assert "skipped: gsm8k not prepared in" in page and "skipped: gsm8k not prepared in" in markdown
     assert "1 unreadable line(s) skipped" in page
     assert "trained (step 60)" in page
-    no_commas = results["capability"]["instructions"]["A"]["per_kind"]["no_commas"]
-    assert f"<td>no_commas</td><td class=\"num\">{no_commas:.3f}</td>" in page
+    no_comma = instructions["A"]["per_instruction"]["punctuation:no_comma"]
+    assert (f"<td>punctuation:no_comma</td><td class=\"num\">{no_comma['strict']:.3f}</td>"
+            f"<td class=\"num\">{no_comma['loose']:.3f}</td>") in page
 
 
 def test_report_says_what_is_missing(tmp_path):
