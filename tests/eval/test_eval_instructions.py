@@ -99,11 +99,13 @@ def test_an_empty_answer_fails_every_instruction():
 
 def test_shipped_prompts_are_satisfiable_and_language_detection_is_repeatable():
     prompts = {p.key: p for p in instruction_prompts()}
-    italian = prompts[49]
-    assert italian.instruction_id_list == ("language:response_language",) and italian.kwargs == ({"language": "it"},)
+    italian = prompts[47]
+    assert italian.instruction_id_list == ("language:response_language", "detectable_format:title")
+    assert italian.kwargs[0] == {"language": "it"}
     answers = {
         1: "We could split the cost of repainting: you buy the paint and I do the work.",
-        49: "Propongo di comprare insieme un tosaerba e di usarlo a turno, un sabato ciascuno, dividendo le spese.",
+        47: "<<Un contratto equo>>\nPropongo di fissare una tariffa chiara, di concordare le scadenze per iscritto "
+            "e di chiedere un anticipo prima di iniziare il lavoro.",
     }
     chosen = [prompts[k] for k in answers]
     for _ in range(3):
