@@ -19,7 +19,6 @@ import os
 import ml_collections
 
 from negojax import storage
-from negojax.eval.instructions import instruction_prompts
 from negojax.models import lora
 from negojax.models.config import DTYPE_NAMES, PRESETS
 from negojax.negotiation import OPPONENT_MODES, NegotiationConfig
@@ -295,10 +294,13 @@ def validate_static(config) -> None:
         _positive(config, f"eval.{key}")
     for key in ("open_ended_tasks", "capability_prompts", "reasoning_problems"):
         _positive(config, f"eval.{key}", allow_zero=True)
-    shipped = len(instruction_prompts())
-    if config.eval.capability_prompts > shipped:
-        _fail("eval.capability_prompts", f"{config.eval.capability_prompts} is more than the {shipped} shipped "
-              f"IFEval-format prompts; set it to at most {shipped}")
+    if config.mode == "eval":
+        # only evaluation reads the prompts, and importing IFEval's checkers (datasets, nltk) takes seconds
+        from negojax.eval.instructions import instruction_prompts
+        shipped = len(instruction_prompts())
+        if config.eval.capability_prompts > shipped:
+            _fail("eval.capability_prompts", f"{config.eval.capability_prompts} is more than the {shipped} "
+                  f"shipped IFEval-format prompts; set it to at most {shipped}")
     if config.mode == "train" and config.wandb.enabled and importlib.util.find_spec("wandb") is None:
         _fail("wandb.enabled", "is True but wandb is not installed; run pip install 'negojax[wandb]' "
               "or set --config.wandb.enabled=False")

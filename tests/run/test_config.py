@@ -80,8 +80,6 @@ def test_override_checks_in_process(argv, expected, monkeypatch):
     ("rl.loss_aggregation", "sum", "config.rl.loss_aggregation: 'sum' is not one of"),
     ("lora.base_dtype", "nf5", "config.lora.base_dtype: 'nf5' is not one of float32, bfloat16, "
                                "int8, int4, nf4"),
-    ("eval.capability_prompts", 121, "config.eval.capability_prompts: 121 is more than the 120 shipped "
-                                     "IFEval-format prompts; set it to at most 120"),
 ])
 def test_static_validation_in_process(key, value, expected):
     config = shipped_config("tiny_test")
@@ -90,6 +88,17 @@ def test_static_validation_in_process(key, value, expected):
     with pytest.raises(ConfigError) as error:
         validate_static(config)
     assert str(error.value).count("\n") == 0 and expected in str(error.value)
+
+
+def test_evaluation_cannot_ask_for_more_instruction_prompts_than_are_shipped():
+    config = shipped_config("tiny_test")
+    config.mode, config.eval.capability_prompts = "eval", 121
+    with pytest.raises(ConfigError) as error:
+        validate_static(config)
+    assert str(error.value) == ("config.eval.capability_prompts: 121 is more than the 120 shipped IFEval-format "
+                                "prompts; set it to at most 120")
+    config.eval.capability_prompts = 120
+    validate_static(config)
 
 
 def test_defaults_are_the_components_own():
