@@ -33,6 +33,8 @@ setup(
         # One filesystem for a run's artifacts, local or gs:// (negojax/storage.py).
         "fsspec>=2024.6",
         "gcsfs>=2024.6",
+        # Porter stems for the lexical process metrics of dialogues (negojax/eval/process.py).
+        "nltk>=3.8",
     ],
     extras_require={
         # accelerate: transformers needs it to load GGUF files (the reference in tests/checkpoints/test_gguf.py).

@@ -1,0 +1,191 @@
+"""Process metrics of negotiation dialogues: how a dialogue got to its outcome, not only the outcome.
+
+Per dialogue (a transcript record as negojax.negotiation.records writes it, with the task's personas):
+- rounds to agreement: turns taken by an agreed dialogue (None without agreement);
+- position movement of each seat per turn, scored lexically: a turn is the bag of Porter stems of
+  its content words, two turns are compared by the cosine of their stem counts, and a seat's
+  movement at its k-th turn is 1 - similarity to its own opening turn (its "drift"). A lexical
+  measure is deterministic, costs nothing and needs no judge call, so it can run on every
+  evaluated dialogue; it measures how much a seat changed what it says, which is a proxy for its
+  stated position (a paraphrase of the same position reads as movement);
+- the outcome: "capitulation" when a seat's last turn is far closer to another seat's opening than
+  to its own while that other seat barely moved, "convergence" when no seat capitulated, every
+  seat's last turn came closer to the others' openings than its own opening was and the seats' last
+  turns are closer to each other than their openings were, else "neither";
+- whether each persona's core value and name are named in the final solution (case-insensitive,
+  stem-tolerant: a core value counts as named when at least half of its content words appear).
+Aggregates over an evaluation set carry percentile-bootstrap 95% intervals.
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import re
+from typing import Sequence
+
+import numpy as np
+from nltk.stem import PorterStemmer
+
+from negojax.data.records import Persona
+from negojax.eval.metrics import bootstrap_ci
+
+OUTCOMES = ("capitulation", "convergence", "neither")
+# A seat capitulates when its last turn is this much more similar to another seat's opening than to
+# its own; half the similarity scale, so borrowing a few of the other's words is not capitulation.
+CAPITULATION_MARGIN = 0.5
+# "Barely moved": the other seat's last turn keeps at least 80% similarity to its opening.
+STILL = 0.2
+# Convergence: each seat's last turn gained at least this much similarity to the others' openings,
+# and the last turns are at least this much more similar to each other than the openings were.
+CONVERGENCE_MARGIN = 0.1
+# A core value is named when this share of its content words appears in the final solution.
+NAMED_SHARE = 0.5
+# Porter leaves "loyalty" as "loyalti" and "loyal" as "loyal": a stem that starts another stem
+# matches it, from this length on so that short stems ("us", "art") do not match everything.
+MIN_PREFIX = 4
+
+_WORD = re.compile(r"[a-z]+")
+_STOPWORDS = frozenset("""
+a about above after again against all also am an and any are as at be because been before being below
+between both but by can could did do does doing down during each either even every few for from further
+had has have having he her here hers herself him himself his how i if in into is it its itself just let
+like may me might more most must my myself neither no nor not now of off on once only or other our ours
+ourselves out over own same shall she should so some such than that the their theirs them themselves then
+there these they this those through to too under until up upon us very was we were what when where which
+while who whom why will with would yet you your yours yourself yourselves
+""".split())
+
+
+@functools.lru_cache(maxsize=None)
+def _stemmer() -> PorterStemmer:
+    return PorterStemmer()
+
+
+def content_stems(text: str | None) -> list[str]:
+    """Porter stems of the content words of `text`, lower-cased, stopwords left out, in order."""
+    stem = _stemmer().stem
+    return [stem(w) for w in _WORD.findall((text or "").lower()) if w not in _STOPWORDS]
+
+
+def similarity(a: str | None, b: str | None) -> float:
+    """Cosine similarity of the stem counts of two texts, in [0, 1]; 0 when either has no content word."""
+    ca, cb = collections.Counter(content_stems(a)), collections.Counter(content_stems(b))
+    dot = sum(n * cb[s] for s, n in ca.items())
+    if dot == 0:
+        return 0.0
+    norm = np.sqrt(sum(n * n for n in ca.values())) * np.sqrt(sum(n * n for n in cb.values()))
+    return float(dot / norm)
+
+
+def _stem_named(stem: str, present: set[str]) -> bool:
+    if stem in present:
+        return True
+    if len(stem) < MIN_PREFIX:
+        return False
+    return any(len(p) >= MIN_PREFIX and (p.startswith(stem) or stem.startswith(p)) for p in present)
+
+
+def named_share(phrase: str, text: str | None) -> float:
+    """The share of `phrase`'s distinct content stems that `text` names (stem-tolerant); 0 for no content."""
+    wanted = set(content_stems(phrase))
+    if not wanted:
+        return 0.0
+    present = set(content_stems(text))
+    return sum(_stem_named(s, present) for s in wanted) / len(wanted)
+
+
+def seat_turns(record: dict, num_seats: int) -> list[list[str]]:
+    """Each seat's turn texts in dialogue order."""
+    turns = [[] for _ in range(num_seats)]
+    for turn in record["turns"]:
+        turns[turn["speaker"]].append(turn["text"])
+    return turns
+
+
+def _mean_pairwise(texts: dict[int, str], seats: list[int]) -> float:
+    return float(np.mean([similarity(texts[a], texts[b]) for i, a in enumerate(seats) for b in seats[i + 1:]]))
+
+
+def _outcome(turns: list[list[str]]) -> tuple[str, list[float], list[float]]:
+    """(outcome, drift of each seat's last turn from its opening, gain of each seat toward the others)."""
+    spoke = [s for s, t in enumerate(turns) if t]
+    opening = {s: turns[s][0] for s in spoke}
+    last = {s: turns[s][-1] for s in spoke}
+    drift = [1.0 - similarity(last[s], opening[s]) if s in last else float("nan")
+             for s in range(len(turns))]
+    gain = [float("nan")] * len(turns)
+    if len(spoke) < 2:  # nobody to capitulate to or converge with
+        return "neither", drift, gain
+    for s in spoke:
+        others = [o for o in spoke if o != s]
+        gain[s] = float(np.mean([similarity(last[s], opening[o]) - similarity(opening[s], opening[o])
+                                 for o in others]))
+    for s in spoke:
+        own = similarity(last[s], opening[s])
+        for o in spoke:
+            if o != s and similarity(last[s], opening[o]) - own >= CAPITULATION_MARGIN and drift[o] <= STILL:
+                return "capitulation", drift, gain
+    # Both conditions: seats that swap positions each gain toward the other's opening but end as far
+    # apart as they began.
+    closer = (_mean_pairwise(last, spoke) - _mean_pairwise(opening, spoke)) >= CONVERGENCE_MARGIN
+    if closer and all(gain[s] >= CONVERGENCE_MARGIN for s in spoke):
+        return "convergence", drift, gain
+    return "neither", drift, gain
+
+
+def dialogue_process(record: dict, personas: Sequence[Persona]) -> dict:
+    """The process metrics of one dialogue; `personas` are its task's, in seat order."""
+    turns = seat_turns(record, len(personas))
+    outcome, drift, gain = _outcome(turns)
+    solution = record.get("final_solution")
+    agreed = record.get("agreement_turn") is not None
+    return {
+        "scenario_id": record.get("scenario_id"),
+        "agreed": agreed,
+        "rounds": len(record["turns"]) if agreed else None,
+        # movement[s][k]: 1 - similarity of seat s's k-th turn to its opening (0 at k = 0).
+        "movement": [[1.0 - similarity(text, seat[0]) for text in seat] for seat in turns],
+        "final_drift": drift,
+        "gain_toward_others": gain,
+        "outcome": outcome,
+        "core_value_share": [named_share(p.core_value, solution) for p in personas],
+        "core_value_named": [named_share(p.core_value, solution) >= NAMED_SHARE for p in personas],
+        "name_named": [named_share(p.name, solution) == 1.0 for p in personas],
+    }
+
+
+def _mean_ci(values: Sequence[float], n_resamples: int, seed: int) -> dict:
+    values = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return {"mean": float(np.mean(values)) if values else float("nan"), "n": len(values),
+            "ci": list(bootstrap_ci(values, n_resamples=n_resamples, seed=seed))}
+
+
+def process_metrics(records: Sequence[dict], personas: Sequence[Sequence[Persona]], *,
+                    n_resamples: int = 1000, seed: int = 0) -> dict:
+    """Per-dialogue process metrics of `records` (one persona tuple per record) and their aggregates:
+    {"n", "rounds", "final_drift", "capitulation", "convergence", "neither", "core_value_named",
+     "all_core_values_named", "name_named": {"mean", "n", "ci"} each,
+     "movement_by_turn": [[mean movement of seat s at its k-th turn, ...] per seat], "dialogues": [...]}."""
+    if len(records) != len(personas):
+        raise ValueError(f"process_metrics needs one persona tuple per dialogue; got {len(personas)} "
+                         f"for {len(records)}")
+    dialogues = [dialogue_process(r, p) for r, p in zip(records, personas)]
+    stat = functools.partial(_mean_ci, n_resamples=n_resamples, seed=seed)
+    result = {"n": len(dialogues),
+              "rounds": stat([d["rounds"] for d in dialogues]),
+              "final_drift": stat([v for d in dialogues for v in d["final_drift"]])}
+    for outcome in OUTCOMES:
+        result[outcome] = stat([float(d["outcome"] == outcome) for d in dialogues])
+    result["core_value_named"] = stat([float(v) for d in dialogues for v in d["core_value_named"]])
+    result["all_core_values_named"] = stat([float(all(d["core_value_named"])) for d in dialogues
+                                            if d["core_value_named"]])
+    result["name_named"] = stat([float(v) for d in dialogues for v in d["name_named"]])
+    seats = max((len(d["movement"]) for d in dialogues), default=0)
+    by_turn = []
+    for s in range(seats):
+        series = [d["movement"][s] for d in dialogues if s < len(d["movement"])]
+        depth = max((len(m) for m in series), default=0)
+        by_turn.append([float(np.mean([m[k] for m in series if k < len(m)])) for k in range(depth)])
+    result["movement_by_turn"] = by_turn
+    result["dialogues"] = dialogues
+    return result
