@@ -74,7 +74,7 @@ def similarity(a: str | None, b: str | None) -> float:
     if dot == 0:
         return 0.0
     norm = np.sqrt(sum(n * n for n in ca.values())) * np.sqrt(sum(n * n for n in cb.values()))
-    return float(dot / norm)
+    return float(min(1.0, dot / norm))  # rounding can exceed 1 for identical texts
 
 
 def _stem_named(stem: str, present: set[str]) -> bool:
