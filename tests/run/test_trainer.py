@@ -47,7 +47,9 @@ def test_eval_mode_compares_the_export_with_the_base_and_writes_the_report(unint
     assert results["models"]["A"].endswith("export") and results["conflict"]["greedy"]["n"] == 2
     assert set(results["win_rates"]) == {"conflict", "open_ended"}
     assert set(results["capability"]) >= {"instructions", "reasoning"}
+    assert results["process"]["A"]["greedy"]["n"] == results["process"]["B"]["greedy"]["n"] == 2
     assert "Pairwise CA win rate" in (workdir / "report.html").read_text()
+    assert "process_movement.png" in (workdir / "report.html").read_text()
     assert "eval_results" in proc.stdout
 
 
