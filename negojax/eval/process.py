@@ -2,12 +2,14 @@
 
 Per dialogue (a transcript record as negojax.negotiation.records writes it, with the task's personas):
 - rounds to agreement: turns taken by an agreed dialogue (None without agreement);
-- position movement of each seat per turn, scored lexically: a turn is the bag of Porter stems of
-  its content words, two turns are compared by the cosine of their stem counts, and a seat's
-  movement at its k-th turn is 1 - similarity to its own opening turn (its "drift"). A lexical
-  measure is deterministic, costs nothing and needs no judge call, so it can run on every
-  evaluated dialogue; it measures how much a seat changed what it says, which is a proxy for its
-  stated position (a paraphrase of the same position reads as movement);
+- position movement of each seat per turn: a seat's movement at its k-th turn is 1 - the
+  similarity of that turn to its own opening turn (its "drift"). Similarity is lexical by default:
+  a turn is the bag of Porter stems of its content words and two turns are compared by the cosine
+  of their stem counts. That is deterministic, costs nothing and needs no judge call, so it runs on
+  every evaluated dialogue; but it measures how much a seat changed what it says, a proxy for its
+  stated position (a paraphrase of the same position reads as movement). similarity_kind="judge"
+  instead asks the judge whether the two statements agree on the core solution (its agreement
+  prompt) and takes P(yes), which reads positions rather than words, at one judge call a pair;
 - the outcome: "capitulation" when a seat's last turn is far closer to another seat's opening than
   to its own while that other seat barely moved, "convergence" when no seat capitulated, every
   seat's last turn came closer to the others' openings than its own opening was and the seats' last
@@ -21,7 +23,7 @@ from __future__ import annotations
 import collections
 import functools
 import re
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from nltk.stem import PorterStemmer
@@ -30,6 +32,7 @@ from negojax.data.records import Persona
 from negojax.eval.metrics import bootstrap_ci
 
 OUTCOMES = ("capitulation", "convergence", "neither")
+SIMILARITIES = ("lexical", "judge")
 # A seat capitulates when its last turn is this much more similar to another seat's opening than to
 # its own; half the similarity scale, so borrowing a few of the other's words is not capitulation.
 CAPITULATION_MARGIN = 0.5
@@ -102,41 +105,66 @@ def seat_turns(record: dict, num_seats: int) -> list[list[str]]:
     return turns
 
 
-def _mean_pairwise(texts: dict[int, str], seats: list[int]) -> float:
-    return float(np.mean([similarity(texts[a], texts[b]) for i, a in enumerate(seats) for b in seats[i + 1:]]))
+Ref = tuple[int, int]  # (seat, index among that seat's turns)
+# One similarity to score: (dilemma, personas, (label, text), (label, text)).
+Query = tuple[str, Sequence[Persona], tuple[str, str], tuple[str, str]]
 
 
-def _outcome(turns: list[list[str]]) -> tuple[str, list[float], list[float]]:
-    """(outcome, drift of each seat's last turn from its opening, gain of each seat toward the others)."""
+def _needed(turns: list[list[str]]) -> list[tuple[Ref, Ref]]:
+    """The turn pairs whose similarity the metrics read: every turn against its seat's opening,
+    each seat's last turn and opening against every other seat's opening, the seats' last turns."""
     spoke = [s for s, t in enumerate(turns) if t]
-    opening = {s: turns[s][0] for s in spoke}
-    last = {s: turns[s][-1] for s in spoke}
-    drift = [1.0 - similarity(last[s], opening[s]) if s in last else float("nan")
-             for s in range(len(turns))]
-    gain = [float("nan")] * len(turns)
-    if len(spoke) < 2:  # nobody to capitulate to or converge with
-        return "neither", drift, gain
-    for s in spoke:
-        others = [o for o in spoke if o != s]
-        gain[s] = float(np.mean([similarity(last[s], opening[o]) - similarity(opening[s], opening[o])
-                                 for o in others]))
-    for s in spoke:
-        own = similarity(last[s], opening[s])
-        for o in spoke:
-            if o != s and similarity(last[s], opening[o]) - own >= CAPITULATION_MARGIN and drift[o] <= STILL:
-                return "capitulation", drift, gain
-    # Both conditions: seats that swap positions each gain toward the other's opening but end as far
-    # apart as they began.
-    closer = (_mean_pairwise(last, spoke) - _mean_pairwise(opening, spoke)) >= CONVERGENCE_MARGIN
-    if closer and all(gain[s] >= CONVERGENCE_MARGIN for s in spoke):
-        return "convergence", drift, gain
-    return "neither", drift, gain
+    last = {s: (s, len(turns[s]) - 1) for s in spoke}
+    pairs = [((s, k), (s, 0)) for s in spoke for k in range(1, len(turns[s]))]
+    pairs += [(x, (o, 0)) for s in spoke for o in spoke if o != s for x in (last[s], (s, 0))]
+    pairs += [(last[a], last[b]) for i, a in enumerate(spoke) for b in spoke[i + 1:]]
+    return [p for i, p in enumerate(pairs) if p[0] != p[1] and p not in pairs[:i]]
 
 
-def dialogue_process(record: dict, personas: Sequence[Persona]) -> dict:
-    """The process metrics of one dialogue; `personas` are its task's, in seat order."""
+def lexical_similarity(queries: Sequence[Query]) -> np.ndarray:
+    return np.array([similarity(x[1], y[1]) for _, _, x, y in queries], np.float64)
+
+
+def judge_similarity(judge) -> Callable[[Sequence[Query]], np.ndarray]:
+    """Similarity as the judge's P(the two statements agree on the core solution), asked with the
+    agreement prompt every judge already has; NaN where the judge failed."""
+    def score(queries: Sequence[Query]) -> np.ndarray:
+        return np.asarray(judge.agreement([q[0] for q in queries], [q[1] for q in queries],
+                                          [[q[2], q[3]] for q in queries]), np.float64)
+    return score
+
+
+def _scored(records, personas, score) -> list[dict[tuple[Ref, Ref], float]]:
+    """Every needed similarity of every dialogue, in one batched call of `score`."""
+    turns = [seat_turns(r, len(p)) for r, p in zip(records, personas)]
+    needed = [_needed(t) for t in turns]
+    label = lambda p, ref: f"{p[ref[0]].name}, its turn {ref[1] + 1}"  # noqa: E731
+    queries = [(r.get("dilemma", ""), p, (label(p, a), t[a[0]][a[1]]), (label(p, b), t[b[0]][b[1]]))
+               for r, p, t, pairs in zip(records, personas, turns, needed) for a, b in pairs]
+    values = iter(score(queries) if queries else [])
+    return [{pair: float(next(values)) for pair in pairs} for pairs in needed]
+
+
+def _process(record: dict, personas: Sequence[Persona], table: dict[tuple[Ref, Ref], float]) -> dict:
     turns = seat_turns(record, len(personas))
-    outcome, drift, gain = _outcome(turns)
+    sim = lambda a, b: 1.0 if a == b else table[a, b]  # noqa: E731
+    spoke = [s for s, t in enumerate(turns) if t]
+    last = {s: (s, len(turns[s]) - 1) for s in spoke}
+    drift = [1.0 - sim(last[s], (s, 0)) if s in last else float("nan") for s in range(len(turns))]
+    gain = [float("nan")] * len(turns)
+    outcome = "neither"
+    if len(spoke) >= 2:  # one seat alone has nobody to capitulate to or converge with
+        for s in spoke:
+            gain[s] = float(np.mean([sim(last[s], (o, 0)) - sim((s, 0), (o, 0)) for o in spoke if o != s]))
+        pairs = [(a, b) for i, a in enumerate(spoke) for b in spoke[i + 1:]]
+        # Both conditions: seats that swap positions each gain toward the other's opening but end
+        # as far apart as they began.
+        closer = np.mean([sim(last[a], last[b]) - sim((a, 0), (b, 0)) for a, b in pairs]) >= CONVERGENCE_MARGIN
+        if any(sim(last[s], (o, 0)) - sim(last[s], (s, 0)) >= CAPITULATION_MARGIN and drift[o] <= STILL
+               for s in spoke for o in spoke if o != s):
+            outcome = "capitulation"
+        elif closer and all(gain[s] >= CONVERGENCE_MARGIN for s in spoke):
+            outcome = "convergence"
     solution = record.get("final_solution")
     agreed = record.get("agreement_turn") is not None
     return {
@@ -144,7 +172,7 @@ def dialogue_process(record: dict, personas: Sequence[Persona]) -> dict:
         "agreed": agreed,
         "rounds": len(record["turns"]) if agreed else None,
         # movement[s][k]: 1 - similarity of seat s's k-th turn to its opening (0 at k = 0).
-        "movement": [[1.0 - similarity(text, seat[0]) for text in seat] for seat in turns],
+        "movement": [[1.0 - sim((s, k), (s, 0)) for k in range(len(seat))] for s, seat in enumerate(turns)],
         "final_drift": drift,
         "gain_toward_others": gain,
         "outcome": outcome,
@@ -154,22 +182,48 @@ def dialogue_process(record: dict, personas: Sequence[Persona]) -> dict:
     }
 
 
-def _mean_ci(values: Sequence[float], n_resamples: int, seed: int) -> dict:
-    values = [float(v) for v in values if v is not None and np.isfinite(v)]
+def _scorer(similarity_kind: str, judge) -> Callable[[Sequence[Query]], np.ndarray]:
+    if similarity_kind not in SIMILARITIES:
+        raise ValueError(f"process similarity must be one of {SIMILARITIES}, got {similarity_kind!r}")
+    if similarity_kind == "judge":
+        if judge is None:
+            raise ValueError("judge-scored process metrics need a judge")
+        return judge_similarity(judge)
+    return lexical_similarity
+
+
+def dialogue_process(record: dict, personas: Sequence[Persona], *, similarity_kind: str = "lexical",
+                     judge=None) -> dict:
+    """The process metrics of one dialogue; `personas` are its task's, in seat order."""
+    (table,) = _scored([record], [personas], _scorer(similarity_kind, judge))
+    return _process(record, personas, table)
+
+
+def _finite(values: Sequence[float | None]) -> list[float]:
+    """The values that were scored: no None (not agreed) and no NaN (a failed judge call)."""
+    return [float(v) for v in values if v is not None and np.isfinite(v)]
+
+
+def _mean_ci(values: Sequence[float | None], n_resamples: int, seed: int) -> dict:
+    values = _finite(values)
     return {"mean": float(np.mean(values)) if values else float("nan"), "n": len(values),
             "ci": list(bootstrap_ci(values, n_resamples=n_resamples, seed=seed))}
 
 
 def process_metrics(records: Sequence[dict], personas: Sequence[Sequence[Persona]], *,
-                    n_resamples: int = 1000, seed: int = 0) -> dict:
+                    similarity_kind: str = "lexical", judge=None, n_resamples: int = 1000,
+                    seed: int = 0) -> dict:
     """Per-dialogue process metrics of `records` (one persona tuple per record) and their aggregates:
     {"n", "rounds", "final_drift", "capitulation", "convergence", "neither", "core_value_named",
      "all_core_values_named", "name_named": {"mean", "n", "ci"} each,
-     "movement_by_turn": [[mean movement of seat s at its k-th turn, ...] per seat], "dialogues": [...]}."""
+     "movement_by_turn": [[mean movement of seat s at its k-th turn, ...] per seat], "dialogues": [...],
+     "similarity": similarity_kind}. similarity_kind "judge" scores every similarity with `judge`,
+    in one batch."""
     if len(records) != len(personas):
         raise ValueError(f"process_metrics needs one persona tuple per dialogue; got {len(personas)} "
                          f"for {len(records)}")
-    dialogues = [dialogue_process(r, p) for r, p in zip(records, personas)]
+    tables = _scored(records, personas, _scorer(similarity_kind, judge))
+    dialogues = [_process(r, p, t) for r, p, t in zip(records, personas, tables)]
     stat = functools.partial(_mean_ci, n_resamples=n_resamples, seed=seed)
     result = {"n": len(dialogues),
               "rounds": stat([d["rounds"] for d in dialogues]),
@@ -185,7 +239,9 @@ def process_metrics(records: Sequence[dict], personas: Sequence[Sequence[Persona
     for s in range(seats):
         series = [d["movement"][s] for d in dialogues if s < len(d["movement"])]
         depth = max((len(m) for m in series), default=0)
-        by_turn.append([float(np.mean([m[k] for m in series if k < len(m)])) for k in range(depth)])
+        at = [_finite([m[k] for m in series if k < len(m)]) for k in range(depth)]
+        by_turn.append([float(np.mean(v)) if v else float("nan") for v in at])
     result["movement_by_turn"] = by_turn
     result["dialogues"] = dialogues
+    result["similarity"] = similarity_kind
     return result

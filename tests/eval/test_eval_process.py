@@ -5,6 +5,8 @@ import pytest
 from negojax.data.records import Persona
 from negojax.eval.metrics import bootstrap_ci
 from negojax.eval.process import dialogue_process, named_share, process_metrics, similarity
+from negojax.rewards import HttpJudge
+from openai_server import Reply, start_server, stop_server
 
 PERSONAS = (
     Persona("cost", "Cost Minimiser", "Spending only what is necessary so resources last.", "", "", ""),
@@ -97,3 +99,45 @@ def test_aggregates_are_means_with_bootstrap_intervals():
     assert result["core_value_named"]["n"] == 6 and len(result["dialogues"]) == 3
     with pytest.raises(ValueError, match="one persona tuple per dialogue"):
         process_metrics(records, [PERSONAS])
+
+
+@pytest.fixture
+def server(monkeypatch):
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    srv = start_server()
+    yield srv
+    stop_server(srv)
+
+
+def same_statement_judge(index, body):
+    """A judge that says two statements agree exactly when their texts are the same."""
+    turns = body["messages"][-1]["content"].split("negotiation:\n")[1].split("\n\nDo the parties")[0]
+    first, second = (turn.split(": ", 1)[1] for turn in turns.split("\n\n"))
+    return Reply("yes" if first == second else "no")
+
+
+def test_judge_scored_movement_asks_the_judge_once_per_pair(server):
+    server.behaviour = same_statement_judge
+    judge = HttpJudge(server.url, "judge-model", timeout_s=10.0, max_retries=0)
+    result = process_metrics([CAPITULATING], [PERSONAS], similarity_kind="judge", judge=judge, n_resamples=50)
+    (d,) = result["dialogues"]
+    assert result["similarity"] == "judge" and d["outcome"] == "capitulation"
+    np.testing.assert_allclose(d["movement"], [[0.0, 1.0], [0.0, 0.0]])  # the judge's 0/1, not the words
+    # Each seat's second turn against its opening, both seats' last turn and opening against the
+    # other's opening, and the two last turns: 7 pairs, one batched request each.
+    assert len(server.requests) == 7
+    asked = [body["messages"][-1]["content"] for body in server.requests]  # concurrent: any order
+    assert any(f"Cost Minimiser, its turn 2: {PROVEN}\n\nCost Minimiser, its turn 1: {CHEAP}" in a for a in asked)
+
+
+def test_a_failed_judge_call_leaves_the_movement_missing(server):
+    server.behaviour = lambda index, body: Reply(status=400)
+    judge = HttpJudge(server.url, "judge-model", timeout_s=10.0, max_retries=0)
+    result = process_metrics([CONVERGING], [PERSONAS], similarity_kind="judge", judge=judge, n_resamples=50)
+    assert np.isnan(result["dialogues"][0]["movement"][0][1]) and result["final_drift"]["n"] == 0
+    assert result["neither"]["mean"] == 1.0  # no similarity, no claim of capitulation or convergence
+    with pytest.raises(ValueError, match="need a judge"):
+        process_metrics([CONVERGING], [PERSONAS], similarity_kind="judge")
+    with pytest.raises(ValueError, match="must be one of"):
+        process_metrics([CONVERGING], [PERSONAS], similarity_kind="embedding")
