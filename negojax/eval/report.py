@@ -361,12 +361,17 @@ def process_section(results: dict, labels: dict[str, str], plot_dir: str) -> tup
               "position movement per turn and seat"),
              (plot_process_outcomes(runs, storage.join(plot_dir, "process_outcomes.png")),
               "capitulation, convergence and named core values")]
-    note = ("Per dialogue, lexically: a turn is the bag of Porter stems of its content words; a seat's movement "
-            "at a turn is 1 - cosine similarity to its own opening turn. Capitulation: a seat's last turn is far "
-            "closer to another seat's opening than to its own while that seat barely moved; convergence: every "
-            "seat came closer to the others' openings and the last turns are closer to each other than the "
-            "openings were. A core value is named when half its content words appear in the final solution. "
-            "Means with 95% bootstrap intervals; rounds count agreed dialogues only.")
+    measures = {
+        "lexical": "lexical (a turn is the bag of Porter stems of its content words; similarity is the cosine of "
+                   "their counts)",
+        "judge": "the judge's P(yes) when asked whether the two turns agree on the core solution"}
+    used = sorted({m.get("similarity", "lexical") for *_, m in runs})
+    note = (f"Similarity of two turns: {'; '.join(measures.get(u, u) for u in used)}. A seat's movement at a turn "
+            "is 1 - its similarity to the seat's own opening turn. Capitulation: a seat's last turn is far closer "
+            "to another seat's opening than to its own while that seat barely moved; convergence: every seat came "
+            "closer to the others' openings and the last turns are closer to each other than the openings were. "
+            "A core value is named when half its content words appear in the final solution. Means with 95% "
+            "bootstrap intervals; rounds count agreed dialogues only.")
     page = (f"<h2>{title}</h2><p class=\"meta\">{html.escape(note)}</p>{_html_table(table)}"
             + "".join(_img(p, alt) for p, alt in plots if p is not None))
     return page, f"## {title}\n\n{_md_table(table)}"

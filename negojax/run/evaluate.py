@@ -62,6 +62,7 @@ def evaluate(run: Evaluation) -> str:
         "conflict_baseline": {d: r.metrics for d, r in conflicts["B"].items()},
         "ca_scores": {name: conflicts[name][first].ca_scores for name in run.models},
         "process": {name: {d: process_metrics(r.transcripts, [t.personas for t in run.tasks],
+                                              similarity_kind=run.process_similarity, judge=judge,
                                               n_resamples=n, seed=seed)
                            for d, r in conflicts[name].items()}
                     for name in run.models},
