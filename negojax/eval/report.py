@@ -301,11 +301,11 @@ def plot_process_movement(runs: list[tuple[str, str, str, dict]], path: str) -> 
             ax.plot(np.arange(1, len(series) + 1), series, marker="o", color=_COLORS.get(key),
                     linestyle=_SEAT_STYLES[seat % len(_SEAT_STYLES)], label=f"seat {seat + 1}")
         ax.set(xlabel="the seat's turn", ylabel="1 - similarity to its opening", ylim=(0, 1.02),
-               title=f"{key}: {decoding} (n={metrics.get('n')})")
+               title=f"{key}: {decoding}, {metrics.get('similarity', 'lexical')} (n={metrics.get('n')})")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Position movement per turn (lexical)")
+    fig.suptitle("Position movement per turn")
     return _save(fig, path)
 
 
