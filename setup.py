@@ -37,6 +37,8 @@ setup(
         # which they call, is seeded there, so it is imported directly.
         "if-verifiable>=0.1.2,<0.2",
         "langdetect>=1.0.9",
+        # Porter stems for the lexical process metrics of dialogues (negojax/eval/process.py).
+        "nltk>=3.8",
     ],
     extras_require={
         # accelerate: transformers needs it to load GGUF files (the reference in tests/checkpoints/test_gguf.py).

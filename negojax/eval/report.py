@@ -18,9 +18,11 @@ eval_results: the evaluation, this structure (every key optional; a missing piec
                    "reasoning": {"A": ReasoningScores, "B": ReasoningScores},
                    "gsm8k": {"A": ..., "B": ...} or {"skipped": "why"}},
     "ca_scores": {"A": [float, ...], "B": [float, ...]},                           # per dialogue, 0..5
+    "process": {"A": {"greedy": ProcessMetrics, ...}, "B": {...}},                 # conflict dialogues
   }
   ConflictMetrics = metrics.conflict_metrics(...), WinRate = metrics.win_rate(...),
-  InstructionScores = instructions.score_instructions(...), ReasoningScores = reasoning.score_reasoning(...);
+  InstructionScores = instructions.score_instructions(...), ReasoningScores = reasoning.score_reasoning(...),
+  ProcessMetrics = process.process_metrics(...);
   driver.py's functions return exactly these.
 """
 from __future__ import annotations
@@ -274,6 +276,111 @@ def sample_transcripts(transcripts: Iterable[dict], n: int = SAMPLE_TRANSCRIPTS)
     return unique[:n]
 
 
+# ---- process metrics (negojax.eval.process): how the dialogues reached their outcome ----
+
+_OUTCOME_COLORS = {"capitulation": "#d1242f", "convergence": "#1a7f37", "neither": "#8c959f"}
+_SEAT_STYLES = ("-", "--", ":", "-.")
+
+
+def _process_runs(results: dict, labels: dict[str, str]) -> list[tuple[str, str, str, dict]]:
+    """(model key, its label, decoding, ProcessMetrics) for every evaluated model and decoding."""
+    return [(key, labels.get(key, key), decoding, metrics)
+            for key, by_decoding in results.get("process", {}).items()
+            for decoding, metrics in by_decoding.items()]
+
+
+def plot_process_movement(runs: list[tuple[str, str, str, dict]], path: str) -> str | None:
+    """Mean movement from the seat's own opening at each of its turns: one panel per model (its first
+    decoding, so the panels compare like with like), one line per seat."""
+    first = {}
+    for run in runs:
+        if run[3].get("movement_by_turn"):
+            first.setdefault(run[0], run)
+    if not first:
+        return None
+    fig = Figure(figsize=(9, 3.6))
+    for i, (key, label, decoding, metrics) in enumerate(first.values()):
+        ax = fig.add_subplot(1, len(first), i + 1)
+        for seat, series in enumerate(metrics["movement_by_turn"]):
+            ax.plot(np.arange(1, len(series) + 1), series, marker="o", color=_COLORS.get(key),
+                    linestyle=_SEAT_STYLES[seat % len(_SEAT_STYLES)], label=f"seat {seat + 1}")
+        ax.set(xlabel="the seat's turn", ylabel="1 - similarity to its opening", ylim=(0, 1.02),
+               title=f"{key}: {decoding}, {metrics.get('similarity', 'lexical')} (n={metrics.get('n')})")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Position movement per turn")
+    return _save(fig, path)
+
+
+def plot_process_outcomes(runs: list[tuple[str, str, str, dict]], path: str) -> str | None:
+    """Left: the share of dialogues ending in capitulation, convergence or neither; right: how often
+    the final solution names each persona's core value and name. Bars carry their 95% intervals."""
+    if not runs:
+        return None
+    fig = Figure(figsize=(9, 3.6))
+    names = [f"{key}\n{decoding}" for key, _, decoding, _ in runs]  # the page says what A and B are
+    x = np.arange(len(runs))
+
+    def bars(ax, keys, colors, title):
+        width = 0.8 / len(keys)
+        for i, (key, color) in enumerate(zip(keys, colors)):
+            means = np.array([m.get(key, {}).get("mean", np.nan) for *_, m in runs], float)
+            cis = np.array([m.get(key, {}).get("ci", [np.nan, np.nan]) for *_, m in runs], float)
+            errors = np.clip(np.abs(cis - means[:, None]).T, 0, None)
+            ax.bar(x + (i - (len(keys) - 1) / 2) * width, np.nan_to_num(means), width, yerr=np.nan_to_num(errors),
+                   color=color, capsize=3, label=key.replace("_", " "))
+        ax.set(xticks=x, ylim=(0, 1.05), title=title, ylabel="share")
+        ax.set_xticklabels(names, fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=7)
+
+    bars(fig.add_subplot(1, 2, 1), list(_OUTCOME_COLORS), list(_OUTCOME_COLORS.values()), "Dialogue outcome")
+    bars(fig.add_subplot(1, 2, 2), ["core_value_named", "all_core_values_named", "name_named"],
+         ["#1f6feb", "#6639ba", "#9a6700"], "Named in the final solution")
+    return _save(fig, path)
+
+
+def process_table(runs: list[tuple[str, str, str, dict]]) -> tuple[list[str], list[list[str]]]:
+    keys = ("rounds", "final_drift", "capitulation", "convergence", "neither", "core_value_named",
+            "all_core_values_named", "name_named")
+    header = ["model", "decoding", "n", "rounds to agreement", "final movement", "capitulation", "convergence",
+              "neither", "core value named", "all core values named", "name named"]
+
+    def cell(entry: dict) -> str:  # process metrics nest {"mean", "n", "ci"}, since n differs per metric
+        ci = entry.get("ci")
+        return f"{_fmt(entry.get('mean'))} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else _fmt(entry.get("mean"))
+    return header, [[label, decoding, _fmt(m.get("n"))] + [cell(m.get(k, {})) for k in keys]
+                    for _, label, decoding, m in runs]
+
+
+def process_section(results: dict, labels: dict[str, str], plot_dir: str) -> tuple[str, str]:
+    """The report's process section, as (HTML, Markdown): its table and its two plots."""
+    runs = _process_runs(results, labels)
+    title = "Negotiation process"
+    table = process_table(runs)
+    if not table[1]:
+        return f"<h2>{title}</h2>" + _missing("No process metrics in these results."), f"## {title}\n\n_missing_"
+    plots = [(plot_process_movement(runs, storage.join(plot_dir, "process_movement.png")),
+              "position movement per turn and seat"),
+             (plot_process_outcomes(runs, storage.join(plot_dir, "process_outcomes.png")),
+              "capitulation, convergence and named core values")]
+    measures = {
+        "lexical": "lexical (a turn is the bag of Porter stems of its content words; similarity is the cosine of "
+                   "their counts)",
+        "judge": "the judge's P(yes) when asked whether the two turns agree on the core solution"}
+    used = sorted({m.get("similarity", "lexical") for *_, m in runs})
+    note = (f"Similarity of two turns: {'; '.join(measures.get(u, u) for u in used)}. A seat's movement at a turn "
+            "is 1 - its similarity to the seat's own opening turn. Capitulation: a seat's last turn is far closer "
+            "to another seat's opening than to its own while that seat barely moved; convergence: every seat came "
+            "closer to the others' openings and the last turns are closer to each other than the openings were. "
+            "A core value is named when half its content words appear in the final solution. Means with 95% "
+            "bootstrap intervals; rounds count agreed dialogues only.")
+    page = (f"<h2>{title}</h2><p class=\"meta\">{html.escape(note)}</p>{_html_table(table)}"
+            + "".join(_img(p, alt) for p, alt in plots if p is not None))
+    return page, f"## {title}\n\n{_md_table(table)}"
+
+
 def write_report(
     workdir: str,
     *,
@@ -327,6 +434,7 @@ def write_report(
                            f"{_html_table(tables['instruction_ids'])}</details>")
     ca_histogram = (_img(plots["ca_scores"], "histogram of CA scores") if plots["ca_scores"]
                     else _missing("No CA scores in these results."))
+    process_html, process_md = process_section(eval_results, labels, plot_dir)
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = f"""
 <h1>negojax evaluation report</h1>
@@ -347,6 +455,7 @@ instructions holds, instruction-level counts instructions one by one; strict jud
 also accepts it with its first or last line or its markdown asterisks removed. Reasoning: exact-match accuracy.</p>
 {table_or_missing("capability", "No capability evaluation in these results.")}
 {instruction_ids}
+{process_html}
 <h2>Training</h2>
 {_missing(no_metrics) if no_metrics else _html_table(tables["training"]) + training_plots}
 <h2>Sample transcripts</h2>
@@ -363,6 +472,7 @@ also accepts it with its first or last line or its markdown asterisks removed. R
                 "Plots and transcripts: report.html."]
     for title, name in sections:
         markdown.append(f"## {title}\n\n" + (_md_table(tables[name]) if tables[name][1] else "_missing_"))
+    markdown.append(process_md)
     storage.write_text(storage.join(workdir, "report.md"), "\n\n".join(markdown) + "\n")
     return report_html
 

@@ -295,6 +295,7 @@ class Evaluation:
     gsm8k_data_dir: Optional[str]
     answer_max_new_tokens: int
     n_resamples: int
+    process_similarity: str          # negojax.eval.process.SIMILARITIES
 
 
 def _model_paths(config) -> dict:
@@ -334,4 +335,4 @@ def build_evaluation(config, mesh_sizes: dict) -> Evaluation:
         open_ended=load_tasks("open_ended")[:e.open_ended_tasks],
         capability_prompts=e.capability_prompts, reasoning_problems=e.reasoning_problems,
         gsm8k_data_dir=e.gsm8k_data_dir or None, answer_max_new_tokens=e.answer_max_new_tokens,
-        n_resamples=e.n_resamples)
+        n_resamples=e.n_resamples, process_similarity=e.process_similarity)

@@ -19,6 +19,7 @@ import os
 import ml_collections
 
 from negojax import storage
+from negojax.eval.process import SIMILARITIES
 from negojax.models import lora
 from negojax.models.config import DTYPE_NAMES, PRESETS
 from negojax.negotiation import OPPONENT_MODES, NegotiationConfig
@@ -120,7 +121,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict(dict(
         num_tasks=100, open_ended_tasks=100, capability_prompts=120, reasoning_problems=120,
         decodings=("greedy", "sampled"), trained_path="", baseline_path="",
-        answer_max_new_tokens=256, n_resamples=1000, gsm8k_data_dir=""))
+        answer_max_new_tokens=256, n_resamples=1000, gsm8k_data_dir="",
+        # How process metrics compare two turns: "lexical" (free) or "judge" (a call a pair).
+        process_similarity="lexical"))
     c.wandb = ml_collections.ConfigDict(dict(enabled=False, project="negojax"))
     return c
 
@@ -290,6 +293,7 @@ def validate_static(config) -> None:
     for decoding in config.eval.decodings:
         if decoding not in ("greedy", "sampled"):
             _fail("eval.decodings", f"{decoding!r} is not greedy or sampled")
+    _enum(config, "eval.process_similarity", SIMILARITIES)
     for key in ("num_tasks", "answer_max_new_tokens", "n_resamples"):
         _positive(config, f"eval.{key}")
     for key in ("open_ended_tasks", "capability_prompts", "reasoning_problems"):

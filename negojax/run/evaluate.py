@@ -4,8 +4,9 @@ Model A is the trained policy (eval.trained_path, else the run's export in workd
 model.path); model B the baseline (eval.baseline_path, else model.path). Both negotiate the
 held-out conflict tasks (greedy and sampled decoding), the judge scores their final solutions and
 compares A with B pairwise in both orders on the conflict and open-ended sets, and both run the
-capability guard. Results go to workdir/eval_results.json and workdir/report.html. Runs in one
-process on its devices.
+capability guard; the process metrics of both models' conflict dialogues (negojax.eval.process)
+go beside the outcomes. Results go to workdir/eval_results.json and workdir/report.html. Runs in
+one process on its devices.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from negojax.api import Model, generate_ids
 from negojax.eval import (capability_guard, evaluate_conflicts, instruction_prompts,
                           reasoning_problems, win_rates)
 from negojax.eval.driver import conflict_question
+from negojax.eval.process import process_metrics
 from negojax.eval.report import EVAL_RESULTS_FILE, write_run_report
 from negojax.run.build import Evaluation
 
@@ -59,6 +61,11 @@ def evaluate(run: Evaluation) -> str:
         "conflict": {d: r.metrics for d, r in conflicts["A"].items()},
         "conflict_baseline": {d: r.metrics for d, r in conflicts["B"].items()},
         "ca_scores": {name: conflicts[name][first].ca_scores for name in run.models},
+        "process": {name: {d: process_metrics(r.transcripts, [t.personas for t in run.tasks],
+                                              similarity_kind=run.process_similarity, judge=judge,
+                                              n_resamples=n, seed=seed)
+                           for d, r in conflicts[name].items()}
+                    for name in run.models},
         "win_rates": {"conflict": win_rates(
             judge.prefer, [conflict_question(t) for t in run.tasks],
             [t["final_solution"] for t in conflicts["A"][first].transcripts],

@@ -10,10 +10,12 @@ import pytest
 from negojax.data.records import Persona, Task
 from negojax.eval.driver import capability_guard, conflict_question, evaluate_conflicts, win_rates
 from negojax.eval.instructions import instruction_prompts
+from negojax.eval.process import process_metrics
 from negojax.eval.reasoning import reasoning_problems
 from negojax.eval.report import EVAL_RESULTS_FILE, main, sample_transcripts, write_report
 
-PLOTS = ("reward.png", "agreement.png", "diagnostics.png", "ca_scores.png")
+PLOTS = ("reward.png", "agreement.png", "diagnostics.png", "ca_scores.png", "process_movement.png",
+         "process_outcomes.png")
 HOSTILE = "<script>alert('x')</script> & <b>not bold</b>"
 
 
@@ -97,6 +99,8 @@ def evaluation(workdir):
         "capability": capability_guard(careful_model, sloppy_model, instructions=instruction_prompts(30),
                                        problems=reasoning_problems(12), gsm8k_data_dir=os.path.join(workdir, "tfds")),
         "ca_scores": {"A": conflict_a["greedy"].ca_scores, "B": conflict_b["greedy"].ca_scores},
+        "process": {key: {d: process_metrics(c.transcripts, [t.personas for t in tasks()], n_resamples=200)
+                          for d, c in conflict.items()} for key, conflict in (("A", conflict_a), ("B", conflict_b))},
     }
 
 
@@ -249,3 +253,14 @@ def test_chromium_check_notices_a_broken_plot(report, tmp_path):
     shutil.copytree(workdir, broken)
     os.remove(broken / "report" / "reward.png")
     assert plots_loaded(binary, tmp_path, broken / "report.html") == (len(PLOTS) - 1, len(PLOTS))
+
+
+def test_report_shows_the_process_section(report):
+    workdir, path, results = report
+    page, markdown = open(path).read(), open(os.path.join(workdir, "report.md")).read()
+    greedy = results["process"]["A"]["greedy"]
+    capitulation = greedy["capitulation"]
+    assert f"| trained (step 60) | greedy | {greedy['n']} | " in markdown
+    assert f"{capitulation['mean']:.3f} [{capitulation['ci'][0]:.3f}, {capitulation['ci'][1]:.3f}]" in markdown
+    assert "<h2>Negotiation process</h2>" in page
+    assert page.index("process_movement.png") > page.index("<h2>Negotiation process</h2>")

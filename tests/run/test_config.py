@@ -80,6 +80,8 @@ def test_override_checks_in_process(argv, expected, monkeypatch):
     ("rl.loss_aggregation", "sum", "config.rl.loss_aggregation: 'sum' is not one of"),
     ("lora.base_dtype", "nf5", "config.lora.base_dtype: 'nf5' is not one of float32, bfloat16, "
                                "int8, int4, nf4"),
+    ("eval.process_similarity", "embedding", "config.eval.process_similarity: 'embedding' is not one "
+                                             "of lexical, judge"),
 ])
 def test_static_validation_in_process(key, value, expected):
     config = shipped_config("tiny_test")

@@ -41,13 +41,17 @@ def test_uninterrupted_run_leaves_its_outputs(uninterrupted):
 def test_eval_mode_compares_the_export_with_the_base_and_writes_the_report(uninterrupted):
     workdir, _ = uninterrupted
     proc = run_main("tiny_test", workdir, "--config.mode=eval", "--config.eval.decodings=greedy",
-                    "--config.eval.capability_prompts=1", "--config.eval.reasoning_problems=1")
+                    "--config.eval.capability_prompts=1", "--config.eval.reasoning_problems=1",
+                    "--config.eval.process_similarity=judge")
     with open(workdir / "eval_results.json", encoding="utf-8") as f:
         results = json.load(f)
     assert results["models"]["A"].endswith("export") and results["conflict"]["greedy"]["n"] == 2
     assert set(results["win_rates"]) == {"conflict", "open_ended"}
     assert set(results["capability"]) >= {"instructions", "reasoning"}
+    assert results["process"]["A"]["greedy"]["n"] == results["process"]["B"]["greedy"]["n"] == 2
+    assert results["process"]["A"]["greedy"]["similarity"] == "judge"  # the tiny local judge scored
     assert "Pairwise CA win rate" in (workdir / "report.html").read_text()
+    assert "process_movement.png" in (workdir / "report.html").read_text()
     assert "eval_results" in proc.stdout
 
 
