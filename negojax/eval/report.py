@@ -18,6 +18,7 @@ eval_results: the evaluation, this structure (every key optional; a missing piec
                    "reasoning": {"A": ReasoningScores, "B": ReasoningScores},
                    "gsm8k": {"A": ..., "B": ...} or {"skipped": "why"}},
     "ca_scores": {"A": [float, ...], "B": [float, ...]},                           # per dialogue, 0..5
+    "calibration": calibration.calibrate(...),          # a sample of the CA scores, scored again
   }
   ConflictMetrics = metrics.conflict_metrics(...), WinRate = metrics.win_rate(...),
   InstructionScores = instructions.score_instructions(...), ReasoningScores = reasoning.score_reasoning(...);
@@ -40,6 +41,7 @@ from matplotlib.figure import Figure
 from negojax import storage
 from negojax.jsonl import Records, plain
 from negojax.negotiation.view import DIALOGUE_STYLE, dialogue_html
+from negojax.rewards.reliability import confusion_matrix
 
 PLOT_DIR = "report"
 SAMPLE_TRANSCRIPTS = 3
@@ -149,6 +151,43 @@ def plot_ca_histogram(ca_scores: dict[str, Sequence[float]], labels: dict[str, s
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)
+
+
+def plot_calibration(pairs: Sequence[Sequence[float]], path: str) -> str | None:
+    """The two scorings of the calibration sample as a confusion heatmap of rounded scores."""
+    pairs = [p for p in pairs if not any(math.isnan(x) for x in p)]
+    if not pairs:
+        return None
+    counts = confusion_matrix(*zip(*pairs))
+    fig = Figure(figsize=(4.8, 4.2))
+    ax = fig.add_subplot()
+    image = ax.imshow(counts, cmap="Blues", origin="lower")
+    for (i, j), count in np.ndenumerate(counts):
+        if count:
+            ax.text(j, i, str(count), ha="center", va="center",
+                    color="white" if count > counts.max() / 2 else "#1f2328")
+    ax.plot([-0.5, 5.5], [-0.5, 5.5], color="#d1242f", linewidth=1, alpha=0.6)
+    ax.set(xlabel="second scoring", ylabel="first scoring", title="CA scores scored twice",
+           xticks=range(6), yticks=range(6))
+    fig.colorbar(image, ax=ax, label="final solutions")
+    return _save(fig, path)
+
+
+def calibration_section(eval_results: dict, plot_dir: str) -> str:
+    """The judge-calibration section: the re-scored sample's four figures and its heatmap."""
+    c = eval_results.get("calibration")
+    if not c:
+        return "<h2>Judge calibration</h2>" + _missing("No judge calibration in these results.")
+    table = (["sampled", "scored twice", "exact agreement", "within one", "Pearson r",
+              "weighted kappa (quadratic)"],
+             [[str(c["sampled"]), str(c["n"]), *(_fmt(c[k]) for k in
+                                                ("exact", "within_1", "pearson_r", "weighted_kappa"))]])
+    plot = plot_calibration(c["pairs"], storage.join(plot_dir, "calibration.png"))
+    return f"""<h2>Judge calibration</h2>
+<p class="meta">A sample of the CA-scored final solutions, scored again: {html.escape(c["description"])}.
+Scores are rounded to 0..5 for agreement and kappa; Pearson r uses the raw scores.</p>
+{_html_table(table)}
+{_img(plot, "the two scorings of the calibration sample") if plot else _missing("No item was scored twice.")}"""
 
 
 # ---- tables, as (header, rows) so the HTML and the Markdown say the same thing ----
@@ -337,6 +376,7 @@ anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
 {table_or_missing("win_rates", "No win-rate evaluation in these results.")}
 <h2>Collective-Agency scores</h2>
 {ca_histogram}
+{calibration_section(eval_results, plot_dir)}
 <h2>General-capability guard</h2>
 <p class="meta">Strict accuracy: every constraint of a prompt holds; loose accuracy: constraints counted one by one.</p>
 {table_or_missing("capability", "No capability evaluation in these results.")}
