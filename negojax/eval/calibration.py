@@ -39,8 +39,10 @@ def calibrate(items: Sequence[tuple], scores: Sequence[float], second: CaScore, 
     scored = np.flatnonzero(~np.isnan(scores))
     picked = np.sort(np.random.default_rng(seed).choice(
         scored, size=min(samples, len(scored)), replace=False))
-    dilemmas, personas, solutions = ([items[i][k] for i in picked] for k in range(3))
-    a = scores[picked] if first is None else np.asarray(first(dilemmas, personas, solutions))
-    b = np.asarray(second(dilemmas, personas, solutions), np.float64)
+    a = b = np.zeros(0)
+    if len(picked):  # nothing to ask a judge about when no solution was scored
+        dilemmas, personas, solutions = ([items[i][k] for i in picked] for k in range(3))
+        a = scores[picked] if first is None else np.asarray(first(dilemmas, personas, solutions))
+        b = np.asarray(second(dilemmas, personas, solutions), np.float64)
     return {"method": method, "description": METHODS[method], "sampled": int(len(picked)),
             "pairs": [[float(x), float(y)] for x, y in zip(a, b)], **reliability_stats(a, b)}

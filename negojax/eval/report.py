@@ -155,10 +155,11 @@ def plot_ca_histogram(ca_scores: dict[str, Sequence[float]], labels: dict[str, s
 
 def plot_calibration(pairs: Sequence[Sequence[float]], path: str) -> str | None:
     """The two scorings of the calibration sample as a confusion heatmap of rounded scores."""
-    pairs = [p for p in pairs if not any(math.isnan(x) for x in p)]
-    if not pairs:
+    pairs = np.asarray(pairs, np.float64).reshape(-1, 2)  # a failed score is None in the JSON
+    pairs = pairs[~np.isnan(pairs).any(axis=1)]
+    if not len(pairs):
         return None
-    counts = confusion_matrix(*zip(*pairs))
+    counts = confusion_matrix(pairs[:, 0], pairs[:, 1])
     fig = Figure(figsize=(4.8, 4.2))
     ax = fig.add_subplot()
     image = ax.imshow(counts, cmap="Blues", origin="lower")

@@ -10,6 +10,7 @@ import pytest
 
 from negojax.data import load_tasks
 from negojax.eval.calibration import calibrate, reordered
+from negojax.eval.report import write_run_report
 from negojax.rewards import HttpJudge
 from openai_server import Reply, start_server, stop_server
 from test_eval_report import chromium, plots_loaded
@@ -100,3 +101,22 @@ def test_rescoring_with_the_parties_reordered_asks_the_same_judge_again():
     # The failed item is never sampled; the others are asked once more, parties reversed.
     assert result["pairs"] == [[5.0, 2.0], [5.0, 2.0]] and len(server.requests) == 2
     assert result["exact"] == 0.0 and result["within_1"] == 0.0
+
+
+def test_without_a_scored_solution_nothing_is_asked_and_the_report_says_so(tmp_path):
+    def never(*args):
+        raise AssertionError("no judge call expected")
+    result = calibrate([("d", [], "s")], [math.nan], never, samples=4, seed=0, method="reordered")
+    assert result["sampled"] == result["n"] == 0 and result["pairs"] == []
+    page = open(write_run_report(str(tmp_path), {"calibration": result}), encoding="utf-8").read()
+    assert "No item was scored twice." in page
+
+
+def test_a_pair_with_a_failed_score_is_left_out_of_the_heatmap(tmp_path):
+    result = {"method": "reordered", "description": "again", "sampled": 2, "n": 1,
+              "pairs": [[math.nan, 2.0], [3.0, 3.0]], "exact": 1.0, "within_1": 1.0,
+              "pearson_r": math.nan, "weighted_kappa": math.nan}
+    page = open(write_run_report(str(tmp_path), {"calibration": result}), encoding="utf-8").read()
+    assert 'src="report/calibration.png"' in page and (tmp_path / "report/calibration.png").exists()
+    assert json.loads((tmp_path / "eval_results.json").read_text())["calibration"]["pairs"][0] \
+        == [None, 2.0]
