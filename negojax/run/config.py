@@ -223,11 +223,15 @@ def _check_tokenizer(model) -> None:
               "tokenizer.model; set model.tokenizer to a directory holding the tokenizer")
 
 
+def _judge_block(config) -> dict:
+    return {name: config.judge[name] for name in JUDGE_FIELDS}
+
+
 def judge_entries(config) -> list[tuple[str, dict]]:
     """(key, fields) of every configured judge: the `judge` block alone, or each
     `judge.ensemble` entry over the block's fields. An entry that is no dict, or names a field
     a judge does not have, is a ConfigError."""
-    block = {name: config.judge[name] for name in JUDGE_FIELDS}
+    block = _judge_block(config)
     if not isinstance(config.judge.ensemble, (tuple, list)):
         _fail("judge.ensemble", f"{config.judge.ensemble!r} is not a list of judges; pass "
               "--config.judge.ensemble=\"({'kind': 'http', ...}, {'kind': 'local'})\"")
@@ -309,6 +313,7 @@ def validate_static(config) -> None:
         negotiation_config(r)
     except ValueError as error:
         raise ConfigError(f"config.{error}") from None
+    _check_judge(_judge_block(config), "judge")  # checked even where every member overrides it
     for key, entry in judge_entries(config):
         _check_judge(entry, key)
     _enum(config, "judge.ensemble_vote", VOTES)
