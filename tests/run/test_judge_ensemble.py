@@ -1,10 +1,13 @@
 """`judge.ensemble`, `judge.ensemble_vote` and the calibration keys: a bad entry is one line
-naming the key, before any model loads; an unreachable member is named by its index."""
+naming the key, before any model loads; an unreachable member is named by its index; a training
+run on two real HTTP judges (127.0.0.1), one of which fails every CA score, trains on the other's
+scores and counts the failures."""
 import pytest
 
 from negojax.run.config import ConfigError, judge_entries, validate_static
+from openai_server import Reply, answer_in_kind, start_server, stop_server
 from shipped_configs import shipped_config
-from trainer_runs import one_line_error, run_main
+from trainer_runs import PROXY_VARS, metrics, one_line_error, run_main
 
 HTTP = {"kind": "http", "base_url": "http://127.0.0.1:9/v1", "model": "judge"}
 
@@ -57,3 +60,26 @@ def test_an_unreachable_member_stops_the_run_before_it_starts(tmp_path):
                                    f"--config.judge.ensemble={ensemble!r}", status=2))
     assert line.startswith("negojax: config.judge.ensemble[1].base_url: judge endpoint "
                            "http://127.0.0.1:9/v1 is unreachable")
+
+
+def test_training_on_an_ensemble_scores_with_the_members_that_answered(tmp_path, monkeypatch):
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+    def no_scores(index, body):
+        reply = answer_in_kind(index, body)
+        return reply if reply.content == "yes" else Reply(status=503)
+    servers = [start_server(answer_in_kind), start_server(no_scores)]
+    ensemble = tuple({"kind": "http", "base_url": s.url, "model": "judge", "max_retries": 0}
+                     for s in servers)
+    try:
+        run_main("tiny_test", tmp_path, "--config.train.steps=1", "--config.reward.fallback=drop",
+                 "--config.judge.max_failure_rate=1.0", f"--config.judge.ensemble={ensemble!r}")
+    finally:
+        for server in servers:
+            stop_server(server)
+    row = metrics(tmp_path)[1]
+    # 4 dialogues: the second member fails each CA score, the first scores every one 4.
+    assert row["judge_failures_http_503"] == row["judge_failures"] == 4
+    assert row["samples_dropped"] == 0 and row["reward_mean"] == 4.0
+    assert row["judge_calls"] == 2 * len(servers[0].requests)
