@@ -179,15 +179,11 @@ def calibration_section(eval_results: dict, plot_dir: str) -> str:
     c = eval_results.get("calibration")
     if not c:
         return "<h2>Judge calibration</h2>" + _missing("No judge calibration in these results.")
-    table = (["sampled", "scored twice", "exact agreement", "within one", "Pearson r",
-              "weighted kappa (quadratic)"],
-             [[str(c["sampled"]), str(c["n"]), *(_fmt(c[k]) for k in
-                                                ("exact", "within_1", "pearson_r", "weighted_kappa"))]])
     plot = plot_calibration(c["pairs"], storage.join(plot_dir, "calibration.png"))
     return f"""<h2>Judge calibration</h2>
 <p class="meta">A sample of the CA-scored final solutions, scored again: {html.escape(c["description"])}.
 Scores are rounded to 0..5 for agreement and kappa; Pearson r uses the raw scores.</p>
-{_html_table(table)}
+{_html_table(calibration_table(eval_results))}
 {_img(plot, "the two scorings of the calibration sample") if plot else _missing("No item was scored twice.")}"""
 
 
@@ -245,6 +241,14 @@ def instruction_kind_table(results: dict, labels: dict[str, str]) -> tuple[list[
     a, b = entry.get("A", {}).get("per_kind", {}), entry.get("B", {}).get("per_kind", {})
     header = ["constraint kind", labels["A"], labels["B"]]
     return header, [[kind, _fmt(a.get(kind)), _fmt(b.get(kind))] for kind in sorted(set(a) | set(b))]
+
+
+def calibration_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    c = results.get("calibration") or {}
+    header = ["sampled", "scored twice", "exact agreement", "within one", "Pearson r",
+              "weighted kappa (quadratic)"]
+    return header, [[str(c["sampled"]), str(c["n"]), *(
+        _fmt(c[k]) for k in ("exact", "within_1", "pearson_r", "weighted_kappa"))]] if c else []
 
 
 def training_table(rows: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
@@ -341,6 +345,7 @@ def write_report(
         "win_rates": win_rate_table(eval_results),
         "capability": capability_table(eval_results, labels),
         "instruction_kinds": instruction_kind_table(eval_results, labels),
+        "calibration": calibration_table(eval_results),
     }
 
     def table_or_missing(name: str, missing: str) -> str:
@@ -393,7 +398,8 @@ anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
     storage.write_text(report_html, page)
 
     sections = [("Conflict resolution", "conflict"), ("Pairwise CA win rate (A against B)", "win_rates"),
-                ("General-capability guard", "capability"), ("Training (first and last step)", "training")]
+                ("Judge calibration", "calibration"), ("General-capability guard", "capability"),
+                ("Training (first and last step)", "training")]
     markdown = [f"# negojax evaluation report\n\nA = {labels['A']}, B = {labels['B']}. "
                 "Plots and transcripts: report.html."]
     for title, name in sections:

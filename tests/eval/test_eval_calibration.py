@@ -81,6 +81,7 @@ def test_the_report_shows_the_calibration_and_renders_in_chromium(evaluated, tmp
     cells = [c.split(">")[-1] for c in section.split("</td>")[:-1]]
     assert cells == ["4", "4", "0.000", "1.000", "1.000", "0.600"]
     assert 'src="report/calibration.png"' in section
+    assert "| 4 | 4 | 0.000 | 1.000 | 1.000 | 0.600 |" in (workdir / "report.md").read_text()
     loaded, total = plots_loaded(chromium(), tmp_path, workdir / "report.html")
     assert loaded == total and total >= 2  # the CA histogram and the calibration heatmap
 
