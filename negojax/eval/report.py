@@ -19,6 +19,7 @@ eval_results: the evaluation, this structure (every key optional; a missing piec
                    "gsm8k": {"A": ..., "B": ...} or {"skipped": "why"}},
     "ca_scores": {"A": [float, ...], "B": [float, ...]},                           # per dialogue, 0..5
     "process": {"A": {"greedy": ProcessMetrics, ...}, "B": {...}},                 # conflict dialogues
+    "calibration": calibration.calibrate(...),          # a sample of the CA scores, scored again
   }
   ConflictMetrics = metrics.conflict_metrics(...), WinRate = metrics.win_rate(...),
   InstructionScores = instructions.score_instructions(...), ReasoningScores = reasoning.score_reasoning(...),
@@ -42,6 +43,7 @@ from matplotlib.figure import Figure
 from negojax import storage
 from negojax.jsonl import Records, plain
 from negojax.negotiation.view import DIALOGUE_STYLE, dialogue_html
+from negojax.rewards.reliability import confusion_matrix
 
 PLOT_DIR = "report"
 SAMPLE_TRANSCRIPTS = 3
@@ -153,6 +155,40 @@ def plot_ca_histogram(ca_scores: dict[str, Sequence[float]], labels: dict[str, s
     return _save(fig, path)
 
 
+def plot_calibration(pairs: Sequence[Sequence[float]], path: str) -> str | None:
+    """The two scorings of the calibration sample as a confusion heatmap of rounded scores."""
+    pairs = np.asarray(pairs, np.float64).reshape(-1, 2)  # a failed score is None in the JSON
+    pairs = pairs[~np.isnan(pairs).any(axis=1)]
+    if not len(pairs):
+        return None
+    counts = confusion_matrix(pairs[:, 0], pairs[:, 1])
+    fig = Figure(figsize=(4.8, 4.2))
+    ax = fig.add_subplot()
+    image = ax.imshow(counts, cmap="Blues", origin="lower")
+    for (i, j), count in np.ndenumerate(counts):
+        if count:
+            ax.text(j, i, str(count), ha="center", va="center",
+                    color="white" if count > counts.max() / 2 else "#1f2328")
+    ax.plot([-0.5, 5.5], [-0.5, 5.5], color="#d1242f", linewidth=1, alpha=0.6)
+    ax.set(xlabel="second scoring", ylabel="first scoring", title="CA scores scored twice",
+           xticks=range(6), yticks=range(6))
+    fig.colorbar(image, ax=ax, label="final solutions")
+    return _save(fig, path)
+
+
+def calibration_section(eval_results: dict, plot_dir: str) -> str:
+    """The judge-calibration section: the re-scored sample's four figures and its heatmap."""
+    c = eval_results.get("calibration")
+    if not c:
+        return "<h2>Judge calibration</h2>" + _missing("No judge calibration in these results.")
+    plot = plot_calibration(c["pairs"], storage.join(plot_dir, "calibration.png"))
+    return f"""<h2>Judge calibration</h2>
+<p class="meta">A sample of the CA-scored final solutions, scored again: {html.escape(c["description"])}.
+Scores are rounded to 0..5 for agreement and kappa; Pearson r uses the raw scores.</p>
+{_html_table(calibration_table(eval_results))}
+{_img(plot, "the two scorings of the calibration sample") if plot else _missing("No item was scored twice.")}"""
+
+
 # ---- tables, as (header, rows) so the HTML and the Markdown say the same thing ----
 
 def _fmt(value) -> str:
@@ -211,6 +247,14 @@ def instruction_id_table(results: dict, labels: dict[str, str]) -> tuple[list[st
     return header, [[iid, _fmt(a.get(iid, {}).get("strict")), _fmt(a.get(iid, {}).get("loose")),
                      _fmt(b.get(iid, {}).get("strict")), _fmt(b.get(iid, {}).get("loose"))]
                     for iid in sorted(set(a) | set(b))]
+
+
+def calibration_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    c = results.get("calibration") or {}
+    header = ["sampled", "scored twice", "exact agreement", "within one", "Pearson r",
+              "weighted kappa (quadratic)"]
+    return header, [[str(c["sampled"]), str(c["n"]), *(
+        _fmt(c[k]) for k in ("exact", "within_1", "pearson_r", "weighted_kappa"))]] if c else []
 
 
 def training_table(rows: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
@@ -412,6 +456,7 @@ def write_report(
         "win_rates": win_rate_table(eval_results),
         "capability": capability_table(eval_results, labels),
         "instruction_ids": instruction_id_table(eval_results, labels),
+        "calibration": calibration_table(eval_results),
     }
 
     def table_or_missing(name: str, missing: str) -> str:
@@ -449,6 +494,7 @@ anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
 {table_or_missing("win_rates", "No win-rate evaluation in these results.")}
 <h2>Collective-Agency scores</h2>
 {ca_histogram}
+{calibration_section(eval_results, plot_dir)}
 <h2>General-capability guard</h2>
 <p class="meta">Instructions: IFEval's own checkers. Prompt-level accuracy counts a prompt when every one of its
 instructions holds, instruction-level counts instructions one by one; strict judges the answer as written, loose
@@ -467,7 +513,8 @@ also accepts it with its first or last line or its markdown asterisks removed. R
     storage.write_text(report_html, page)
 
     sections = [("Conflict resolution", "conflict"), ("Pairwise CA win rate (A against B)", "win_rates"),
-                ("General-capability guard", "capability"), ("Training (first and last step)", "training")]
+                ("Judge calibration", "calibration"), ("General-capability guard", "capability"),
+                ("Training (first and last step)", "training")]
     markdown = [f"# negojax evaluation report\n\nA = {labels['A']}, B = {labels['B']}. "
                 "Plots and transcripts: report.html."]
     for title, name in sections:

@@ -26,14 +26,19 @@ def pearson_r(a, b) -> float:
     return float(da @ db) / denominator if denominator > 0 else math.nan
 
 
+def confusion_matrix(a, b) -> np.ndarray:
+    """counts[i, j]: items that the first scoring rounds to i and the second to j."""
+    counts = np.zeros((SCORE_LEVELS, SCORE_LEVELS), np.int64)
+    np.add.at(counts, (_rounded(np.asarray(a, np.float64)), _rounded(np.asarray(b, np.float64))),
+              1)
+    return counts
+
+
 def quadratic_weighted_kappa(a, b) -> float:
     """Cohen's kappa with weights (i - j)^2: 1 is perfect, 0 is chance-level agreement."""
-    ra, rb = _rounded(np.asarray(a, np.float64)), _rounded(np.asarray(b, np.float64))
     levels = np.arange(SCORE_LEVELS)
     weights = (levels[:, None] - levels[None, :]) ** 2
-    observed = np.zeros((SCORE_LEVELS, SCORE_LEVELS))
-    np.add.at(observed, (ra, rb), 1.0)
-    observed /= len(ra)
+    observed = confusion_matrix(a, b) / len(a)
     expected = np.outer(observed.sum(axis=1), observed.sum(axis=0))
     disagreement_by_chance = float((weights * expected).sum())
     if disagreement_by_chance == 0:

@@ -73,38 +73,57 @@ def local_rules(mesh_sizes: dict) -> LogicalRules:
 # ------------------------------------------------------------------------------ judges
 
 
-def http_judge(config, cache_dir: str | None = None):
+def http_judge(entry: dict, fallback: str, cache_dir: str | None = None):
+    """An HttpJudge from one judge's fields (negojax.run.config.JUDGE_FIELDS)."""
     from negojax.rewards import HttpJudge
-    j = config.judge
-    return HttpJudge(j.base_url, j.model, api_key_env=j.api_key_env, timeout_s=j.timeout_s,
-                     max_retries=j.max_retries, concurrency=j.concurrency,
-                     cache_dir=cache_dir if j.cache else None, fallback=config.reward.fallback)
+    return HttpJudge(entry["base_url"], entry["model"], api_key_env=entry["api_key_env"],
+                     timeout_s=entry["timeout_s"], max_retries=entry["max_retries"],
+                     concurrency=entry["concurrency"],
+                     cache_dir=cache_dir if entry["cache"] else None, fallback=fallback)
 
 
 def check_judge(config) -> None:
-    """A remote judge must answer before the run starts (a local judge is loaded later)."""
-    if config.mode == "chat" or config.judge.kind != "http":
+    """Every remote judge must answer before the run starts (a local judge is loaded later)."""
+    if config.mode == "chat":
         return
     from negojax.rewards import JudgeUnreachable
-    from negojax.run.config import ConfigError
-    try:
-        http_judge(config).check_reachable()
-    except JudgeUnreachable as error:
-        raise ConfigError(f"config.judge.base_url: {error}") from None
+    from negojax.run.config import ConfigError, judge_entries
+    for key, entry in judge_entries(config):
+        if entry["kind"] != "http":
+            continue
+        try:
+            http_judge(entry, config.reward.fallback).check_reachable()
+        except JudgeUnreachable as error:
+            raise ConfigError(f"config.{key}.base_url: {error}") from None
+
+
+def _one_judge(config, key: str, entry: dict, policy: Model, cache_dir: str):
+    if entry["kind"] == "http":
+        return http_judge(entry, config.reward.fallback, cache_dir)
+    from negojax.rewards import LocalJudge
+    same_weights = entry["path"] == config.model.path and not (
+        config.model.random_init or config.model.overrides)
+    if entry["path"] == "policy" or same_weights:
+        return LocalJudge(policy)
+    return LocalJudge(_load(f"{key}.path", entry["path"], dtype=config.model.dtype,
+                            rules=policy.rules), rules=policy.rules)
 
 
 def make_judge(config, policy: Model):
-    """The configured judge; a local judge of path "policy", or of the policy's own checkpoint,
-    is `policy`'s weights (under LoRA its frozen base), frozen, not a second copy."""
-    if config.judge.kind == "http":
-        return http_judge(config, cache_dir=storage.join(config.workdir, JUDGE_CACHE_DIR))
-    from negojax.rewards import LocalJudge
-    same_weights = config.judge.path == config.model.path and not (
-        config.model.random_init or config.model.overrides)
-    if config.judge.path == "policy" or same_weights:
-        return LocalJudge(policy)
-    return LocalJudge(_load("judge.path", config.judge.path, dtype=config.model.dtype,
-                            rules=policy.rules), rules=policy.rules)
+    """The configured judge, or the ensemble of `judge.ensemble`'s members; a local judge of
+    path "policy", or of the policy's own checkpoint, is `policy`'s weights (under LoRA its
+    frozen base), frozen, not a second copy."""
+    from negojax.rewards import JudgeEnsemble
+    from negojax.run.config import judge_entries
+    cache = storage.join(config.workdir, JUDGE_CACHE_DIR)
+    entries = judge_entries(config)
+    if len(entries) == 1:
+        return _one_judge(config, *entries[0], policy, cache)
+    # A cache of its own per member: the cache key is the request, which two endpoints serving
+    # a model of the same name would share.
+    return JudgeEnsemble([_one_judge(config, key, entry, policy, storage.join(cache, str(i)))
+                          for i, (key, entry) in enumerate(entries)],
+                         vote=config.judge.ensemble_vote, fallback=config.reward.fallback)
 
 
 # ------------------------------------------------------------------------------ components
@@ -296,6 +315,8 @@ class Evaluation:
     answer_max_new_tokens: int
     n_resamples: int
     process_similarity: str          # negojax.eval.process.SIMILARITIES
+    calibration_samples: int
+    calibration: str                 # "second_member" or "reordered" (negojax.eval.calibration)
 
 
 def _model_paths(config) -> dict:
@@ -335,4 +356,7 @@ def build_evaluation(config, mesh_sizes: dict) -> Evaluation:
         open_ended=load_tasks("open_ended")[:e.open_ended_tasks],
         capability_prompts=e.capability_prompts, reasoning_problems=e.reasoning_problems,
         gsm8k_data_dir=e.gsm8k_data_dir or None, answer_max_new_tokens=e.answer_max_new_tokens,
-        n_resamples=e.n_resamples, process_similarity=e.process_similarity)
+        n_resamples=e.n_resamples, process_similarity=e.process_similarity,
+        calibration_samples=e.calibration_samples,
+        calibration=e.calibration_judge if e.calibration_judge != "auto" else (
+            "second_member" if config.judge.ensemble else "reordered"))

@@ -23,12 +23,18 @@ from negojax.eval.process import SIMILARITIES
 from negojax.models import lora
 from negojax.models.config import DTYPE_NAMES, PRESETS
 from negojax.negotiation import OPPONENT_MODES, NegotiationConfig
-from negojax.rewards import COMPONENTS, FALLBACKS, HttpJudge
+from negojax.rewards import COMPONENTS, FALLBACKS, VOTES, HttpJudge
 from negojax.rl import METHODS, TrainHParams
 from negojax.tokenization import has_tokenizer
 
 MODES = ("train", "eval", "chat")
 JUDGE_KINDS = ("local", "http")
+# The fields of one judge: the `judge` block's, and each `judge.ensemble` entry's.
+JUDGE_FIELDS = ("kind", "path", "base_url", "model", "api_key_env", "timeout_s", "max_retries",
+                "concurrency", "cache")
+# eval.calibration_judge: "auto" is "second_member" with 2 or more ensemble members, else
+# "reordered" (the run's judge again, the parties listed in the other order).
+CALIBRATION_JUDGES = ("auto", "second_member", "reordered")
 SCHEDULES = ("cosine", "constant")
 # TrainHParams field -> the run config key that sets it (its defaults come from the field).
 TRAIN_KEYS = {
@@ -102,7 +108,11 @@ def base_config() -> ml_collections.ConfigDict:
         cache=True,
         # A step whose judge calls fail more often than this stops the run (checkpointed)
         # instead of training on made-up rewards.
-        max_failure_rate=0.2))
+        max_failure_rate=0.2,
+        # Several judges as one: a tuple of dicts with any of JUDGE_FIELDS (the rest are this
+        # block's), e.g. ({"kind": "http", "base_url": ..., "model": ...}, {"kind": "local"});
+        # empty: this block is the one judge. ensemble_vote: negojax.rewards.ensemble's.
+        ensemble=(), ensemble_vote=VOTES[0]))
     c.reward = ml_collections.ConfigDict(dict(
         fallback=FALLBACKS[0], components=ml_collections.ConfigDict(
             {name: 0.0 for name in COMPONENTS})))
@@ -123,7 +133,10 @@ def base_config() -> ml_collections.ConfigDict:
         decodings=("greedy", "sampled"), trained_path="", baseline_path="",
         answer_max_new_tokens=256, n_resamples=1000, gsm8k_data_dir="",
         # How process metrics compare two turns: "lexical" (free) or "judge" (a call a pair).
-        process_similarity="lexical"))
+        process_similarity="lexical",
+        # CA-scored final solutions scored again to report the judge's agreement with itself or
+        # with a second judge (0: no calibration).
+        calibration_samples=16, calibration_judge=CALIBRATION_JUDGES[0]))
     c.wandb = ml_collections.ConfigDict(dict(enabled=False, project="negojax"))
     return c
 
@@ -153,7 +166,12 @@ def _enum(config, key: str, allowed) -> None:
 
 
 def _positive(config, key: str, allow_zero: bool = False) -> None:
-    value = config_value(config, key)
+    _check_number(key, config_value(config, key), allow_zero)
+
+
+def _check_number(key: str, value, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(key, f"{value!r} is not a number; set --config.{key} to one")
     if not math.isfinite(value):
         _fail(key, f"{value} must be a finite number; set --config.{key} to one")
     if value < 0 or (value == 0 and not allow_zero):
@@ -208,6 +226,52 @@ def _check_tokenizer(model) -> None:
               "tokenizer.model; set model.tokenizer to a directory holding the tokenizer")
 
 
+def _judge_block(config) -> dict:
+    return {name: config.judge[name] for name in JUDGE_FIELDS}
+
+
+def judge_entries(config) -> list[tuple[str, dict]]:
+    """(key, fields) of every configured judge: the `judge` block alone, or each
+    `judge.ensemble` entry over the block's fields. An entry that is no dict, or names a field
+    a judge does not have, is a ConfigError."""
+    block = _judge_block(config)
+    if not isinstance(config.judge.ensemble, (tuple, list)):
+        _fail("judge.ensemble", f"{config.judge.ensemble!r} is not a list of judges; pass "
+              "--config.judge.ensemble=\"({'kind': 'http', ...}, {'kind': 'local'})\"")
+    if len(config.judge.ensemble) == 1:
+        _fail("judge.ensemble", "has one member; give two or more, or leave it empty and set "
+              "the judge block")
+    entries = []
+    for i, entry in enumerate(config.judge.ensemble):
+        key = f"judge.ensemble[{i}]"
+        if not isinstance(entry, (dict, ml_collections.ConfigDict)):
+            _fail(key, f"{entry!r} is not a dict of judge fields ({', '.join(JUDGE_FIELDS)})")
+        entry = dict(entry)
+        unknown = sorted(set(entry) - set(JUDGE_FIELDS))
+        if unknown:
+            _fail(f"{key}.{unknown[0]}", f"is not a judge field; known: {', '.join(JUDGE_FIELDS)}")
+        entries.append((key, {**block, **entry}))
+    return entries or [("judge", block)]
+
+
+def _check_judge(entry: dict, key: str) -> None:
+    """One judge's fields (the judge block's or an ensemble entry's), named under `key`."""
+    if entry["kind"] not in JUDGE_KINDS:
+        _fail(f"{key}.kind", f"{entry['kind']!r} is not one of {', '.join(JUDGE_KINDS)}")
+    if entry["kind"] == "local" and entry["path"] != "policy" \
+            and not model_path_exists(entry["path"]):
+        _fail(f"{key}.path", f"{entry['path']!r} does not exist; point it at an HF model "
+              "directory, a .gguf file, 'default' or 'policy' (the policy's initial weights)")
+    if entry["kind"] == "http" and not entry["model"]:
+        _fail(f"{key}.model", "is empty; name the judge model the endpoint serves")
+    if entry["kind"] == "http" and not str(entry["base_url"]).startswith(("http://",
+                                                                        "https://")):
+        _fail(f"{key}.base_url", f"{entry['base_url']!r} is not an http(s) URL; set it to "
+              "the endpoint, for example http://127.0.0.1:8000/v1")
+    for name, allow_zero in (("timeout_s", False), ("max_retries", True), ("concurrency", False)):
+        _check_number(f"{key}.{name}", entry[name], allow_zero)
+
+
 def validate_static(config) -> None:
     """Keys, enums, ranges and paths; nothing that needs the network. Every key is checked
     whatever the mode, so a bad value never waits for the mode that reads it."""
@@ -252,20 +316,10 @@ def validate_static(config) -> None:
         negotiation_config(r)
     except ValueError as error:
         raise ConfigError(f"config.{error}") from None
-    _enum(config, "judge.kind", JUDGE_KINDS)
-    if config.judge.kind == "local" and config.judge.path != "policy" \
-            and not model_path_exists(config.judge.path):
-        _fail("judge.path", f"{config.judge.path!r} does not exist; point it at an HF model "
-              "directory, a .gguf file, 'default' or 'policy' (the policy's initial weights)")
-    if config.judge.kind == "http" and not config.judge.model:
-        _fail("judge.model", "is empty; name the judge model the endpoint serves")
-    if config.judge.kind == "http" and not config.judge.base_url.startswith(("http://",
-                                                                             "https://")):
-        _fail("judge.base_url", f"{config.judge.base_url!r} is not an http(s) URL; set it to "
-              "the endpoint, for example http://127.0.0.1:8000/v1")
-    _positive(config, "judge.timeout_s")
-    _positive(config, "judge.max_retries", allow_zero=True)
-    _positive(config, "judge.concurrency")
+    _check_judge(_judge_block(config), "judge")  # checked even where every member overrides it
+    for key, entry in judge_entries(config):
+        _check_judge(entry, key)
+    _enum(config, "judge.ensemble_vote", VOTES)
     if not 0 <= config.judge.max_failure_rate <= 1:
         _fail("judge.max_failure_rate", f"{config.judge.max_failure_rate} must lie in [0, 1]")
     _enum(config, "reward.fallback", FALLBACKS)
@@ -296,7 +350,8 @@ def validate_static(config) -> None:
     _enum(config, "eval.process_similarity", SIMILARITIES)
     for key in ("num_tasks", "answer_max_new_tokens", "n_resamples"):
         _positive(config, f"eval.{key}")
-    for key in ("open_ended_tasks", "capability_prompts", "reasoning_problems"):
+    for key in ("open_ended_tasks", "capability_prompts", "reasoning_problems",
+                "calibration_samples"):
         _positive(config, f"eval.{key}", allow_zero=True)
     if config.mode == "eval":
         # only evaluation reads the prompts, and importing IFEval's checkers (datasets, nltk) takes seconds
@@ -305,6 +360,10 @@ def validate_static(config) -> None:
         if config.eval.capability_prompts > shipped:
             _fail("eval.capability_prompts", f"{config.eval.capability_prompts} is more than the {shipped} "
                   f"shipped IFEval-format prompts; set it to at most {shipped}")
+    _enum(config, "eval.calibration_judge", CALIBRATION_JUDGES)
+    if config.eval.calibration_judge == "second_member" and len(config.judge.ensemble) < 2:
+        _fail("eval.calibration_judge", "is second_member but judge.ensemble has fewer than 2 "
+              "members; add one or set it to reordered")
     if config.mode == "train" and config.wandb.enabled and importlib.util.find_spec("wandb") is None:
         _fail("wandb.enabled", "is True but wandb is not installed; run pip install 'negojax[wandb]' "
               "or set --config.wandb.enabled=False")

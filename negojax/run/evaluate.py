@@ -5,14 +5,16 @@ model.path); model B the baseline (eval.baseline_path, else model.path). Both ne
 held-out conflict tasks (greedy and sampled decoding), the judge scores their final solutions and
 compares A with B pairwise in both orders on the conflict and open-ended sets, and both run the
 capability guard; the process metrics of both models' conflict dialogues (negojax.eval.process)
-go beside the outcomes. Results go to workdir/eval_results.json and workdir/report.html. Runs in
-one process on its devices.
+go beside the outcomes, and a sample of the CA scores is scored again to calibrate the judge
+(negojax.eval.calibration). Results go to workdir/eval_results.json and workdir/report.html. Runs
+in one process on its devices.
 """
 from __future__ import annotations
 
 from negojax.api import Model, generate_ids
 from negojax.eval import (capability_guard, evaluate_conflicts, instruction_prompts,
                           reasoning_problems, win_rates)
+from negojax.eval.calibration import calibrate, reordered
 from negojax.eval.driver import conflict_question
 from negojax.eval.process import process_metrics
 from negojax.eval.report import EVAL_RESULTS_FILE, write_run_report
@@ -49,6 +51,22 @@ def answer_generator(model: Model, max_new_tokens: int):
     return generate
 
 
+def calibration(run: Evaluation, conflicts: dict) -> dict:
+    """Every decoding's CA-scored final solutions of both models, a sample scored again."""
+    items, scores = [], []
+    for name in run.models:
+        for result in conflicts[name].values():
+            items += [(task.dilemma, task.personas, t["final_solution"])
+                      for task, t in zip(run.tasks, result.transcripts)]
+            scores += result.ca_scores
+    if run.calibration == "second_member":
+        first, second = (m.ca_score for m in run.judge.members[:2])
+        return calibrate(items, scores, second, first=first, samples=run.calibration_samples,
+                         seed=run.seed, method=run.calibration)
+    return calibrate(items, scores, reordered(run.judge.ca_score),
+                     samples=run.calibration_samples, seed=run.seed, method=run.calibration)
+
+
 def evaluate(run: Evaluation) -> str:
     judge, n, seed = run.judge, run.n_resamples, run.seed
     conflicts = {name: evaluate_conflicts(dialogue_runner(run, name), run.tasks, judge.ca_score,
@@ -72,6 +90,8 @@ def evaluate(run: Evaluation) -> str:
             [t["final_solution"] for t in conflicts["B"][first].transcripts],
             n_resamples=n, seed=seed)},
     }
+    if run.calibration_samples:
+        results["calibration"] = calibration(run, conflicts)
     generators = {name: answer_generator(m, run.answer_max_new_tokens)
                   for name, m in run.models.items()}
     if run.open_ended:
