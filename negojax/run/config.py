@@ -21,7 +21,7 @@ import ml_collections
 from negojax import storage
 from negojax.models import lora
 from negojax.models.config import DTYPE_NAMES, PRESETS
-from negojax.negotiation import OPPONENT_MODES, NegotiationConfig
+from negojax.negotiation import OPPONENT_MODES, SETTINGS, NegotiationConfig
 from negojax.rewards import COMPONENTS, FALLBACKS, HttpJudge
 from negojax.rl import METHODS, TrainHParams
 from negojax.tokenization import has_tokenizer
@@ -90,8 +90,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     negotiation = dataclasses.asdict(NegotiationConfig())
     negotiation["context_turns"] = negotiation["context_turns"] or 0  # 0: the full history
+    # setting: who answers a task. "negotiation" (the method): the policy negotiates with its
+    # opponents and writes the final solution; "single_agent" (the paper's baseline): the policy
+    # answers alone, every persona's view in its prompt. Orthogonal to what a task is, so an
+    # environment interface can offer both settings over its own tasks.
     c.rollout = ml_collections.ConfigDict(dict(
-        prompts_per_step=2, group_size=4, **negotiation,
+        setting=SETTINGS[0], prompts_per_step=2, group_size=4, **negotiation,
         opponent="frozen", opponent_refresh=1, opponent_pool_size=4))
     c.judge = ml_collections.ConfigDict(dict(
         # path "policy": the policy's initial weights, frozen (no second copy is loaded).
@@ -244,6 +248,7 @@ def validate_static(config) -> None:
         _fail("rollout.group_size", f"{r.group_size} gives every sample a zero group-relative "
               "advantage; set it to 2 or more")
     _enum(config, "rollout.opponent", OPPONENT_MODES)
+    _enum(config, "rollout.setting", SETTINGS)
     from negojax.run.build import negotiation_config, train_hparams
     try:  # the engine's own ranges; its messages name the rollout key
         negotiation_config(r)

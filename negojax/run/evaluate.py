@@ -1,7 +1,9 @@
 """--config.mode=eval: the evaluation suite of negojax.eval over two models, and the report.
 
 Model A is the trained policy (eval.trained_path, else the run's export in workdir/export, else
-model.path); model B the baseline (eval.baseline_path, else model.path). Both negotiate the
+model.path); model B the baseline (eval.baseline_path, else model.path). Any two of a base model,
+a single-agent-trained and a negotiation-trained export compare: each is labelled by the
+training.json its export carries (which setting trained it, how many steps). Both negotiate the
 held-out conflict tasks (greedy and sampled decoding), the judge scores their final solutions and
 compares A with B pairwise in both orders on the conflict and open-ended sets, and both run the
 capability guard. Results go to workdir/eval_results.json and workdir/report.html. Runs in one
@@ -17,6 +19,17 @@ from negojax.eval.report import EVAL_RESULTS_FILE, write_run_report
 from negojax.run.build import Evaluation
 
 GENERATE_BATCH = 16
+
+
+SETTING_LABELS = {"negotiation": "negotiation-trained", "single_agent": "single-agent-trained"}
+
+
+def model_label(info, path: str) -> str:
+    """What a compared model is, read from the training.json beside it: "single-agent-trained
+    (2150 steps): PATH"; a model without one is a base model."""
+    if info is None:
+        return f"base: {path}"
+    return f"{SETTING_LABELS[info['setting']]} ({info['steps']} steps): {path}"
 
 
 def dialogue_runner(run: Evaluation, name: str):
@@ -54,8 +67,9 @@ def evaluate(run: Evaluation) -> str:
                  for name in run.models}
     first = run.decodings[0]
     results = {
-        "models": {name: f"{'trained' if name == 'A' else 'base'}: {path}"
+        "models": {name: model_label(run.trained_by[name], path)
                    for name, path in run.paths.items()},
+        "trained_by": run.trained_by,
         "conflict": {d: r.metrics for d, r in conflicts["A"].items()},
         "conflict_baseline": {d: r.metrics for d, r in conflicts["B"].items()},
         "ca_scores": {name: conflicts[name][first].ca_scores for name in run.models},

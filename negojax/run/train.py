@@ -276,5 +276,5 @@ class Trainer:
             artifacts.finish_training(run.workdir, Model(run.model_config, params,
                                                          run.policy.tokenizer,
                                                          run.policy.source_dir),
-                                      checkpointer.directory)
+                                      checkpointer.directory, run.training_info)
         return True
