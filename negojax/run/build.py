@@ -28,9 +28,11 @@ EXPORT_DIR = "export"
 # Beside an export: which setting trained it, how long, from which base (evaluation labels by it).
 TRAINING_INFO_FILE = "training.json"
 JUDGE_CACHE_DIR = "judge_cache"
-# What a checkpoint's arrays and its run's random streams depend on: a resume must keep them.
+# What a checkpoint's arrays and its run's random streams depend on, and what its export's
+# training.json says trained it: a resume must keep them.
 RESUME_KEYS = ("model.path", "model.param_dtype", "model.random_init", "model.overrides",
-               "lora.rank", "lora.alpha", "lora.targets", "lora.base_dtype", "seed")
+               "lora.rank", "lora.alpha", "lora.targets", "lora.base_dtype", "seed",
+               "rollout.setting")
 
 
 # ------------------------------------------------------------------------------ model and mesh
@@ -342,16 +344,30 @@ def _load_at(config, path: str, rules) -> Model:
     return load_policy(model_cfg, rules, key)
 
 
-def trained_by(path: str) -> Optional[dict]:
-    """The training info a negojax export carries beside its weights, or None."""
+def trained_by(path: str, key: str) -> Optional[dict]:
+    """The training info a negojax export carries beside its weights, or None; a damaged one
+    is a ConfigError naming `key`, the config key that points at the model."""
+    from negojax.run.config import ConfigError
     info = storage.join(path, TRAINING_INFO_FILE)
-    return json.loads(storage.read_text(info)) if storage.isfile(info) else None
+    if not storage.isfile(info):
+        return None
+    try:
+        found = json.loads(storage.read_text(info))
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config.{key}: {info} is not valid JSON ({error}); rewrite it from "
+                          "the run that trained the model, or remove it") from None
+    if not isinstance(found, dict) or not {"setting", "steps"} <= set(found):
+        raise ConfigError(f"config.{key}: {info} names no setting and steps; rewrite it from "
+                          "the run that trained the model, or remove it")
+    return found
 
 
 def build_evaluation(config, mesh_sizes: dict) -> Evaluation:
     e = config.eval
     rules = global_rules(mesh_sizes)
     paths = _model_paths(config)
+    infos = {name: trained_by(path, key) for (name, path), key in zip(
+        paths.items(), ("eval.trained_path", "eval.baseline_path"))}  # before any model loads
     models = {name: _load_at(config, path, rules) for name, path in paths.items()}
     judge = make_judge(config, models["B"])  # a "policy" judge is the untrained baseline
     engines = {(name, d): make_engine(config, m.config, m.tokenizer, judge, rules,
@@ -359,7 +375,7 @@ def build_evaluation(config, mesh_sizes: dict) -> Evaluation:
                for name, m in models.items() for d in e.decodings}
     return Evaluation(
         workdir=config.workdir, seed=config.seed, models=models, paths=paths,
-        trained_by={name: trained_by(path) for name, path in paths.items()}, judge=judge,
+        trained_by=infos, judge=judge,
         engines=engines, decodings=tuple(e.decodings), tasks=load_tasks("eval")[:e.num_tasks],
         open_ended=load_tasks("open_ended")[:e.open_ended_tasks],
         capability_prompts=e.capability_prompts, reasoning_problems=e.reasoning_problems,
