@@ -14,7 +14,8 @@ eval_results: the evaluation, this structure (every key optional; a missing piec
     "trained_by": {"A": TrainingInfo or None, "B": ...},                        # None: a base model
     "conflict": {"greedy": ConflictMetrics, "sampled": ConflictMetrics},           # model A
     "conflict_baseline": {"greedy": ConflictMetrics, "sampled": ConflictMetrics},  # model B
-    "win_rates": {"conflict": WinRate, "open_ended": WinRate},                     # A against B
+    "win_rates": {"conflict": WinRate, "conflict_sampled": WinRate,                # A against B
+                  "open_ended": WinRate},              # "conflict": the first decoding's
     "capability": {"instructions": {"A": InstructionScores, "B": InstructionScores},
                    "reasoning": {"A": ReasoningScores, "B": ReasoningScores},
                    "gsm8k": {"A": ..., "B": ...} or {"skipped": "why"}},
@@ -189,16 +190,23 @@ def win_rate_table(results: dict) -> tuple[list[str], list[list[str]]]:
 
 def comparison_table(results: dict, labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
     """The paper's comparison: one row per compared model (base, single-agent- or
-    negotiation-trained), its two-order CA win rate against the other model on the conflict and
-    open-ended sets, and its mean CA score. B's win rate is A's loss rate plus half the ties,
+    negotiation-trained), its two-order CA win rate against the other model on each question set
+    (conflict, per decoding, and open-ended), and its mean CA score. B's win rate is A's loss rate plus half the ties,
     1 - A's, and its interval A's mirrored."""
     wins = results.get("win_rates", {})
     if not wins:
         return [], []
     conflict = {"A": results.get("conflict", {}), "B": results.get("conflict_baseline", {})}
     decoding = next(iter(conflict["A"]), None)
-    header = ["model", "setting", "training steps", "CA win rate against the other, conflict [95% CI]",
-              "CA win rate against the other, open-ended [95% CI]",
+
+    def set_name(key: str) -> str:  # "conflict" is the first decoding's, "conflict_<d>" another's
+        if key.startswith("conflict_"):
+            return f"conflict ({key[len('conflict_'):]})"
+        if key == "conflict" and decoding:
+            return f"conflict ({decoding})"
+        return key.replace("_", "-")
+    header = ["model", "setting", "training steps",
+              *(f"CA win rate against the other, {set_name(k)} [95% CI]" for k in wins),
               f"mean CA score, conflict ({decoding or 'n/a'})"]
 
     def for_b(w: dict) -> dict:
@@ -209,9 +217,7 @@ def comparison_table(results: dict, labels: dict[str, str]) -> tuple[list[str], 
     for name in ("A", "B"):
         info = results.get("trained_by", {}).get(name)
         cells = [labels[name], info["setting"] if info else "base", _fmt(info["steps"]) if info else "0"]
-        for question_set in ("conflict", "open_ended"):
-            w = wins.get(question_set)
-            cells.append("n/a" if w is None else _with_ci(w if name == "A" else for_b(w), "win_rate"))
+        cells += [_with_ci(w if name == "A" else for_b(w), "win_rate") for w in wins.values()]
         cells.append(_with_ci(conflict[name].get(decoding, {}), "mean_ca_score"))
         rows.append(cells)
     return header, rows

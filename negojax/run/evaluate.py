@@ -73,11 +73,13 @@ def evaluate(run: Evaluation) -> str:
         "conflict": {d: r.metrics for d, r in conflicts["A"].items()},
         "conflict_baseline": {d: r.metrics for d, r in conflicts["B"].items()},
         "ca_scores": {name: conflicts[name][first].ca_scores for name in run.models},
-        "win_rates": {"conflict": win_rates(
+        # The first decoding's under "conflict", each other's under "conflict_<decoding>": the
+        # paper reports greedy and sampled win rates side by side.
+        "win_rates": {"conflict" if d == first else f"conflict_{d}": win_rates(
             judge.prefer, [conflict_question(t) for t in run.tasks],
-            [t["final_solution"] for t in conflicts["A"][first].transcripts],
-            [t["final_solution"] for t in conflicts["B"][first].transcripts],
-            n_resamples=n, seed=seed)},
+            [t["final_solution"] for t in conflicts["A"][d].transcripts],
+            [t["final_solution"] for t in conflicts["B"][d].transcripts],
+            n_resamples=n, seed=seed) for d in run.decodings},
     }
     generators = {name: answer_generator(m, run.answer_max_new_tokens)
                   for name, m in run.models.items()}

@@ -25,12 +25,13 @@ def test_rows_are_the_compared_models_with_mirrored_win_rates():
     w = results["win_rates"]["conflict"]
     assert (w["wins"], w["losses"], w["ties"]) == (3, 1, 1)
     header, rows = comparison_table(results, results["models"])
-    assert header[-1] == "mean CA score, conflict (greedy)"
+    assert header[3:] == ["CA win rate against the other, conflict (greedy) [95% CI]",
+                          "mean CA score, conflict (greedy)"]
     lo, hi = w["win_rate_ci"]
     assert rows == [
-        [results["models"]["A"], "single_agent", "2150", f"0.700 [{lo:.3f}, {hi:.3f}]", "n/a",
+        [results["models"]["A"], "single_agent", "2150", f"0.700 [{lo:.3f}, {hi:.3f}]",
          "3.250 [3.000, 3.500]"],
-        ["base: Qwen3", "base", "0", f"0.300 [{1 - hi:.3f}, {1 - lo:.3f}]", "n/a", "2.500"]]
+        ["base: Qwen3", "base", "0", f"0.300 [{1 - hi:.3f}, {1 - lo:.3f}]", "2.500"]]
 
 
 def test_the_report_carries_the_comparison_first(tmp_path):

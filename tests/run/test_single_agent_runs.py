@@ -49,7 +49,7 @@ def test_single_agent_trains_two_steps_on_its_answers(trained):
 
 def test_eval_compares_a_negotiation_trained_export_with_the_single_agent_one(trained, tmp_path):
     single, negotiation = trained
-    proc = run_main("tiny_test", tmp_path, "--config.mode=eval", "--config.eval.decodings=greedy",
+    proc = run_main("tiny_test", tmp_path, "--config.mode=eval",  # greedy and sampled
                     f"--config.eval.trained_path={negotiation}/export",
                     f"--config.eval.baseline_path={single}/export",
                     "--config.eval.capability_prompts=1", "--config.eval.reasoning_problems=1")
@@ -60,7 +60,8 @@ def test_eval_compares_a_negotiation_trained_export_with_the_single_agent_one(tr
         "B": f"single-agent-trained (2 steps): {single}/export"}
     assert [results["trained_by"][k]["setting"] for k in "AB"] == ["negotiation", "single_agent"]
     wins = results["win_rates"]
-    assert set(wins) == {"conflict", "open_ended"} and wins["conflict"]["n"] == 2
+    assert list(wins) == ["conflict", "conflict_sampled", "open_ended"]
+    assert wins["conflict"]["n"] == wins["conflict_sampled"]["n"] == 2
 
     page = (tmp_path / "report.html").read_text()
     section = page.split("<h2>Model comparison</h2>")[1].split("<h2>")[0]
@@ -68,7 +69,10 @@ def test_eval_compares_a_negotiation_trained_export_with_the_single_agent_one(tr
             for r in re.findall(r"<tr>(.*?)</tr>", section.split("<tbody>")[1])]
     assert [r[:3] for r in rows] == [[results["models"]["A"], "negotiation", "2"],
                                      [results["models"]["B"], "single_agent", "2"]]
-    for column, name in ((3, "conflict"), (4, "open_ended")):
+    header = re.findall(r"<th>(.*?)</th>", section)
+    assert header[3:6] == [f"CA win rate against the other, {name} [95% CI]" for name in
+                           ("conflict (greedy)", "conflict (sampled)", "open-ended")]
+    for column, name in ((3, "conflict"), (4, "conflict_sampled"), (5, "open_ended")):
         a, b = (float(r[column].split(" ")[0]) for r in rows)
         assert a == pytest.approx(wins[name]["win_rate"], abs=1e-3)
         assert a + b == pytest.approx(1, abs=2e-3)
