@@ -44,7 +44,8 @@ def test_single_agent_trains_two_steps_on_its_answers(trained):
     assert (single / "export" / "model.safetensors").is_file()
     assert json.loads((single / "export" / "training.json").read_text()) == {
         "setting": "single_agent", "steps": 2, "model_path": "default", "judge": "policy"}
-    assert "single agent" in (single / "transcripts.html").read_text()
+    page = (single / "transcripts.html").read_text()
+    assert page.count("single-agent answer") == 8 and "<b>Final solution</b>" not in page
 
 
 def test_eval_compares_a_negotiation_trained_export_with_the_single_agent_one(trained, tmp_path):
