@@ -5,9 +5,9 @@ What changes from configs/tpu_v4.py, and why:
   rollout.setting single_agent: no dialogue; the policy answers each dilemma alone with every
     persona's view in its prompt (negojax.negotiation.single_agent), and GRPO trains on the
     answer's tokens.
-  judge local "policy": self-rewarding; the policy's own model scores its answers for CA with the
-    rubric that scores the negotiation's final solutions. It judges with the initial weights
-    (under LoRA the frozen base), so the reward does not drift with the policy it trains.
+  judge local "self": self-rewarding; the policy as it trains scores its own answers for CA, every
+    step with that step's weights (LoRA adapters included), with the rubric that scores the
+    negotiation's final solutions. judge.path=policy judges with the initial weights instead.
   rl.beta 0.04: the baseline's KL penalty against the initial policy (the method removed it).
   batch 32 = 8 prompts x G 4 (8 prompts split over the slice's 8 hosts).
   rollout.temperature 1.0, top_p 1.0: the baseline's sampling; the answer runs up to
@@ -28,7 +28,7 @@ def get_config():
     c.workdir = "gs://YOUR_BUCKET/negojax/qwen3-14b-single-agent"
     c.rollout.update(setting="single_agent", prompts_per_step=8, group_size=4, temperature=1.0,
                      top_p=1.0, final_max_new_tokens=384)
-    c.judge.update(kind="local", path="policy")
+    c.judge.update(kind="local", path="self")
     c.rl.beta = 0.04
     c.train.steps = 2150
     return c

@@ -100,14 +100,16 @@ def check_judge(config) -> None:
 
 
 def make_judge(config, policy: Model):
-    """The configured judge; a local judge of path "policy", or of the policy's own checkpoint,
-    is `policy`'s weights (under LoRA its frozen base), frozen, not a second copy."""
+    """The configured judge; a local judge of path "policy" or "self", or of the policy's own
+    checkpoint, is `policy`'s weights (under LoRA its frozen base), not a second copy; the
+    trainer points a "self" judge at the live policy every step."""
     if config.judge.kind == "http":
         return http_judge(config, cache_dir=storage.join(config.workdir, JUDGE_CACHE_DIR))
     from negojax.rewards import LocalJudge
+    from negojax.run.config import POLICY_JUDGES
     same_weights = config.judge.path == config.model.path and not (
         config.model.random_init or config.model.overrides)
-    if config.judge.path == "policy" or same_weights:
+    if config.judge.path in POLICY_JUDGES or same_weights:
         return LocalJudge(policy)
     return LocalJudge(_load("judge.path", config.judge.path, dtype=config.model.dtype,
                             rules=policy.rules), rules=policy.rules)
@@ -222,6 +224,7 @@ class Training:
     engine: object                   # the rollout source: make_rollout_engine
     eval_engine: NegotiationEngine   # greedy dialogue for the quick evaluation, in any setting
     training_info: dict              # written beside the export (TRAINING_INFO_FILE)
+    judge_follows_policy: bool       # judge.path "self": the live policy judges each step
     sampler: TaskSampler
     opponents: Opponents
     checkpointer: object             # negojax.checkpoints.TrainCheckpointer
@@ -296,6 +299,7 @@ def build_training(config, mesh_sizes: dict) -> Training:
                             refresh=r.opponent_refresh, pool_size=r.opponent_pool_size,
                             seed=config.seed),
         checkpointer=checkpointer, resume_settings=settings,
+        judge_follows_policy=config.judge.kind == "local" and config.judge.path == "self",
         training_info={"setting": r.setting, "steps": t.steps, "model_path": config.model.path,
                        "judge": config.judge.model if config.judge.kind == "http"
                        else config.judge.path})

@@ -28,6 +28,8 @@ from negojax.tokenization import has_tokenizer
 
 MODES = ("train", "eval", "chat")
 JUDGE_KINDS = ("local", "http")
+# Local judges that are the policy's own weights: its initial ones, or the live ones.
+POLICY_JUDGES = ("policy", "self")
 SCHEDULES = ("cosine", "constant")
 # TrainHParams field -> the run config key that sets it (its defaults come from the field).
 TRAIN_KEYS = {
@@ -98,7 +100,8 @@ def base_config() -> ml_collections.ConfigDict:
         setting=SETTINGS[0], prompts_per_step=2, group_size=4, **negotiation,
         opponent="frozen", opponent_refresh=1, opponent_pool_size=4))
     c.judge = ml_collections.ConfigDict(dict(
-        # path "policy": the policy's initial weights, frozen (no second copy is loaded).
+        # path "policy": the policy's initial weights, frozen (no second copy is loaded);
+        # "self": the policy as it trains (self-rewarding: each step's rollout params judge).
         kind="local", path="policy", base_url="http://127.0.0.1:8000/v1", model="",
         **_init_defaults(HttpJudge.__init__, "api_key_env", "timeout_s", "max_retries",
                          "concurrency"),
@@ -255,10 +258,11 @@ def validate_static(config) -> None:
     except ValueError as error:
         raise ConfigError(f"config.{error}") from None
     _enum(config, "judge.kind", JUDGE_KINDS)
-    if config.judge.kind == "local" and config.judge.path != "policy" \
+    if config.judge.kind == "local" and config.judge.path not in POLICY_JUDGES \
             and not model_path_exists(config.judge.path):
         _fail("judge.path", f"{config.judge.path!r} does not exist; point it at an HF model "
-              "directory, a .gguf file, 'default' or 'policy' (the policy's initial weights)")
+              "directory, a .gguf file, 'default', 'policy' (the policy's initial weights) or "
+              "'self' (the policy as it trains)")
     if config.judge.kind == "http" and not config.judge.model:
         _fail("judge.model", "is empty; name the judge model the endpoint serves")
     if config.judge.kind == "http" and not config.judge.base_url.startswith(("http://",

@@ -177,7 +177,7 @@ def test_single_agent_config_is_the_papers_baseline_on_the_methods_machine():
     c, method = shipped_config("single_agent"), shipped_config("tpu_v4")
     assert c.rollout.setting == "single_agent" and method.rollout.setting == "negotiation"
     assert (c.judge.kind, c.judge.path, c.rl.beta, c.rollout.temperature) == \
-        ("local", "policy", 0.04, 1.0)
+        ("local", "self", 0.04, 1.0)
     assert c.rollout.prompts_per_step * c.rollout.group_size == 32
     assert validate_devices(c, device_count=32, process_count=8) == \
         {"data": 1, "fsdp": 8, "tensor": 4}

@@ -105,3 +105,17 @@ def test_a_damaged_training_json_is_one_line_with_exit_2(trained, tmp_path):
                     f"--config.eval.baseline_path={export}", status=2)
     assert one_line_error(proc).startswith(
         f"negojax: config.eval.baseline_path: {export}/training.json is not valid JSON")
+
+
+def test_a_self_judge_scores_with_the_live_policy(trained, tmp_path):
+    """judge.path=self: step 1 judges with the initial weights, as the frozen "policy" judge
+    does; from step 2 the judge is the updated policy, so the same answers' rewards differ."""
+    single, _ = trained
+    run_main("tiny_test", tmp_path, SINGLE, "--config.judge.path=self")
+    live, frozen = _lines(tmp_path / "transcripts.jsonl"), _lines(single / "transcripts.jsonl")
+    # The same answers at both steps (the same policy samples them), judged alike at step 1
+    # and differently at step 2.
+    assert [r["final_solution"] for r in live] == [r["final_solution"] for r in frozen]
+    assert [r["reward"] for r in live[:4]] == pytest.approx([r["reward"] for r in frozen[:4]])
+    assert [r["reward"] for r in live[4:]] != pytest.approx([r["reward"] for r in frozen[4:]])
+    assert json.loads((tmp_path / "export" / "training.json").read_text())["judge"] == "self"
