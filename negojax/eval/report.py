@@ -11,9 +11,11 @@ transcripts_jsonl: the negotiation engine's dialogues, one per line:
 eval_results: the evaluation, this structure (every key optional; a missing piece is reported as missing):
   {
     "models": {"A": "label of the evaluated model", "B": "label of the baseline"},
+    "trained_by": {"A": TrainingInfo or None, "B": ...},                        # None: a base model
     "conflict": {"greedy": ConflictMetrics, "sampled": ConflictMetrics},           # model A
     "conflict_baseline": {"greedy": ConflictMetrics, "sampled": ConflictMetrics},  # model B
-    "win_rates": {"conflict": WinRate, "open_ended": WinRate},                     # A against B
+    "win_rates": {"conflict": WinRate, "conflict_sampled": WinRate,                # A against B
+                  "open_ended": WinRate},              # "conflict": the first decoding's
     "capability": {"instructions": {"A": InstructionScores, "B": InstructionScores},
                    "reasoning": {"A": ReasoningScores, "B": ReasoningScores},
                    "gsm8k": {"A": ..., "B": ...} or {"skipped": "why"}},
@@ -24,6 +26,7 @@ eval_results: the evaluation, this structure (every key optional; a missing piec
   ConflictMetrics = metrics.conflict_metrics(...), WinRate = metrics.win_rate(...),
   InstructionScores = instructions.score_instructions(...), ReasoningScores = reasoning.score_reasoning(...),
   ProcessMetrics = process.process_metrics(...);
+  TrainingInfo = the training.json beside a negojax export: {"setting", "steps", "model_path", "judge"};
   driver.py's functions return exactly these.
 """
 from __future__ import annotations
@@ -220,6 +223,41 @@ def win_rate_table(results: dict) -> tuple[list[str], list[list[str]]]:
     header = ["question set", "n", "wins", "losses", "ties", "win rate [95% CI]"]
     rows = [[name, _fmt(w.get("n")), _fmt(w.get("wins")), _fmt(w.get("losses")), _fmt(w.get("ties")),
              _with_ci(w, "win_rate")] for name, w in results.get("win_rates", {}).items()]
+    return header, rows
+
+
+def comparison_table(results: dict, labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+    """The paper's comparison: one row per compared model (base, single-agent- or
+    negotiation-trained), its two-order CA win rate against the other model on each question set
+    (conflict, per decoding, and open-ended), and its mean CA score. B's win rate is A's loss rate plus half the ties,
+    1 - A's, and its interval A's mirrored."""
+    wins = results.get("win_rates", {})
+    if not wins:
+        return [], []
+    conflict = {"A": results.get("conflict", {}), "B": results.get("conflict_baseline", {})}
+    decoding = next(iter(conflict["A"]), None)
+
+    def set_name(key: str) -> str:  # "conflict" is the first decoding's, "conflict_<d>" another's
+        if key.startswith("conflict_"):
+            return f"conflict ({key[len('conflict_'):]})"
+        if key == "conflict" and decoding:
+            return f"conflict ({decoding})"
+        return key.replace("_", "-")
+    header = ["model", "setting", "training steps",
+              *(f"CA win rate against the other, {set_name(k)} [95% CI]" for k in wins),
+              f"mean CA score, conflict ({decoding or 'n/a'})"]
+
+    def for_b(w: dict) -> dict:
+        ci = w.get("win_rate_ci")
+        return {"win_rate": 1 - w["win_rate"], "win_rate_ci": ci and [1 - ci[1], 1 - ci[0]]}
+
+    rows = []
+    for name in ("A", "B"):
+        info = results.get("trained_by", {}).get(name)
+        cells = [labels[name], info["setting"] if info else "base", _fmt(info["steps"]) if info else "0"]
+        cells += [_with_ci(w if name == "A" else for_b(w), "win_rate") for w in wins.values()]
+        cells.append(_with_ci(conflict[name].get(decoding, {}), "mean_ca_score"))
+        rows.append(cells)
     return header, rows
 
 
@@ -454,6 +492,7 @@ def write_report(
         "training": training_table(metrics),
         "conflict": conflict_table(eval_results, labels),
         "win_rates": win_rate_table(eval_results),
+        "comparison": comparison_table(eval_results, labels),
         "capability": capability_table(eval_results, labels),
         "instruction_ids": instruction_id_table(eval_results, labels),
         "calibration": calibration_table(eval_results),
@@ -486,6 +525,10 @@ def write_report(
 <p class="meta">{html.escape(workdir if storage.is_remote(workdir) else os.path.abspath(workdir))} · generated {generated} ·
 A = {html.escape(labels['A'])}, B = {html.escape(labels['B'])}</p>
 {skipped_lines}
+<h2>Model comparison</h2>
+<p class="meta">Each model's two-order CA win rate against the other (the paper's comparison of base,
+single-agent- and negotiation-trained models); 0.5 means even.</p>
+{table_or_missing("comparison", "No pairwise comparison in these results.")}
 <h2>Conflict resolution</h2>
 {table_or_missing("conflict", "No conflict-resolution evaluation in these results.")}
 <h2>Pairwise CA win rate (A against B)</h2>
@@ -512,9 +555,9 @@ also accepts it with its first or last line or its markdown asterisks removed. R
     report_html = storage.join(workdir, "report.html")
     storage.write_text(report_html, page)
 
-    sections = [("Conflict resolution", "conflict"), ("Pairwise CA win rate (A against B)", "win_rates"),
-                ("Judge calibration", "calibration"), ("General-capability guard", "capability"),
-                ("Training (first and last step)", "training")]
+    sections = [("Model comparison", "comparison"), ("Conflict resolution", "conflict"),
+                ("Pairwise CA win rate (A against B)", "win_rates"), ("Judge calibration", "calibration"),
+                ("General-capability guard", "capability"), ("Training (first and last step)", "training")]
     markdown = [f"# negojax evaluation report\n\nA = {labels['A']}, B = {labels['B']}. "
                 "Plots and transcripts: report.html."]
     for title, name in sections:

@@ -1,5 +1,5 @@
 """Negotiation self-play: persona prompts, the lockstep N-seat turn loop, the opponent seats,
-token bookkeeping for training, and the HTML view of transcripts (`python -m
+the single-agent baseline's one-answer rollout, token bookkeeping for training, and the HTML view of transcripts (`python -m
 negojax.negotiation.view RUN_DIR`)."""
 from negojax.negotiation.agreement import (AgreementFn, JudgeAgreement, MarkerAgreement,
                                            agreement_check)
@@ -7,7 +7,8 @@ from negojax.negotiation.config import NegotiationConfig, as_config
 from negojax.negotiation.engine import NegotiationEngine, derived_seed
 from negojax.negotiation.records import DialogueState, Rollout, TrainSequence, Turn
 from negojax.negotiation.seats import OPPONENT_MODES, Opponents
+from negojax.negotiation.single_agent import SETTINGS, SingleAgentEngine
 
 __all__ = ["AgreementFn", "DialogueState", "JudgeAgreement", "MarkerAgreement",
            "NegotiationConfig", "NegotiationEngine", "OPPONENT_MODES", "Opponents", "Rollout",
-           "TrainSequence", "Turn", "agreement_check", "as_config", "derived_seed"]
+           "SETTINGS", "SingleAgentEngine", "TrainSequence", "Turn", "agreement_check", "as_config", "derived_seed"]

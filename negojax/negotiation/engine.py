@@ -45,6 +45,16 @@ def derived_seed(seed: int, a: int, b: int) -> int:
     return int(state >> 1)
 
 
+def sampled_turn(tokenizer, seat: int, tokens, logp, finished, prompt=()) -> Turn:
+    """A sampled message as a Turn. Its text is what the other seats read: without the stop
+    token and, with thinking on, without the reasoning before `</think>` (reasoning templates
+    drop it from past turns too)."""
+    finished = bool(finished)
+    text = tokenizer.decode(list(tokens)[:-1] if finished else list(tokens))
+    return Turn(seat, text.split("</think>")[-1].strip(), list(tokens), np.asarray(logp),
+                not finished, list(prompt))
+
+
 class _SeatSession:
     """A Session of one seat; row i is that seat's view of dialogue i."""
 
@@ -227,17 +237,8 @@ class NegotiationEngine:
                              f"seats are 0..{n - 1}")
 
     # ---------------------------------------------------------------- turns
-    def _decode(self, tokens: list[int], finished: bool) -> str:
-        """The message the other seats read: without the stop token and, with thinking on,
-        without the reasoning before `</think>` (reasoning templates drop it from past turns
-        too)."""
-        text = self.tokenizer.decode(tokens[:-1] if finished else tokens)
-        return text.split("</think>")[-1].strip()
-
     def _turn(self, seat, tokens, logp, finished, prompt=()) -> Turn:
-        finished = bool(finished)
-        return Turn(seat, self._decode(tokens, finished), list(tokens), np.asarray(logp),
-                    not finished, list(prompt))
+        return sampled_turn(self.tokenizer, seat, tokens, logp, finished, prompt)
 
     def _seat_chat(self, state: DialogueState, systems, seat: int, window: Optional[int]):
         turns = state.turns if window is None else state.turns[-window:]

@@ -79,3 +79,17 @@ def final_solution_messages(dilemma: str, personas: Sequence[Persona],
     system = (f"You are {personas[0].name}. The negotiation is over; you now write its outcome "
               "fairly, for every party, not only for yourself.")
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def single_agent_messages(dilemma: str, personas: Sequence[Persona]) -> list[dict]:
+    """The single-agent baseline's one prompt: the dilemma and every persona's view, answered
+    by one model with no dialogue. It asks for what the negotiation's final solution gives (a
+    concrete plan and how it serves each party), so the judge scores both alike."""
+    parties = "\n\n".join(_persona_lines(p) for p in personas)
+    user = (f"The situation:\n{dilemma}\n\nThe parties:\n{parties}\n\nWrite the solution that "
+            "best serves every party's core needs: a concrete plan (what happens, who does "
+            "what) and, in one sentence per party, how it serves that party's core value. Be "
+            "concise.")
+    system = ("You advise on situations where several parties' values conflict. You hear every "
+              "party's view and write one solution fairly, for all of them.")
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]

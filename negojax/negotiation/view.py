@@ -46,7 +46,9 @@ def dialogue_html(rec: dict, *, open_: bool = False) -> str:
     """One transcript record as a <details> block (expanded with `open_`); every string escaped."""
     personas = rec.get("personas") or []
     agreed = rec.get("agreed")
-    outcome = (f'<span class="agree">agreed at turn {_e(rec.get("agreement_turn"))}</span>'
+    single = rec.get("setting") == "single_agent"  # its one turn is the answer, and the solution
+    outcome = ('<span class="agree">single-agent answer</span>' if single else
+               f'<span class="agree">agreed at turn {_e(rec.get("agreement_turn"))}</span>'
                if agreed else '<span class="noagree">no agreement</span>')
     reward = rec.get("reward")
     summary = (f'{_e(rec.get("scenario_id"))} &middot; {_e(" vs ".join(personas))} &middot; '
@@ -68,7 +70,7 @@ def dialogue_html(rec: dict, *, open_: bool = False) -> str:
                      f'{k}. {_e(turn.get("persona"))}</span> <span class="meta">'
                      f'{_e(turn.get("num_tokens"))} tokens{cap}</span>\n{_e(turn.get("text"))}'
                      '</div>')
-    if rec.get("final_solution") is not None:
+    if rec.get("final_solution") is not None and not single:
         parts.append(f'<p><b>Final solution</b> ({_e(personas[0] if personas else "Agent 1")})'
                      f'</p><div class="final">{_e(rec["final_solution"])}</div>')
     parts.append("</details>")

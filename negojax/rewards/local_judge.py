@@ -81,6 +81,11 @@ class LocalJudge(judge.Judge):
         self.batch_size = batch_size
         self._answer_ids = {}
 
+    def follow(self, params, config) -> None:
+        """Judge with `params` of `config` from now on, laid out as the judge's own: a
+        self-rewarding run's live policy (LoRA adapters included), set every step."""
+        self.params, self.config = params, config
+
     def __repr__(self) -> str:
         return f"LocalJudge(model={self.config.family}, vocab={self.config.vocab_size})"
 

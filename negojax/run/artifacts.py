@@ -2,6 +2,8 @@
 exported model, transcripts.html and the report, and the summary of where everything went."""
 from __future__ import annotations
 
+import json
+
 import jax
 import numpy as np
 
@@ -11,14 +13,15 @@ from negojax.api import Model
 from negojax.eval.report import write_run_report
 from negojax.models import lora
 from negojax.negotiation import view
-from negojax.run.build import EXPORT_DIR
+from negojax.run.build import EXPORT_DIR, TRAINING_INFO_FILE
 from negojax.run.config import RunStopped
 from negojax.run.metrics import METRICS_FILE, TENSORBOARD_DIR
 
 
-def export_policy(workdir: str, model: Model) -> str:
-    """workdir/export: an HF directory, LoRA adapters merged into the base. Weights holding NaN
-    or Inf are refused (RunStopped, one line), so no broken model is ever exported."""
+def export_policy(workdir: str, model: Model, training_info: dict) -> str:
+    """workdir/export: an HF directory, LoRA adapters merged into the base, with
+    `training_info` (which setting trained it) in its training.json. Weights holding NaN or
+    Inf are refused (RunStopped, one line), so no broken model is ever exported."""
     params, config = model.params, model.config
     broken = ["/".join(str(getattr(k, "key", k)) for k in path)
               for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
@@ -32,13 +35,14 @@ def export_policy(workdir: str, model: Model) -> str:
         config = config.replace(lora_scale=1.0)
     out = storage.join(workdir, EXPORT_DIR)
     negojax.export_hf(Model(config, params, model.tokenizer, model.source_dir), out)
+    storage.write_text(storage.join(out, TRAINING_INFO_FILE), json.dumps(training_info, indent=1))
     return out
 
 
-def finish_training(workdir: str, model: Model, checkpoints: str) -> dict:
+def finish_training(workdir: str, model: Model, checkpoints: str, training_info: dict) -> dict:
     """Export, transcripts.html and the report; prints and returns {what: path}."""
     print("finishing: export, transcripts.html, report", flush=True)
-    written = {"checkpoints": checkpoints, "export": export_policy(workdir, model),
+    written = {"checkpoints": checkpoints, "export": export_policy(workdir, model, training_info),
                "metrics": storage.join(workdir, METRICS_FILE),
                "transcripts": storage.join(workdir, view.TRANSCRIPTS_FILE),
                "tensorboard": storage.join(workdir, TENSORBOARD_DIR),

@@ -6,6 +6,7 @@ object: a model, a mesh's rules, a judge, an engine, hyper-parameters.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Optional
 
 import jax
@@ -17,16 +18,21 @@ from negojax.data import TaskSampler, Task, load_tasks
 from negojax.models import lora
 from negojax.models.config import ModelConfig
 from negojax.models.transformer import param_axes
-from negojax.negotiation import NegotiationConfig, NegotiationEngine, Opponents, as_config
+from negojax.negotiation import (NegotiationConfig, NegotiationEngine, Opponents,
+                                 SingleAgentEngine, as_config)
 from negojax.parallel import LogicalRules, make_mesh
 from negojax.rl import TrainHParams
 
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_DIR = "export"
+# Beside an export: which setting trained it, how long, from which base (evaluation labels by it).
+TRAINING_INFO_FILE = "training.json"
 JUDGE_CACHE_DIR = "judge_cache"
-# What a checkpoint's arrays and its run's random streams depend on: a resume must keep them.
+# What a checkpoint's arrays and its run's random streams depend on, and what its export's
+# training.json says trained it: a resume must keep them.
 RESUME_KEYS = ("model.path", "model.param_dtype", "model.random_init", "model.overrides",
-               "lora.rank", "lora.alpha", "lora.targets", "lora.base_dtype", "seed")
+               "lora.rank", "lora.alpha", "lora.targets", "lora.base_dtype", "seed",
+               "rollout.setting")
 
 
 # ------------------------------------------------------------------------------ model and mesh
@@ -101,9 +107,10 @@ def _one_judge(config, key: str, entry: dict, policy: Model, cache_dir: str):
     if entry["kind"] == "http":
         return http_judge(entry, config.reward.fallback, cache_dir)
     from negojax.rewards import LocalJudge
+    from negojax.run.config import POLICY_JUDGES
     same_weights = entry["path"] == config.model.path and not (
         config.model.random_init or config.model.overrides)
-    if entry["path"] == "policy" or same_weights:
+    if entry["path"] in POLICY_JUDGES or same_weights:
         return LocalJudge(policy)
     return LocalJudge(_load(f"{key}.path", entry["path"], dtype=config.model.dtype,
                             rules=policy.rules), rules=policy.rules)
@@ -111,8 +118,9 @@ def _one_judge(config, key: str, entry: dict, policy: Model, cache_dir: str):
 
 def make_judge(config, policy: Model):
     """The configured judge, or the ensemble of `judge.ensemble`'s members; a local judge of
-    path "policy", or of the policy's own checkpoint, is `policy`'s weights (under LoRA its
-    frozen base), frozen, not a second copy."""
+    path "policy" or "self", or of the policy's own checkpoint, is `policy`'s weights (under LoRA
+    its frozen base), not a second copy; the trainer points a "self" judge at the live policy
+    every step."""
     from negojax.rewards import JudgeEnsemble
     from negojax.run.config import judge_entries
     cache = storage.join(config.workdir, JUDGE_CACHE_DIR)
@@ -144,6 +152,16 @@ def make_engine(config, model_config: ModelConfig, tokenizer, judge, rules, *,
                              tokenizer, judge=judge, rules=rules)
 
 
+def make_rollout_engine(config, model_config: ModelConfig, tokenizer, judge, rules):
+    """Training's rollout source, by rollout.setting: negotiation dialogues, or the
+    single-agent baseline's answers. Both return a Rollout, which the loop scores, batches
+    and trains on alike."""
+    if config.rollout.setting == "single_agent":
+        return SingleAgentEngine(negotiation_config(config.rollout), model_config, tokenizer,
+                                 rules=rules)
+    return make_engine(config, model_config, tokenizer, judge, rules)
+
+
 def train_hparams(config) -> TrainHParams:
     """TrainHParams from the keys of `TRAIN_KEYS`; a constant schedule keeps the peak rate, and
     the schedule runs at least one step past the warmup."""
@@ -160,9 +178,11 @@ def train_hparams(config) -> TrainHParams:
 def sequence_budget(rollout_cfg) -> int:
     """The most tokens the policy can sample into one train sequence: one turn with a context
     window; with the full history, its share of the turns (half of them at most, with 2 or
-    more seats); plus the final solution when that is trained on. Dr. GRPO's constant
-    normaliser (seq_mean_token_sum_norm)."""
+    more seats); plus the final solution when that is trained on; a single-agent answer is
+    one solution. Dr. GRPO's constant normaliser (seq_mean_token_sum_norm)."""
     r = rollout_cfg
+    if r.setting == "single_agent":
+        return r.final_max_new_tokens
     turns = 1 if r.context_turns else -(-r.max_turns // 2)
     return turns * r.max_new_tokens + (r.final_max_new_tokens if r.train_on_final_solution else 0)
 
@@ -220,8 +240,10 @@ class Training:
     frozen: dict
     model_config: ModelConfig
     hparams: TrainHParams
-    engine: NegotiationEngine
-    eval_engine: NegotiationEngine   # greedy dialogue for the quick evaluation
+    engine: object                   # the rollout source: make_rollout_engine
+    eval_engine: NegotiationEngine   # greedy dialogue for the quick evaluation, in any setting
+    training_info: dict              # written beside the export (TRAINING_INFO_FILE)
+    judge_follows_policy: bool       # judge.path "self": the live policy judges each step
     sampler: TaskSampler
     opponents: Opponents
     checkpointer: object             # negojax.checkpoints.TrainCheckpointer
@@ -285,15 +307,22 @@ def build_training(config, mesh_sizes: dict) -> Training:
         run_config=config.to_dict(), rules=global_rules(mesh_sizes), local_rules=local,
         policy=policy, judge=judge, trainable=trainable, frozen=frozen, model_config=model_config,
         hparams=train_hparams(config),
-        engine=make_engine(config, model_config, policy.tokenizer, judge, local),
+        engine=make_rollout_engine(config, model_config, policy.tokenizer, judge, local),
         eval_engine=make_engine(config, model_config, policy.tokenizer, judge, local,
                                 greedy=True),
         sampler=TaskSampler(load_tasks("train"), seed=config.seed,
                             process_index=jax.process_index(),
                             process_count=jax.process_count()),
-        opponents=Opponents(r.opponent, refresh=r.opponent_refresh,
-                            pool_size=r.opponent_pool_size, seed=config.seed),
-        checkpointer=checkpointer, resume_settings=settings)
+        # A single-agent rollout seats no opponent: "live" keeps no snapshots.
+        opponents=Opponents("live" if r.setting == "single_agent" else r.opponent,
+                            refresh=r.opponent_refresh, pool_size=r.opponent_pool_size,
+                            seed=config.seed),
+        checkpointer=checkpointer, resume_settings=settings,
+        judge_follows_policy=(config.judge.kind == "local" and config.judge.path == "self"
+                              and not config.judge.ensemble),
+        training_info={"setting": r.setting, "steps": t.steps, "model_path": config.model.path,
+                       "judge": config.judge.model if config.judge.kind == "http"
+                       else config.judge.path})
 
 
 @dataclasses.dataclass
@@ -304,6 +333,7 @@ class Evaluation:
     seed: int
     models: dict                     # {"A": Model, "B": Model}
     paths: dict                      # {"A": path, "B": path}
+    trained_by: dict                 # {"A": training info or None (not trained by negojax), "B": ...}
     judge: object
     engines: dict                    # {(name, decoding): NegotiationEngine}
     decodings: tuple
@@ -341,17 +371,38 @@ def _load_at(config, path: str, rules) -> Model:
     return load_policy(model_cfg, rules, key)
 
 
+def trained_by(path: str, key: str) -> Optional[dict]:
+    """The training info a negojax export carries beside its weights, or None; a damaged one
+    is a ConfigError naming `key`, the config key that points at the model."""
+    from negojax.run.config import ConfigError
+    info = storage.join(path, TRAINING_INFO_FILE)
+    if not storage.isfile(info):
+        return None
+    try:
+        found = json.loads(storage.read_text(info))
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config.{key}: {info} is not valid JSON ({error}); rewrite it from "
+                          "the run that trained the model, or remove it") from None
+    if not isinstance(found, dict) or not {"setting", "steps"} <= set(found):
+        raise ConfigError(f"config.{key}: {info} names no setting and steps; rewrite it from "
+                          "the run that trained the model, or remove it")
+    return found
+
+
 def build_evaluation(config, mesh_sizes: dict) -> Evaluation:
     e = config.eval
     rules = global_rules(mesh_sizes)
     paths = _model_paths(config)
+    infos = {name: trained_by(path, key) for (name, path), key in zip(
+        paths.items(), ("eval.trained_path", "eval.baseline_path"))}  # before any model loads
     models = {name: _load_at(config, path, rules) for name, path in paths.items()}
     judge = make_judge(config, models["B"])  # a "policy" judge is the untrained baseline
     engines = {(name, d): make_engine(config, m.config, m.tokenizer, judge, rules,
                                       greedy=d == "greedy")
                for name, m in models.items() for d in e.decodings}
     return Evaluation(
-        workdir=config.workdir, seed=config.seed, models=models, paths=paths, judge=judge,
+        workdir=config.workdir, seed=config.seed, models=models, paths=paths,
+        trained_by=infos, judge=judge,
         engines=engines, decodings=tuple(e.decodings), tasks=load_tasks("eval")[:e.num_tasks],
         open_ended=load_tasks("open_ended")[:e.open_ended_tasks],
         capability_prompts=e.capability_prompts, reasoning_problems=e.reasoning_problems,

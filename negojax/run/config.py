@@ -22,7 +22,7 @@ from negojax import storage
 from negojax.eval.process import SIMILARITIES
 from negojax.models import lora
 from negojax.models.config import DTYPE_NAMES, PRESETS
-from negojax.negotiation import OPPONENT_MODES, NegotiationConfig
+from negojax.negotiation import OPPONENT_MODES, SETTINGS, NegotiationConfig
 from negojax.rewards import COMPONENTS, FALLBACKS, VOTES, HttpJudge
 from negojax.rl import METHODS, TrainHParams
 from negojax.tokenization import has_tokenizer
@@ -35,6 +35,8 @@ JUDGE_FIELDS = ("kind", "path", "base_url", "model", "api_key_env", "timeout_s",
 # eval.calibration_judge: "auto" is "second_member" with 2 or more ensemble members, else
 # "reordered" (the run's judge again, the parties listed in the other order).
 CALIBRATION_JUDGES = ("auto", "second_member", "reordered")
+# Local judges that are the policy's own weights: its initial ones, or the live ones.
+POLICY_JUDGES = ("policy", "self")
 SCHEDULES = ("cosine", "constant")
 # TrainHParams field -> the run config key that sets it (its defaults come from the field).
 TRAIN_KEYS = {
@@ -97,11 +99,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     negotiation = dataclasses.asdict(NegotiationConfig())
     negotiation["context_turns"] = negotiation["context_turns"] or 0  # 0: the full history
+    # setting: who answers a task. "negotiation" (the method): the policy negotiates with its
+    # opponents and writes the final solution; "single_agent" (the paper's baseline): the policy
+    # answers alone, every persona's view in its prompt. Orthogonal to what a task is, so an
+    # environment interface can offer both settings over its own tasks.
     c.rollout = ml_collections.ConfigDict(dict(
-        prompts_per_step=2, group_size=4, **negotiation,
+        setting=SETTINGS[0], prompts_per_step=2, group_size=4, **negotiation,
         opponent="frozen", opponent_refresh=1, opponent_pool_size=4))
     c.judge = ml_collections.ConfigDict(dict(
-        # path "policy": the policy's initial weights, frozen (no second copy is loaded).
+        # path "policy": the policy's initial weights, frozen (no second copy is loaded);
+        # "self": the policy as it trains (self-rewarding: each step's rollout params judge).
         kind="local", path="policy", base_url="http://127.0.0.1:8000/v1", model="",
         **_init_defaults(HttpJudge.__init__, "api_key_env", "timeout_s", "max_retries",
                          "concurrency"),
@@ -258,10 +265,11 @@ def _check_judge(entry: dict, key: str) -> None:
     """One judge's fields (the judge block's or an ensemble entry's), named under `key`."""
     if entry["kind"] not in JUDGE_KINDS:
         _fail(f"{key}.kind", f"{entry['kind']!r} is not one of {', '.join(JUDGE_KINDS)}")
-    if entry["kind"] == "local" and entry["path"] != "policy" \
+    if entry["kind"] == "local" and entry["path"] not in POLICY_JUDGES \
             and not model_path_exists(entry["path"]):
         _fail(f"{key}.path", f"{entry['path']!r} does not exist; point it at an HF model "
-              "directory, a .gguf file, 'default' or 'policy' (the policy's initial weights)")
+              "directory, a .gguf file, 'default', 'policy' (the policy's initial weights) or "
+              "'self' (the policy as it trains)")
     if entry["kind"] == "http" and not entry["model"]:
         _fail(f"{key}.model", "is empty; name the judge model the endpoint serves")
     if entry["kind"] == "http" and not str(entry["base_url"]).startswith(("http://",
@@ -311,6 +319,7 @@ def validate_static(config) -> None:
         _fail("rollout.group_size", f"{r.group_size} gives every sample a zero group-relative "
               "advantage; set it to 2 or more")
     _enum(config, "rollout.opponent", OPPONENT_MODES)
+    _enum(config, "rollout.setting", SETTINGS)
     from negojax.run.build import negotiation_config, train_hparams
     try:  # the engine's own ranges; its messages name the rollout key
         negotiation_config(r)
@@ -320,6 +329,9 @@ def validate_static(config) -> None:
     for key, entry in judge_entries(config):
         _check_judge(entry, key)
     _enum(config, "judge.ensemble_vote", VOTES)
+    if config.judge.ensemble and any(e["path"] == "self" for _, e in judge_entries(config)):
+        _fail("judge.path", "'self' (the policy judging itself as it trains) cannot be a member "
+              "of judge.ensemble; use 'policy' there, or judge with the policy alone")
     if not 0 <= config.judge.max_failure_rate <= 1:
         _fail("judge.max_failure_rate", f"{config.judge.max_failure_rate} must lie in [0, 1]")
     _enum(config, "reward.fallback", FALLBACKS)

@@ -1,7 +1,9 @@
 """--config.mode=eval: the evaluation suite of negojax.eval over two models, and the report.
 
 Model A is the trained policy (eval.trained_path, else the run's export in workdir/export, else
-model.path); model B the baseline (eval.baseline_path, else model.path). Both negotiate the
+model.path); model B the baseline (eval.baseline_path, else model.path). Any two of a base model,
+a single-agent-trained and a negotiation-trained export compare: each is labelled by the
+training.json its export carries (which setting trained it, how many steps). Both negotiate the
 held-out conflict tasks (greedy and sampled decoding), the judge scores their final solutions and
 compares A with B pairwise in both orders on the conflict and open-ended sets, and both run the
 capability guard; the process metrics of both models' conflict dialogues (negojax.eval.process)
@@ -21,6 +23,17 @@ from negojax.eval.report import EVAL_RESULTS_FILE, write_run_report
 from negojax.run.build import Evaluation
 
 GENERATE_BATCH = 16
+
+
+SETTING_LABELS = {"negotiation": "negotiation-trained", "single_agent": "single-agent-trained"}
+
+
+def model_label(info, path: str) -> str:
+    """What a compared model is, read from the training.json beside it: "single-agent-trained
+    (2150 steps): PATH"; a model without one is a base model."""
+    if info is None:
+        return f"base: {path}"
+    return f"{SETTING_LABELS[info['setting']]} ({info['steps']} steps): {path}"
 
 
 def dialogue_runner(run: Evaluation, name: str):
@@ -74,8 +87,9 @@ def evaluate(run: Evaluation) -> str:
                  for name in run.models}
     first = run.decodings[0]
     results = {
-        "models": {name: f"{'trained' if name == 'A' else 'base'}: {path}"
+        "models": {name: model_label(run.trained_by[name], path)
                    for name, path in run.paths.items()},
+        "trained_by": run.trained_by,
         "conflict": {d: r.metrics for d, r in conflicts["A"].items()},
         "conflict_baseline": {d: r.metrics for d, r in conflicts["B"].items()},
         "ca_scores": {name: conflicts[name][first].ca_scores for name in run.models},
@@ -84,11 +98,13 @@ def evaluate(run: Evaluation) -> str:
                                               n_resamples=n, seed=seed)
                            for d, r in conflicts[name].items()}
                     for name in run.models},
-        "win_rates": {"conflict": win_rates(
+        # The first decoding's under "conflict", each other's under "conflict_<decoding>": the
+        # paper reports greedy and sampled win rates side by side.
+        "win_rates": {"conflict" if d == first else f"conflict_{d}": win_rates(
             judge.prefer, [conflict_question(t) for t in run.tasks],
-            [t["final_solution"] for t in conflicts["A"][first].transcripts],
-            [t["final_solution"] for t in conflicts["B"][first].transcripts],
-            n_resamples=n, seed=seed)},
+            [t["final_solution"] for t in conflicts["A"][d].transcripts],
+            [t["final_solution"] for t in conflicts["B"][d].transcripts],
+            n_resamples=n, seed=seed) for d in run.decodings},
     }
     if run.calibration_samples:
         results["calibration"] = calibration(run, conflicts)

@@ -104,6 +104,8 @@ class Trainer:
         start = time.perf_counter()
         judged_before = run.judge.counts()
         policy = self._policy_params()
+        if run.judge_follows_policy:
+            run.judge.follow(policy, run.model_config)
         snapshot, trainable_seats = run.opponents.for_step(
             step, lambda: self._local(self.state["trainable"]))
         opponent = policy if snapshot is None else combine(snapshot, run.frozen)
@@ -276,5 +278,5 @@ class Trainer:
             artifacts.finish_training(run.workdir, Model(run.model_config, params,
                                                          run.policy.tokenizer,
                                                          run.policy.source_dir),
-                                      checkpointer.directory)
+                                      checkpointer.directory, run.training_info)
         return True

@@ -182,3 +182,17 @@ def test_qlora_configs_are_the_method_on_their_machine(name, devices, mesh):
         assert differ <= {"path"}, (section, differ)
     assert {k for k in method.rl if c.rl[k] != method.rl[k]} == {"microbatches"}
     assert (c.lora.rank, c.lora.alpha) == (method.lora.rank, method.lora.alpha)
+
+
+def test_single_agent_config_is_the_papers_baseline_on_the_methods_machine():
+    """Self-rewarding GRPO (the policy's model judges), beta 0.04, batch 32, temperature 1.0;
+    everything else as configs/tpu_v4.py."""
+    c, method = shipped_config("single_agent"), shipped_config("tpu_v4")
+    assert c.rollout.setting == "single_agent" and method.rollout.setting == "negotiation"
+    assert (c.judge.kind, c.judge.path, c.rl.beta, c.rollout.temperature) == \
+        ("local", "self", 0.04, 1.0)
+    assert c.rollout.prompts_per_step * c.rollout.group_size == 32
+    assert validate_devices(c, device_count=32, process_count=8) == \
+        {"data": 1, "fsdp": 8, "tensor": 4}
+    assert (c.model.path, c.lora.rank, c.optim.lr) == (method.model.path, method.lora.rank,
+                                                       method.optim.lr)

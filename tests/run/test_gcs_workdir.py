@@ -80,5 +80,5 @@ def test_gs_workdir_holds_what_a_local_run_writes_resumes_and_exports(gcs, tmp_p
     # Eval mode reads the export from the bucket and writes its results and report there.
     with gcs.open(f"{BUCKET}/run/eval_results.json") as f:
         results = json.load(f)
-    assert results["models"]["A"] == f"trained: {remote}/export"
+    assert results["models"]["A"] == f"negotiation-trained (3 steps): {remote}/export"
     assert "Pairwise CA win rate" in gcs.cat(f"{BUCKET}/run/report.html").decode()

@@ -191,7 +191,7 @@ def test_export_refuses_non_finite_weights(tmp_path):
     model.params["layers"]["wq"] = model.params["layers"]["wq"].at[0, 0, 0, 0].set(np.nan)
     with pytest.raises(RunStopped, match=r"not exporting: 1 weight tensor\(s\) hold NaN or Inf "
                                          r"\(layers/wq\)"):
-        export_policy(str(tmp_path), model)
+        export_policy(str(tmp_path), model, {"setting": "negotiation"})
     assert not (tmp_path / "export").exists()
 
 
