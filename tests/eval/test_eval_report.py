@@ -10,12 +10,13 @@ import pytest
 from negojax.data.records import Persona, Task
 from negojax.eval.driver import capability_guard, conflict_question, evaluate_conflicts, win_rates
 from negojax.eval.instructions import instruction_prompts
+from negojax.eval.calibration import calibrate
 from negojax.eval.process import process_metrics
 from negojax.eval.reasoning import reasoning_problems
 from negojax.eval.report import EVAL_RESULTS_FILE, main, sample_transcripts, write_report
 
 PLOTS = ("reward.png", "agreement.png", "diagnostics.png", "ca_scores.png", "process_movement.png",
-         "process_outcomes.png")
+         "process_outcomes.png", "calibration.png")
 HOSTILE = "<script>alert('x')</script> & <b>not bold</b>"
 
 
@@ -101,6 +102,14 @@ def evaluation(workdir):
         "ca_scores": {"A": conflict_a["greedy"].ca_scores, "B": conflict_b["greedy"].ca_scores},
         "process": {key: {d: process_metrics(c.transcripts, [t.personas for t in tasks()], n_resamples=200)
                           for d, c in conflict.items()} for key, conflict in (("A", conflict_a), ("B", conflict_b))},
+        "trained_by": {"A": {"setting": "negotiation", "steps": 60, "model_path": "base", "judge": "local"},
+                       "B": None},
+        # A second judge that scores a point lower: the calibration of a judge against a stricter one.
+        "calibration": calibrate([(t.dilemma, t.personas, d["final_solution"])
+                                  for t, d in zip(tasks(), conflict_a["greedy"].transcripts)],
+                                 conflict_a["greedy"].ca_scores,
+                                 lambda *args: np.maximum(length_ca_score(*args) - 1, 0), samples=8,
+                                 seed=0, method="second_member"),
     }
 
 
@@ -229,9 +238,17 @@ def plots_loaded(binary, tmp_path, page):
 
 
 def test_report_renders_in_headless_chromium(report, tmp_path):
+    """The whole report as a browser shows it: the paper-style comparison table, the judge
+    calibration (its figures and heatmap), the process plots and every other plot."""
     binary = chromium()
     workdir, path, _ = report
     assert plots_loaded(binary, tmp_path, path) == (len(PLOTS), len(PLOTS))
+    dom = run_chromium(binary, tmp_path, "--virtual-time-budget=5000", "--dump-dom", f"file://{path}").stdout
+    for heading in ("Model comparison", "Judge calibration", "Negotiation process"):
+        section = dom[dom.index(f"<h2>{heading}</h2>"):]
+        section = section[:section.index("<h2>", 5)]
+        assert "<table>" in section, heading
+    assert "negotiation" in dom[dom.index("<h2>Model comparison</h2>"):dom.index("<h2>Conflict resolution</h2>")]
 
     screenshot = tmp_path / "report.png"
     run_chromium(binary, tmp_path, "--hide-scrollbars", f"--screenshot={screenshot}", "--window-size=1200,4200",
