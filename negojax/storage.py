@@ -134,15 +134,6 @@ def remove(path: str) -> None:
         pass
 
 
-def listdir(path: str) -> list[str]:
-    """The names (not paths) in a folder; none when it does not exist."""
-    fs, p = _fs(path)
-    try:
-        return sorted(posixpath.basename(e.rstrip("/")) for e in fs.ls(p, detail=False))
-    except FileNotFoundError:
-        return []
-
-
 class Appender:
     """A file that grows by appends: a log (metrics.jsonl, transcripts.jsonl, TensorBoard
     events). Locally every write is appended and fsynced at once. In an object store, writes
