@@ -103,7 +103,7 @@ def frozen_axes(params: dict, axes: dict) -> dict:
     `param_axes` of the dense layout."""
     layers = dict(axes["layers"])
     for name, w in params["layers"].items():
-        fmt = quantization.format_of(w) if name != "lora" else None
+        fmt = quantization.format_of(w)
         if fmt:
             layers[name] = quantization.axes(fmt, layers[name], PROJECTION_INPUT_DIMS[name])
     return {**axes, "layers": layers}

@@ -37,11 +37,8 @@ NF4_MIDPOINTS = (NF4[1:] + NF4[:-1]) / 2
 
 
 def format_of(w) -> str | None:
-    """The format of a quantised weight, None for a plain array."""
-    if isinstance(w, dict):
-        (name,) = set(w) - {"scale"}
-        return name
-    return None
+    """The format of a quantised weight, None for anything else (a plain array, the adapters)."""
+    return next((k for k in w if k in FORMATS), None) if isinstance(w, dict) else None
 
 
 def block_size(n: int) -> int:

@@ -117,7 +117,7 @@ def combine(trainable: dict, frozen: dict) -> dict:
     return out
 
 
-def _tree_axes(tree: dict) -> dict:
+def tree_axes(tree: dict) -> dict:
     if not tree:
         return {}
     return frozen_axes(tree, param_axes(tree)) if "layers" in tree else param_axes(tree)
@@ -136,7 +136,7 @@ def _place(tree, shardings, share: bool = False):
 
 def state_shardings(state, rules: LogicalRules, tx: optax.GradientTransformation) -> dict:
     """NamedShardings for every state leaf: params by their logical axes, scalars replicated."""
-    params_sh = {part: rules.tree_shardings(_tree_axes(state[part]), state[part])
+    params_sh = {part: rules.tree_shardings(tree_axes(state[part]), state[part])
                  for part in ("trainable", "frozen", "ref")}
     replicated = rules.replicated()
     opt_sh = optax.tree_map_params(tx, lambda _, s: s, state["opt_state"], params_sh["trainable"],

@@ -17,11 +17,11 @@ from negojax.api import Model
 from negojax.data import TaskSampler, Task, load_tasks
 from negojax.models import lora
 from negojax.models.config import ModelConfig
-from negojax.models.transformer import param_axes
 from negojax.negotiation import (NegotiationConfig, NegotiationEngine, Opponents,
                                  SingleAgentEngine, as_config)
 from negojax.parallel import LogicalRules, make_mesh
 from negojax.rl import TrainHParams
+from negojax.rl.train_step import tree_axes
 
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_DIR = "export"
@@ -206,7 +206,7 @@ def split_params(policy: Model, lora_cfg):
         except ValueError as error:  # a 4-bit format and an odd input dim
             raise ConfigError(f"config.lora.base_dtype: {error}") from None
         shardings = None if policy.rules is None else policy.rules.tree_shardings(
-            lora.frozen_axes(shapes, param_axes(shapes)), shapes)
+            tree_axes(shapes), shapes)
         frozen = jax.jit(freeze, out_shardings=shardings)(policy.params)
     return {"layers": {"lora": adapters}}, frozen, config
 
