@@ -166,6 +166,7 @@ def _process(record: dict, personas: Sequence[Persona], table: dict[tuple[Ref, R
         elif closer and all(gain[s] >= CONVERGENCE_MARGIN for s in spoke):
             outcome = "convergence"
     solution = record.get("final_solution")
+    shares = [named_share(p.core_value, solution) for p in personas]
     agreed = record.get("agreement_turn") is not None
     return {
         "scenario_id": record.get("scenario_id"),
@@ -176,8 +177,8 @@ def _process(record: dict, personas: Sequence[Persona], table: dict[tuple[Ref, R
         "final_drift": drift,
         "gain_toward_others": gain,
         "outcome": outcome,
-        "core_value_share": [named_share(p.core_value, solution) for p in personas],
-        "core_value_named": [named_share(p.core_value, solution) >= NAMED_SHARE for p in personas],
+        "core_value_share": shares,
+        "core_value_named": [share >= NAMED_SHARE for share in shares],
         "name_named": [named_share(p.name, solution) == 1.0 for p in personas],
     }
 

@@ -202,8 +202,8 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _with_ci(metrics: dict, key: str) -> str:
-    ci = metrics.get(f"{key}_ci")
+def _with_ci(metrics: dict, key: str, ci_key: str | None = None) -> str:
+    ci = metrics.get(ci_key or f"{key}_ci")
     if not ci:
         return _fmt(metrics.get(key))
     return f"{_fmt(metrics.get(key))} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
@@ -429,10 +429,8 @@ def process_table(runs: list[tuple[str, str, str, dict]]) -> tuple[list[str], li
     header = ["model", "decoding", "n", "rounds to agreement", "final movement", "capitulation", "convergence",
               "neither", "core value named", "all core values named", "name named"]
 
-    def cell(entry: dict) -> str:  # process metrics nest {"mean", "n", "ci"}, since n differs per metric
-        ci = entry.get("ci")
-        return f"{_fmt(entry.get('mean'))} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else _fmt(entry.get("mean"))
-    return header, [[label, decoding, _fmt(m.get("n"))] + [cell(m.get(k, {})) for k in keys]
+    # Process metrics nest {"mean", "n", "ci"}, since n differs per metric.
+    return header, [[label, decoding, _fmt(m.get("n"))] + [_with_ci(m.get(k, {}), "mean", "ci") for k in keys]
                     for _, label, decoding, m in runs]
 
 

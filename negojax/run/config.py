@@ -325,11 +325,13 @@ def validate_static(config) -> None:
         negotiation_config(r)
     except ValueError as error:
         raise ConfigError(f"config.{error}") from None
-    _check_judge(_judge_block(config), "judge")  # checked even where every member overrides it
-    for key, entry in judge_entries(config):
+    entries = judge_entries(config)
+    if config.judge.ensemble:  # the block is checked even where every member overrides it
+        _check_judge(_judge_block(config), "judge")
+    for key, entry in entries:
         _check_judge(entry, key)
     _enum(config, "judge.ensemble_vote", VOTES)
-    if config.judge.ensemble and any(e["path"] == "self" for _, e in judge_entries(config)):
+    if config.judge.ensemble and any(e["path"] == "self" for _, e in entries):
         _fail("judge.path", "'self' (the policy judging itself as it trains) cannot be a member "
               "of judge.ensemble; use 'policy' there, or judge with the policy alone")
     if not 0 <= config.judge.max_failure_rate <= 1:

@@ -74,10 +74,10 @@ def calibration(run: Evaluation, conflicts: dict) -> dict:
             scores += result.ca_scores
     if run.calibration == "second_member":
         first, second = (m.ca_score for m in run.judge.members[:2])
-        return calibrate(items, scores, second, first=first, samples=run.calibration_samples,
-                         seed=run.seed, method=run.calibration)
-    return calibrate(items, scores, reordered(run.judge.ca_score),
-                     samples=run.calibration_samples, seed=run.seed, method=run.calibration)
+    else:
+        first, second = None, reordered(run.judge.ca_score)
+    return calibrate(items, scores, second, first=first, samples=run.calibration_samples,
+                     seed=run.seed, method=run.calibration)
 
 
 def evaluate(run: Evaluation) -> str:
