@@ -6,17 +6,19 @@ import dataclasses
 TIERS = ("professional", "interpersonal", "everyday")
 OPEN_ENDED_TIER = "open_ended"
 SPLITS = ("train", "eval", "open_ended")
-PERSONA_FIELDS = ("id", "name", "core_value", "wants", "fears", "style")
+PERSONA_FIELDS = ("name", "core_value", "wants", "fears", "style", "id")
 
 
 @dataclasses.dataclass(frozen=True)
 class Persona:
-    id: str
+    """A party to a dilemma. Only name and core_value are required: a user's own tasks may leave the
+    rest out, and prompts then leave out their lines. `id` names a shipped persona; user tasks have none."""
     name: str
     core_value: str
-    wants: str
-    fears: str
-    style: str  # negotiation style, one sentence
+    wants: str = ""
+    fears: str = ""
+    style: str = ""  # negotiation style, one sentence
+    id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ import json
 import pathlib
 from typing import Iterator
 
-from negojax.data.records import OPEN_ENDED_TIER, PERSONA_FIELDS, TIERS, Persona, Task
+from negojax.data.records import OPEN_ENDED_TIER, TIERS, Persona, Task
 
 RESOURCES_DIR = pathlib.Path(__file__).parent / "resources"
 
@@ -32,7 +32,8 @@ class RowKind:
         return f"every {self.noun} needs {', '.join(self.fields)}"
 
 
-PERSONA = RowKind("persona", PERSONA_FIELDS)
+# The curated shipped personas keep every field required.
+PERSONA = RowKind("persona", ("id", "name", "core_value", "wants", "fears", "style"))
 PAIR = RowKind("persona pair", ("id", "personas", "conflict"), list_fields=("personas",))
 PERSONA_SET = RowKind("persona set", ("id", "personas", "conflict"), list_fields=("personas",))
 DILEMMA = RowKind("dilemma", ("id", "tier", "dilemma", "group"))
@@ -101,7 +102,7 @@ def read_nonempty(path: pathlib.Path, kind: RowKind) -> list[tuple[str, dict]]:
 
 
 def to_persona(row: dict) -> Persona:
-    return Persona(**{field: row[field].strip() for field in PERSONA_FIELDS})
+    return Persona(**{field: row[field].strip() for field in PERSONA.fields})
 
 
 def check_group(where: str, row: dict, kind: RowKind, personas: dict[str, Persona]) -> tuple[str, ...]:

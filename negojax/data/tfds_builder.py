@@ -92,7 +92,7 @@ def to_task(example: dict) -> Task:
     columns = {field: [_text(v) for v in np.asarray(example["personas"][field], dtype=object).ravel()]
                for field in PERSONA_FIELDS}
     personas = tuple(Persona(**{field: columns[field][i] for field in PERSONA_FIELDS})
-                     for i in range(len(columns["id"])))
+                     for i in range(len(columns["name"])))
     return Task(id=_text(example["id"]), split=_text(example["split"]), tier=_text(example["tier"]),
                 dilemma=_text(example["dilemma"]), personas=personas, group=_text(example["group"]))
 

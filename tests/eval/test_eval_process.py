@@ -9,8 +9,8 @@ from negojax.rewards import HttpJudge
 from openai_server import Reply, start_server, stop_server
 
 PERSONAS = (
-    Persona("cost", "Cost Minimiser", "Spending only what is necessary so resources last.", "", "", ""),
-    Persona("safety", "Safety Advocate", "Protecting people from preventable harm.", "", "", ""),
+    Persona("Cost Minimiser", "Spending only what is necessary so resources last.", id="cost"),
+    Persona("Safety Advocate", "Protecting people from preventable harm.", id="safety"),
 )
 # Every word below is its own content stem but "trams" (tram), "reliable" (reliabl) and "quality"
 # (qualiti), so the NumPy reference counts the words themselves.

@@ -36,8 +36,8 @@ def training_metrics(path, steps=60):
 
 
 PERSONAS = (
-    Persona("cost", "Cost Minimiser", "frugality", "the lowest total cost", "waste", "numbers first"),
-    Persona("quality", "Quality Maximiser", "excellence", "the best result", "cutting corners", "patient"),
+    Persona("Cost Minimiser", "frugality", "the lowest total cost", "waste", "numbers first", id="cost"),
+    Persona("Quality Maximiser", "excellence", "the best result", "cutting corners", "patient", id="quality"),
 )
 
 
