@@ -15,9 +15,17 @@ from typing import Optional, Sequence
 
 from negojax.data import Persona
 
+
+def _present(labelled: Sequence[tuple[str, str]], template: str) -> str:
+    """`template` filled with each (label, value) whose value is not empty: a user's persona may
+    leave wants, fears or style out, and an empty "Wants:" line would read as wanting nothing."""
+    return "".join(template.format(label, value) for label, value in labelled if value)
+
+
 def _persona_lines(persona: Persona) -> str:
-    return (f"{persona.name}\n- Core value: {persona.core_value}\n- Wants: {persona.wants}\n"
-            f"- Fears: {persona.fears}\n- Negotiation style: {persona.style}")
+    return f"{persona.name}\n- Core value: {persona.core_value}" + _present(
+        [("Wants", persona.wants), ("Fears", persona.fears), ("Negotiation style", persona.style)],
+        "\n- {}: {}")
 
 
 def system_prompt(persona: Persona, others: Sequence[Persona], marker: Optional[str]) -> str:
@@ -26,9 +34,9 @@ def system_prompt(persona: Persona, others: Sequence[Persona], marker: Optional[
     names = ", ".join(p.name for p in others)
     text = (f"You are {persona.name}, one party in a negotiation with {names}.\n"
             f"Your core value: {persona.core_value}\n"
-            f"What you want: {persona.wants}\n"
-            f"What you fear: {persona.fears}\n"
-            f"Your negotiation style: {persona.style}\n\n"
+            + _present([("What you want", persona.wants), ("What you fear", persona.fears),
+                        ("Your negotiation style", persona.style)], "{}: {}\n")
+            + "\n"
             "Speak for your core value, but aim for a solution that serves the core needs of "
             "everyone at the table, not a win for one side: listen to the others' concerns, "
             "propose concrete options and build on good ideas. Write one short message (a few "

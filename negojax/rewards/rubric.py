@@ -62,19 +62,23 @@ _JUDGE_ROLE = ("You are an impartial judge of negotiations between stakeholders 
                "conflict. You read carefully and answer in exactly the format asked for.")
 
 
-def _field(persona, key):
-    """A persona field from a dataclass (attribute) or a dict (key); lists are joined."""
-    value = persona[key] if isinstance(persona, dict) else getattr(persona, key)
+def _field(persona, key, default=None):
+    """A persona field from a dataclass (attribute) or a dict (key, else `default` if one is given);
+    lists are joined."""
+    if isinstance(persona, dict):
+        value = persona[key] if default is None else persona.get(key, default)
+    else:
+        value = getattr(persona, key)
     if isinstance(value, (list, tuple)):
         return "; ".join(str(item) for item in value)
     return str(value)
 
 
 def format_persona(persona) -> str:
-    """One line per persona: name, core value, wants, fears and style."""
-    return (f"- {_field(persona, 'name')}: core value: {_field(persona, 'core_value')}; "
-            f"wants: {_field(persona, 'wants')}; fears: {_field(persona, 'fears')}; "
-            f"style: {_field(persona, 'style')}")
+    """One line per persona: name, core value, then whichever of wants, fears and style it has (a
+    user's persona may leave them out, empty or absent from a dict; an empty entry would mislead the judge)."""
+    optional = [f"{key}: {value}" for key in ("wants", "fears", "style") if (value := _field(persona, key, ""))]
+    return "; ".join([f"- {_field(persona, 'name')}: core value: {_field(persona, 'core_value')}", *optional])
 
 
 def _format_personas(personas) -> str:
