@@ -17,6 +17,7 @@ import json
 import pathlib
 from typing import Iterator
 
+from negojax.data.lines import json_lines
 from negojax.data.records import OPEN_ENDED_TIER, TIERS, Persona, Task
 
 RESOURCES_DIR = pathlib.Path(__file__).parent / "resources"
@@ -71,27 +72,13 @@ def check_row(where: str, row, kind: RowKind) -> dict:
 def read_rows(path: pathlib.Path, kind: RowKind) -> Iterator[tuple[str, dict]]:
     """(where, row) for each non-blank line, where = "<path> line <n>"; ids unique within the file."""
     first_line_of = {}
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            where = f"{path} line {lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{where}: byte {e.start + 1} ({raw[e.start:e.start + 1]!r}) is "
-                                 "not UTF-8; save the file as UTF-8") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); "
-                                 f"each line must be one JSON object") from None
-            check_row(where, row, kind)
-            if row["id"] in first_line_of:
-                raise ValueError(f"{where}: duplicate id '{row['id']}' (first on line "
-                                 f"{first_line_of[row['id']]}); give this {kind.noun} a new id")
-            first_line_of[row["id"]] = lineno
-            yield where, row
+    for where, lineno, row in json_lines(path):
+        check_row(where, row, kind)
+        if row["id"] in first_line_of:
+            raise ValueError(f"{where}: duplicate id '{row['id']}' (first on line "
+                             f"{first_line_of[row['id']]}); give this {kind.noun} a new id")
+        first_line_of[row["id"]] = lineno
+        yield where, row
 
 
 def read_nonempty(path: pathlib.Path, kind: RowKind) -> list[tuple[str, dict]]:
