@@ -2,8 +2,9 @@
 
 Neither preparing nor reading imports TensorFlow: features are plain numpy/str, the writer is
 array_record and reads go through `as_data_source`. The prepared copy lives under
-<negojax cache>/tfds/<content hash>/, so editing a shipped JSONL file (or this module's layout)
-yields a fresh build while unchanged data is reused.
+<negojax cache>/tfds/<content hash>/, so editing a task file (or this module's layout) yields a
+fresh build while unchanged data is reused. The directory read is either the shipped scenarios or a
+user's own task directory (see layouts.py); both are stored with the same features.
 """
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
+from negojax.data.layouts import Layout, layout_of
 from negojax.data.records import PERSONA_FIELDS, SPLITS, Persona, Task
-from negojax.data.scenarios import FILES, RESOURCES_DIR, load_scenarios
+from negojax.data.scenarios import RESOURCES_DIR
 
-# Bump when the feature layout below changes, so stale prepared copies are not reused.
-LAYOUT_VERSION = "1"
+# Bump when the stored layout below changes, so stale prepared copies are not reused.
+# 2: a prepared copy holds the splits of its directory's layout (a user directory: train and eval).
+LAYOUT_VERSION = "2"
 
 
 def cache_dir() -> pathlib.Path:
@@ -31,9 +34,9 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(xdg) / "negojax"
 
 
-def content_hash(resources_dir: pathlib.Path) -> str:
-    digest = hashlib.sha256(LAYOUT_VERSION.encode())
-    for name, _ in FILES.values():
+def content_hash(resources_dir: pathlib.Path, layout: Layout) -> str:
+    digest = hashlib.sha256(f"{LAYOUT_VERSION} {layout.name}".encode())
+    for name in layout.files:
         path = resources_dir / name
         digest.update(name.encode())
         digest.update(path.read_bytes() if path.is_file() else b"<missing>")
@@ -41,7 +44,7 @@ def content_hash(resources_dir: pathlib.Path) -> str:
 
 
 class NegojaxScenarios(tfds.core.GeneratorBasedBuilder):
-    """Dilemmas with their persona groups; splits train, eval and open_ended."""
+    """Dilemmas with their personas; the splits of the directory's layout."""
 
     VERSION = tfds.core.Version("1.0.0")
 
@@ -53,8 +56,9 @@ class NegojaxScenarios(tfds.core.GeneratorBasedBuilder):
     def code_path(cls):
         return None
 
-    def __init__(self, *, resources_dir: pathlib.Path, **kwargs):
+    def __init__(self, *, resources_dir: pathlib.Path, layout: Layout, **kwargs):
         self._resources_dir = resources_dir
+        self._layout = layout
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -72,8 +76,8 @@ class NegojaxScenarios(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
-        tasks = load_scenarios(self._resources_dir).tasks
-        return {split: self._generate_examples(tasks[split]) for split in SPLITS}
+        tasks = self._layout.load(self._resources_dir)
+        return {split: self._generate_examples(tasks[split]) for split in self._layout.splits}
 
     def _generate_examples(self, tasks):
         for index, task in enumerate(tasks):
@@ -109,18 +113,24 @@ def _exclusive(lock_path: pathlib.Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _resources(resources_dir) -> pathlib.Path:
+    return pathlib.Path(resources_dir) if resources_dir is not None else RESOURCES_DIR
+
+
 def prepared_builder(resources_dir=None, data_dir=None) -> NegojaxScenarios:
-    """The builder for `resources_dir` (default: shipped data), prepared under `data_dir`
-    (default: <negojax cache>/tfds) in a subdirectory named by the content hash."""
-    resources = pathlib.Path(resources_dir) if resources_dir is not None else RESOURCES_DIR
+    """The builder for `resources_dir` (default: shipped data; else a shipped-layout or user task
+    directory, told apart by the files it holds), prepared under `data_dir` (default:
+    <negojax cache>/tfds) in a subdirectory named by the content hash."""
+    resources = _resources(resources_dir)
+    layout = layout_of(resources)
     base = pathlib.Path(data_dir) if data_dir is not None else cache_dir() / "tfds"
-    digest = content_hash(resources)
-    builder = NegojaxScenarios(resources_dir=resources, data_dir=str(base / digest),
+    digest = content_hash(resources, layout)
+    builder = NegojaxScenarios(resources_dir=resources, layout=layout, data_dir=str(base / digest),
                                file_format="array_record")
     if not builder.is_prepared():
         with _exclusive(base / f"{digest}.lock"):
             # Validate outside tfds so a bad row surfaces as our one-line error, not inside its pipeline.
-            load_scenarios(resources)
+            layout.load(resources)
             if not builder.is_prepared():
                 builder.download_and_prepare()
     return builder
@@ -141,17 +151,23 @@ class TaskSource:
         return to_task(self._source[index % len(self)])
 
 
-def _check_split(split: str) -> None:
+def _check_split(split: str, resources: pathlib.Path) -> None:
     if split not in SPLITS:
         raise ValueError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
+    layout = layout_of(resources)
+    if split not in layout.splits:
+        raise ValueError(f"{resources}: a {layout.noun} holds the splits {' and '.join(layout.splits)} only, "
+                         f"not '{split}'; ask for one of those")
 
 
 def task_source(split: str, *, resources_dir=None, data_dir=None) -> TaskSource:
-    _check_split(split)
+    """Random access to the Tasks of `split` of `resources_dir` (see prepared_builder)."""
+    _check_split(split, _resources(resources_dir))
     return TaskSource(prepared_builder(resources_dir, data_dir).as_data_source(split))
 
 
 def load_tasks(split: str, *, resources_dir=None, data_dir=None) -> list[Task]:
-    """All Tasks of `split` ('train', 'eval' or 'open_ended') in file order, via the TFDS data source."""
+    """All Tasks of `split` in file order, via the TFDS data source: 'train', 'eval' or 'open_ended'
+    of the shipped layout, 'train' or 'eval' of a user task directory."""
     source = task_source(split, resources_dir=resources_dir, data_dir=data_dir)
     return [source[i] for i in range(len(source))]
