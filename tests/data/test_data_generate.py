@@ -1,12 +1,12 @@
-"""generate: only rows that parse, validate and are not near-duplicates get appended."""
+"""generate: only rows that parse, validate and are not near-duplicates get appended, as task rows."""
 import json
 import pathlib
-import shutil
 
 import pytest
 
-from negojax.data.generate import NearDuplicates, first_json_object, generate, main
+from negojax.data.generate import NearDuplicates, first_json_object, generate, main, persona_row
 from negojax.data.scenarios import load_scenarios
+from negojax.data.task_files import read_task_file
 
 VALID = pathlib.Path(__file__).parent / "valid"
 SHIPPED_TRAIN_0001 = ("Your hospital must replace its imaging scanners this year. The cheaper model is slower "
@@ -52,20 +52,23 @@ def test_keeps_valid_new_dilemmas_and_drops_broken_or_near_duplicate(tmp_path):
     ], [dilemma(NEW_B), dilemma(NEW_A + " Decide now."), "{", "{}"])
     report = generate("dilemmas", out, 5, backend, resources_dir=VALID, seed=0, max_rounds=2)
 
-    rows = read(out / "dilemmas.jsonl")
+    rows = read(out / "train.jsonl")
+    assert not (out / "eval.jsonl").exists()
     assert [r["dilemma"] for r in rows] == [NEW_A, NEW_B]
     assert (report.kept, report.invalid, report.duplicate) == (2, 5, 2)
     assert [r["id"] for r in rows] == ["gen-00000", "gen-00001"]
-    groups = load_scenarios(VALID).groups
-    assert all(r["tier"] in ("professional", "interpersonal", "everyday") and r["group"] in groups for r in rows)
+    shipped = load_scenarios(VALID)
+    for r in rows:
+        assert set(r) == {"id", "dilemma", "personas", "tier", "group"}
+        assert r["tier"] in ("professional", "interpersonal", "everyday")
+        # The group's personas travel inline, without the shipped ids.
+        assert r["personas"] == [persona_row(shipped.personas[p]) for p in shipped.groups[r["group"]]]
+        assert all("id" not in p for p in r["personas"])
     assert [len(p) for p in backend.prompts] == [5, 4]  # the second round asks only for what is missing
 
-    # The kept rows are valid training rows: appended to the shipped files they load.
-    merged = tmp_path / "merged"
-    shutil.copytree(VALID, merged)
-    with open(merged / "dilemmas.jsonl", "a", encoding="utf-8") as f:
-        f.write((out / "dilemmas.jsonl").read_text(encoding="utf-8"))
-    assert len(load_scenarios(merged).tasks["train"]) == 6
+    # The kept rows are valid rows of a user task directory.
+    tasks = read_task_file(out / "train.jsonl", "train", {})
+    assert [t.dilemma for t in tasks] == [NEW_A, NEW_B]
 
 
 def test_a_second_run_appends_and_rejects_what_the_first_kept(tmp_path):
@@ -74,7 +77,21 @@ def test_a_second_run_appends_and_rejects_what_the_first_kept(tmp_path):
     report = generate("dilemmas", out, 1, ScriptedBackend([dilemma(NEW_A)], [dilemma(NEW_B)]),
                       resources_dir=VALID)
     assert (report.kept, report.duplicate) == (1, 1)
-    assert [r["id"] for r in read(out / "dilemmas.jsonl")] == ["gen-00000", "gen-00001"]
+    assert [r["id"] for r in read(out / "train.jsonl")] == ["gen-00000", "gen-00001"]
+
+
+def test_split_eval_writes_eval_jsonl_and_both_files_count_as_seen(tmp_path):
+    out = tmp_path / "out"
+    generate("dilemmas", out, 1, ScriptedBackend([dilemma(NEW_A)]), split="eval", resources_dir=VALID)
+    assert [r["dilemma"] for r in read(out / "eval.jsonl")] == [NEW_A] and not (out / "train.jsonl").exists()
+    # A row the user wrote by hand is as much "already in DIR" as a generated one.
+    own = {"id": "mine-1", "dilemma": NEW_B, "personas": [{"name": "Ann", "core_value": "thrift"},
+                                                          {"name": "Bo", "core_value": "comfort"}]}
+    (out / "train.jsonl").write_text(json.dumps(own) + "\n", encoding="utf-8")
+    report = generate("dilemmas", out, 1, ScriptedBackend([dilemma(NEW_A)], [dilemma(NEW_B + " Decide.")]),
+                      resources_dir=VALID, max_rounds=2)
+    assert (report.kept, report.duplicate) == (0, 2)
+    assert [r["id"] for r in read(out / "train.jsonl")] == ["mine-1"]
 
 
 def persona(name, value):
@@ -100,21 +117,23 @@ def test_pairs_keep_only_new_valid_pairs_and_append_their_personas(tmp_path):
                       resources_dir=VALID, max_rounds=1)
     assert (report.kept, report.invalid, report.duplicate) == (0, 2, 2)
 
-    assert read(out / "persona_pairs.jsonl") == [{"id": "fast_mover_vs_careful_deliberator",
-                                                  "personas": ["fast_mover", "careful_deliberator"],
-                                                  "conflict": "speed vs deliberation"}]
-    personas = read(out / "personas.jsonl")
-    assert [p["id"] for p in personas] == ["fast_mover", "careful_deliberator"]
-    assert all(set(p) == {"id", "name", "core_value", "wants", "fears", "style"} for p in personas)
+    assert read(out / "pairs.jsonl") == [{"id": "fast_mover_vs_careful_deliberator",
+                                          "conflict": "speed vs deliberation",
+                                          "personas": [persona("Fast Mover", "momentum"),
+                                                       persona("Careful Deliberator", "caution")]}]
+    assert sorted(p.name for p in out.iterdir()) == ["pairs.jsonl"]  # no task rows until dilemmas are drawn
 
 
 def test_generated_groups_reach_the_dilemma_prompts(tmp_path):
     out = tmp_path / "out"
     good = pair("speed vs deliberation", persona("Fast Mover", "momentum"), persona("Careful Deliberator", "caution"))
     generate("pairs", out, 1, ScriptedBackend([good]), resources_dir=VALID)
-    backend = ScriptedBackend(["no"] * 40)
-    generate("dilemmas", out, 40, backend, resources_dir=VALID, max_rounds=1)
+    backend = ScriptedBackend([dilemma(f"{NEW_A} Variant {k}.") for k in range(40)])
+    generate("dilemmas", out, 40, backend, resources_dir=VALID, max_rounds=1, threshold=1.0)
     assert any("Fast Mover" in p and "speed vs deliberation" in p for p in backend.prompts[0])
+    rows = [r for r in read(out / "train.jsonl") if r["group"] == "fast_mover_vs_careful_deliberator"]
+    assert rows and rows[0]["personas"] == [persona("Fast Mover", "momentum"),
+                                            persona("Careful Deliberator", "caution")]
 
 
 def test_backend_with_wrong_reply_count_is_one_line_error(tmp_path):
@@ -122,9 +141,11 @@ def test_backend_with_wrong_reply_count_is_one_line_error(tmp_path):
         generate("dilemmas", tmp_path, 2, lambda prompts: [], resources_dir=VALID)
 
 
-def test_unknown_kind_is_one_line_error(tmp_path):
+def test_unknown_kind_or_split_is_one_line_error(tmp_path):
     with pytest.raises(ValueError, match="^unknown kind 'poems'; use one of dilemmas, pairs$"):
         generate("poems", tmp_path, 1, ScriptedBackend(), resources_dir=VALID)
+    with pytest.raises(ValueError, match="^unknown split 'open_ended'; use one of train, eval$"):
+        generate("dilemmas", tmp_path, 1, ScriptedBackend(), split="open_ended", resources_dir=VALID)
 
 
 def test_near_duplicate_threshold_and_json_extraction():
