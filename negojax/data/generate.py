@@ -130,7 +130,7 @@ def _append(path: pathlib.Path, rows: list[dict]) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def read_pairs(path: pathlib.Path):
+def _read_pairs(path: pathlib.Path):
     """(where, id, conflict, personas) for each row of a pairs file generated earlier."""
     for where, _, row in json_lines(path):
         fields = check_strings(where, "", row, PAIR, lists=("personas",))
@@ -151,7 +151,7 @@ class _Catalog:
         self.dilemmas = [t.dilemma for t in tasks]
         self.personas = list(shipped.personas.values()) + [p for t in tasks for p in t.personas]
         if (out / PAIRS_FILE).is_file():
-            for where, group, conflict, personas in read_pairs(out / PAIRS_FILE):
+            for where, group, conflict, personas in _read_pairs(out / PAIRS_FILE):
                 if group in self.groups:
                     raise ValueError(f"{where}: pair id '{group}' is already a shipped group or an earlier "
                                      f"pair; rename it")

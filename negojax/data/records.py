@@ -24,10 +24,10 @@ class Persona:
 @dataclasses.dataclass(frozen=True)
 class Task:
     """One scenario. For the open_ended split `dilemma` holds the question, tier is "open_ended",
-    personas is () and group is ""."""
+    personas is () and group is "". In a user task directory tier is free text too, "" when absent."""
     id: str
     split: str
     tier: str
     dilemma: str
     personas: tuple[Persona, ...]
-    group: str  # id of the persona pair or persona set assigned to this dilemma
+    group: str  # shipped: id of the persona pair or set assigned to this dilemma; user tasks: free text or ""

@@ -22,7 +22,8 @@ from negojax.data.records import PERSONA_FIELDS, SPLITS, Persona, Task
 from negojax.data.scenarios import RESOURCES_DIR
 
 # Bump when the stored layout below changes, so stale prepared copies are not reused.
-# 2: a prepared copy holds the splits of its directory's layout (a user directory: train and eval).
+# 2: a prepared copy holds the splits of its directory's layout (a user directory: train and eval),
+#    and the persona features follow PERSONA_FIELDS' order, id last.
 LAYOUT_VERSION = "2"
 
 
