@@ -31,3 +31,5 @@ class Task:
     dilemma: str
     personas: tuple[Persona, ...]
     group: str  # shipped: id of the persona pair or set assigned to this dilemma; user tasks: free text or ""
+    # An environment's own fields (resource_split: the pool and each party's values).
+    details: dict = dataclasses.field(default_factory=dict, compare=False)

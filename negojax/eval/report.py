@@ -261,6 +261,17 @@ def comparison_table(results: dict, labels: dict[str, str]) -> tuple[list[str], 
     return header, rows
 
 
+def environment_table(results: dict, labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+    """An environment's own outcomes (resource_split's agreement, welfare, ...) per model and
+    decoding, each with its interval."""
+    outcomes = results.get("environment", {}).get("outcomes", {})
+    metrics = sorted({k for by_decoding in outcomes.values() for m in by_decoding.values()
+                      for k in m if k != "n" and not k.endswith("_ci")})
+    rows = [[labels.get(name, name), decoding, str(m["n"])] + [_with_ci(m, k) for k in metrics]
+            for name, by_decoding in outcomes.items() for decoding, m in by_decoding.items()]
+    return ["model", "decoding", "n"] + metrics, rows
+
+
 def capability_table(results: dict, labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
     header = ["set", "metric", f"{labels['A']} [95% CI]", f"{labels['B']} [95% CI]", "difference (A - B)"]
     rows = []
@@ -461,6 +472,15 @@ def process_section(results: dict, labels: dict[str, str], plot_dir: str) -> tup
     return page, f"## {title}\n\n{_md_table(table)}"
 
 
+def _environment_section(eval_results: dict, table) -> str:
+    if not table[1]:
+        return ""
+    name = html.escape(eval_results["environment"]["name"])
+    return (f"<h2>Environment outcomes: {name}</h2><p class=\"meta\">Measured by the environment "
+            "from each held-out dialogue; 95% bootstrap intervals. A rate over deals (such as "
+            "pareto_optimal) counts only the dialogues that agreed.</p>" + _html_table(table))
+
+
 def write_report(
     workdir: str,
     *,
@@ -492,6 +512,7 @@ def write_report(
         "win_rates": win_rate_table(eval_results),
         "comparison": comparison_table(eval_results, labels),
         "capability": capability_table(eval_results, labels),
+        "environment": environment_table(eval_results, labels),
         "instruction_ids": instruction_id_table(eval_results, labels),
         "calibration": calibration_table(eval_results),
     }
@@ -527,6 +548,7 @@ A = {html.escape(labels['A'])}, B = {html.escape(labels['B'])}</p>
 <p class="meta">Each model's two-order CA win rate against the other (the paper's comparison of base,
 single-agent- and negotiation-trained models); 0.5 means even.</p>
 {table_or_missing("comparison", "No pairwise comparison in these results.")}
+{_environment_section(eval_results, tables["environment"])}
 <h2>Conflict resolution</h2>
 {table_or_missing("conflict", "No conflict-resolution evaluation in these results.")}
 <h2>Pairwise CA win rate (A against B)</h2>
@@ -553,7 +575,8 @@ also accepts it with its first or last line or its markdown asterisks removed. R
     report_html = storage.join(workdir, "report.html")
     storage.write_text(report_html, page)
 
-    sections = [("Model comparison", "comparison"), ("Conflict resolution", "conflict"),
+    sections = [("Model comparison", "comparison"), ("Environment outcomes", "environment"),
+                ("Conflict resolution", "conflict"),
                 ("Pairwise CA win rate (A against B)", "win_rates"), ("Judge calibration", "calibration"),
                 ("General-capability guard", "capability"), ("Training (first and last step)", "training")]
     markdown = [f"# negojax evaluation report\n\nA = {labels['A']}, B = {labels['B']}. "

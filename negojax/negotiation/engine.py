@@ -29,7 +29,7 @@ import numpy as np
 from negojax.data import Task
 from negojax.models.config import ModelConfig
 from negojax.negotiation import prompts
-from negojax.negotiation.agreement import AgreementFn, agreement_check
+from negojax.negotiation.agreement import AgreementFn
 from negojax.negotiation.config import NegotiationConfig, as_config
 from negojax.negotiation.records import (DialogueState, Rollout, SequenceBuilder, TrainSequence,
                                          Turn)
@@ -88,21 +88,26 @@ class _SessionRow:
 
 class NegotiationEngine:
     def __init__(self, config, model_config: ModelConfig, tokenizer, *, judge=None, rules=None,
-                 agreement_fn: Optional[AgreementFn] = None, sample_fn: Callable = sample,
-                 session_cls: Callable = Session):
-        """`agreement_fn` replaces the configured check (judge or marker) with any callable
-        `(states) -> bool array`; `sample_fn` / `session_cls` default to the sampler's."""
+                 environment=None, agreement_fn: Optional[AgreementFn] = None,
+                 sample_fn: Callable = sample, session_cls: Callable = Session):
+        """`environment` (a negojax.environments.Environment) gives the seats' prompts, the
+        agreement check and the final-solution prompt; by default the paper's deliberation
+        with the configured check (judge or marker). `agreement_fn` replaces the check with any
+        callable `(states) -> bool array`; `sample_fn` / `session_cls` default to the
+        sampler's."""
         self.config: NegotiationConfig = as_config(config)
         self.model_config = model_config
         self.tokenizer = tokenizer
         self.rules = rules
-        self.agreement_fn = agreement_fn or agreement_check(
-            self.config.agreement, judge=judge, threshold=self.config.agreement_threshold,
-            marker=self.config.marker)
+        if environment is None:
+            from negojax.environments import Deliberation
+            environment = Deliberation(marker=self.config.marker
+                                       if self.config.agreement == "marker" else None)
+        self.environment = environment
+        self.agreement_fn = agreement_fn or environment.agreement(self.config, judge)
         self.sample_fn = sample_fn
         self.session_cls = session_cls
         self.stop_ids = list(tokenizer.stop_ids)
-        self._marker = self.config.marker if self.config.agreement == "marker" else None
 
     # ---------------------------------------------------------------- public
     def rollout_tasks(self, tasks: Sequence[Task], *, group_size: int, policy, opponent,
@@ -152,9 +157,7 @@ class NegotiationEngine:
             firsts = np.zeros(len(tasks) * group_size, int)
         states = [DialogueState(task, p, g, int(firsts[p * group_size + g]))
                   for p, task in enumerate(tasks) for g in range(group_size)]
-        systems = [[prompts.system_prompt(s.task.personas[seat],
-                                          [q for k, q in enumerate(s.task.personas) if k != seat],
-                                          self._marker) for seat in range(num_seats)]
+        systems = [[self.environment.system_prompt(s.task, seat) for seat in range(num_seats)]
                    for s in states]
         stats = {"sampler_calls": 0, "generated_tokens": 0, "time_generate_s": 0.0,
                  "time_agreement_s": 0.0}
@@ -195,7 +198,9 @@ class NegotiationEngine:
                 if ok:
                     states[i].agreed, states[i].agreement_turn = True, t + 1
 
-        writers = [s for s in states if s.agreed or mode == "eval"]
+        chats = [(s, self.environment.final_solution_messages(s)) for s in states
+                 if s.agreed or mode == "eval"]
+        writers = [(s, chat) for s, chat in chats if chat is not None]
         if writers:
             progress(f"final solutions ({len(writers)})")
             start = time.perf_counter()
@@ -203,7 +208,7 @@ class NegotiationEngine:
                                         derived_seed(seed, cfg.max_turns, 0))
             stats["time_generate_s"] += time.perf_counter() - start
             stats["sampler_calls"] += 1
-            stats["generated_tokens"] += sum(len(s.final.tokens) for s in writers)
+            stats["generated_tokens"] += sum(len(s.final.tokens) for s, _ in writers)
 
         P, G = len(tasks), group_size
         return Rollout(
@@ -242,7 +247,7 @@ class NegotiationEngine:
 
     def _seat_chat(self, state: DialogueState, systems, seat: int, window: Optional[int]):
         turns = state.turns if window is None else state.turns[-window:]
-        return prompts.seat_messages(systems[seat], state.task.dilemma,
+        return prompts.seat_messages(systems[seat], self.environment.opening_message(state.task),
                                      [(t.speaker, state.name(t.speaker), t.text) for t in turns],
                                      seat)
 
@@ -306,18 +311,14 @@ class NegotiationEngine:
 
     # ---------------------------------------------------------------- final solution
     def _write_final_solutions(self, writers, params, seed):
+        """Seat 0 writes each (state, chat) of `writers`' final solution from its chat."""
         cfg = self.config
-        prompt_ids = []
-        for s in writers:
-            chat = prompts.final_solution_messages(
-                s.task.dilemma, s.task.personas, [(s.name(t.speaker), t.text) for t in s.turns],
-                s.agreed)
-            prompt_ids.append(self.tokenizer.apply_chat_template(chat, True))
+        prompt_ids = [self.tokenizer.apply_chat_template(chat, True) for _, chat in writers]
         out = self.sample_fn(params, self.model_config, prompt_ids,
                              max_new_tokens=cfg.final_max_new_tokens,
                              sampling=SamplingParams(cfg.final_temperature, cfg.final_top_p),
                              stop_ids=self.stop_ids, seed=seed, rules=self.rules)
-        for k, s in enumerate(writers):
+        for k, (s, _) in enumerate(writers):
             s.final = self._turn(0, out.tokens[k], out.policy_logp[k], out.finished[k],
                                  prompt_ids[k])
 

@@ -55,12 +55,13 @@ def dilemma_message(dilemma: str) -> str:
             "latest messages.")
 
 
-def seat_messages(system: str, dilemma: str, turns: Sequence[tuple[int, str, str]],
+def seat_messages(system: str, opening: str, turns: Sequence[tuple[int, str, str]],
                   seat: int) -> list[dict]:
-    """The chat a seat sees. `turns` are (speaker seat, speaker name, text) in dialogue order,
-    already cut to the context window."""
+    """The chat a seat sees. `opening` is the first user message (the environment's, by default
+    `dilemma_message`); `turns` are (speaker seat, speaker name, text) in dialogue order, already
+    cut to the context window."""
     messages = [{"role": "system", "content": system},
-                {"role": "user", "content": dilemma_message(dilemma)}]
+                {"role": "user", "content": opening}]
     for speaker, name, text in turns:
         role, content = ("assistant", text) if speaker == seat else ("user", f"{name}: {text}")
         if messages[-1]["role"] == role:

@@ -34,16 +34,18 @@ def score_final_solutions(judge_, tasks, final_solutions, group_size: int
     return scores.reshape(len(tasks), group_size), failures
 
 
-def compose_rewards(ca_scores, agreed, *, fallback: str, components=None, dialogue_stats=None):
+def compose_rewards(ca_scores, agreed, *, fallback: str, components=None, dialogue_stats=None,
+                    name: str = "ca"):
     """Rewards for a batch of dialogues of any shape (e.g. [prompts, G]).
 
-    ca_scores: float, NaN where the judge failed (only read where agreed).
+    ca_scores: float, NaN where the judge failed (only read where agreed): the environment's
+        collective reward, named `name` in `parts` (the deliberation's CA score by default).
     agreed: bool, whether the dialogue reached agreement.
     fallback: "zero" turns a failed score into reward 0; "drop" marks the sample invalid so GRPO
         leaves it out of its group.
     components: {name: coefficient} for names in COMPONENTS; dialogue_stats: {stat: array}.
-    Returns (rewards float64, valid bool, parts {"ca": ..., name: ...}); rewards are 0 where
-    invalid.
+    Returns (rewards float64, valid bool, parts {name: ..., component: ...}); rewards are 0
+    where invalid.
     """
     judge.check_fallback(fallback)
     ca_scores = np.asarray(ca_scores, dtype=np.float64)
@@ -56,14 +58,14 @@ def compose_rewards(ca_scores, agreed, *, fallback: str, components=None, dialog
                          f"{agreed.shape} differ in shape")
     failed = agreed & np.isnan(ca_scores)
     valid = ~failed if fallback == "drop" else np.ones_like(agreed)
-    parts = {"ca": np.where(agreed & ~failed, ca_scores, 0.0)}
-    for name, coefficient in (components or {}).items():
-        if name not in COMPONENTS:
-            raise ValueError(f"unknown reward component {name!r}; known: {sorted(COMPONENTS)}")
+    parts = {name: np.where(agreed & ~failed, ca_scores, 0.0)}
+    for component, coefficient in (components or {}).items():
+        if component not in COMPONENTS:
+            raise ValueError(f"unknown reward component {component!r}; known: {sorted(COMPONENTS)}")
         try:
-            part = COMPONENTS[name](coefficient, dialogue_stats or {})
+            part = COMPONENTS[component](coefficient, dialogue_stats or {})
         except KeyError as missing:
-            raise ValueError(f"reward component {name!r} needs dialogue_stats[{missing}]") from None
-        parts[name] = np.broadcast_to(part, ca_scores.shape).astype(np.float64)
+            raise ValueError(f"reward component {component!r} needs dialogue_stats[{missing}]") from None
+        parts[component] = np.broadcast_to(part, ca_scores.shape).astype(np.float64)
     rewards = np.where(valid, sum(parts.values()), 0.0)
     return rewards, valid, parts

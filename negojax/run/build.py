@@ -32,7 +32,8 @@ JUDGE_CACHE_DIR = "judge_cache"
 # training.json says trained it: a resume must keep them.
 RESUME_KEYS = ("model.path", "model.param_dtype", "model.random_init", "model.overrides",
                "lora.rank", "lora.alpha", "lora.targets", "lora.base_dtype", "seed",
-               "rollout.setting")
+               "rollout.setting", "env.name", "env.parties", "env.train_tasks", "env.seed",
+               "data.dir")
 
 
 # ------------------------------------------------------------------------------ model and mesh
@@ -146,20 +147,34 @@ def negotiation_config(rollout_cfg, *, greedy: bool = False) -> NegotiationConfi
     return settings
 
 
-def make_engine(config, model_config: ModelConfig, tokenizer, judge, rules, *,
+def environment(config):
+    """The run's environment, its tasks read once: a bad task file is a ConfigError."""
+    from negojax.environments import make_environment
+    from negojax.run.config import ConfigError
+    env = make_environment(config)
+    try:
+        for split in ("train", "eval"):
+            env.tasks(split)
+    except ValueError as error:
+        key = "data.dir" if config.data.dir else "env.name"
+        raise ConfigError(f"config.{key}: {error}") from None
+    return env
+
+
+def make_engine(config, model_config: ModelConfig, tokenizer, judge, rules, env, *,
                 greedy: bool = False) -> NegotiationEngine:
     return NegotiationEngine(negotiation_config(config.rollout, greedy=greedy), model_config,
-                             tokenizer, judge=judge, rules=rules)
+                             tokenizer, judge=judge, rules=rules, environment=env)
 
 
-def make_rollout_engine(config, model_config: ModelConfig, tokenizer, judge, rules):
+def make_rollout_engine(config, model_config: ModelConfig, tokenizer, judge, rules, env):
     """Training's rollout source, by rollout.setting: negotiation dialogues, or the
     single-agent baseline's answers. Both return a Rollout, which the loop scores, batches
     and trains on alike."""
     if config.rollout.setting == "single_agent":
         return SingleAgentEngine(negotiation_config(config.rollout), model_config, tokenizer,
                                  rules=rules)
-    return make_engine(config, model_config, tokenizer, judge, rules)
+    return make_engine(config, model_config, tokenizer, judge, rules, env)
 
 
 def train_hparams(config) -> TrainHParams:
@@ -226,6 +241,7 @@ class Training:
     reward_fallback: str
     reward_components: dict          # {name: coefficient}, the ones switched on
     eval_every: int
+    environment: object              # negojax.environments.Environment: tasks, reward, metrics
     eval_tasks: list[Task]
     max_consecutive_skips: int
     max_judge_failure_rate: float
@@ -285,6 +301,7 @@ def build_training(config, mesh_sizes: dict) -> Training:
                                      save_every=t.checkpoint_every, keep=t.keep_checkpoints)
     settings = resume_settings(config)
     check_resumable(checkpointer, settings)  # before any model loads
+    env = environment(config)
     local = local_rules(mesh_sizes)
     policy = load_policy(config.model, local)  # a checkpoint, so a tokenizer: see validation
     trainable, frozen, model_config = split_params(policy, config.lora)
@@ -299,7 +316,8 @@ def build_training(config, mesh_sizes: dict) -> Training:
         prompts_per_host=r.prompts_per_step // jax.process_count(), advantage=config.rl.advantage,
         reward_fallback=config.reward.fallback,
         reward_components={k: v for k, v in config.reward.components.items() if v},
-        eval_every=t.eval_every, eval_tasks=load_tasks("eval")[:t.quick_eval_tasks],
+        eval_every=t.eval_every, environment=env,
+        eval_tasks=env.tasks("eval")[:t.quick_eval_tasks],
         max_consecutive_skips=t.max_consecutive_skips,
         max_judge_failure_rate=config.judge.max_failure_rate,
         log_every=t.log_every,
@@ -307,10 +325,10 @@ def build_training(config, mesh_sizes: dict) -> Training:
         run_config=config.to_dict(), rules=global_rules(mesh_sizes), local_rules=local,
         policy=policy, judge=judge, trainable=trainable, frozen=frozen, model_config=model_config,
         hparams=train_hparams(config),
-        engine=make_rollout_engine(config, model_config, policy.tokenizer, judge, local),
-        eval_engine=make_engine(config, model_config, policy.tokenizer, judge, local,
+        engine=make_rollout_engine(config, model_config, policy.tokenizer, judge, local, env),
+        eval_engine=make_engine(config, model_config, policy.tokenizer, judge, local, env,
                                 greedy=True),
-        sampler=TaskSampler(load_tasks("train"), seed=config.seed,
+        sampler=TaskSampler(env.tasks("train"), seed=config.seed,
                             process_index=jax.process_index(),
                             process_count=jax.process_count()),
         # A single-agent rollout seats no opponent: "live" keeps no snapshots.
@@ -320,7 +338,7 @@ def build_training(config, mesh_sizes: dict) -> Training:
         checkpointer=checkpointer, resume_settings=settings,
         judge_follows_policy=(config.judge.kind == "local" and config.judge.path == "self"
                               and not config.judge.ensemble),
-        training_info={"setting": r.setting, "steps": t.steps, "model_path": config.model.path,
+        training_info={"setting": r.setting, "env": config.env.name, "steps": t.steps, "model_path": config.model.path,
                        "judge": config.judge.model if config.judge.kind == "http"
                        else config.judge.path})
 
@@ -337,6 +355,7 @@ class Evaluation:
     judge: object
     engines: dict                    # {(name, decoding): NegotiationEngine}
     decodings: tuple
+    environment: object              # negojax.environments.Environment
     tasks: list[Task]
     open_ended: list[Task]
     capability_prompts: int
@@ -395,16 +414,18 @@ def build_evaluation(config, mesh_sizes: dict) -> Evaluation:
     paths = _model_paths(config)
     infos = {name: trained_by(path, key) for (name, path), key in zip(
         paths.items(), ("eval.trained_path", "eval.baseline_path"))}  # before any model loads
+    env = environment(config)
     models = {name: _load_at(config, path, rules) for name, path in paths.items()}
     judge = make_judge(config, models["B"])  # a "policy" judge is the untrained baseline
-    engines = {(name, d): make_engine(config, m.config, m.tokenizer, judge, rules,
+    engines = {(name, d): make_engine(config, m.config, m.tokenizer, judge, rules, env,
                                       greedy=d == "greedy")
                for name, m in models.items() for d in e.decodings}
     return Evaluation(
         workdir=config.workdir, seed=config.seed, models=models, paths=paths,
         trained_by=infos, judge=judge,
-        engines=engines, decodings=tuple(e.decodings), tasks=load_tasks("eval")[:e.num_tasks],
-        open_ended=load_tasks("open_ended")[:e.open_ended_tasks],
+        engines=engines, decodings=tuple(e.decodings), environment=env,
+        tasks=env.tasks("eval")[:e.num_tasks],
+        open_ended=load_tasks("open_ended")[:e.open_ended_tasks] if env.judged else [],
         capability_prompts=e.capability_prompts, reasoning_problems=e.reasoning_problems,
         gsm8k_data_dir=e.gsm8k_data_dir or None, answer_max_new_tokens=e.answer_max_new_tokens,
         n_resamples=e.n_resamples, process_similarity=e.process_similarity,

@@ -106,6 +106,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.rollout = ml_collections.ConfigDict(dict(
         setting=SETTINGS[0], prompts_per_step=2, group_size=4, **negotiation,
         opponent="frozen", opponent_refresh=1, opponent_pool_size=4))
+    # The environment (negojax.environments): a built-in name or a user's "pkg.module:Class".
+    # welfare, parties, train_tasks, eval_tasks and seed are resource_split's: its collective
+    # reward (nash or sum, normalised to [0, 1]), the party counts its games take in turn, the
+    # sizes of its disjoint generated splits, and the generator's seed (apart from the run's, so
+    # the eval set stays the same across runs).
+    c.env = ml_collections.ConfigDict(dict(
+        name="deliberation", welfare="nash", parties=(2,), train_tasks=4000, eval_tasks=500,
+        seed=0))
+    # dir: a folder of the user's own tasks (train.jsonl and eval.jsonl, docs/data.md) for the
+    # deliberation environment; "": the shipped scenarios.
+    c.data = ml_collections.ConfigDict(dict(dir=""))
     c.judge = ml_collections.ConfigDict(dict(
         # path "policy": the policy's initial weights, frozen (no second copy is loaded);
         # "self": the policy as it trains (self-rewarding: each step's rollout params judge).
@@ -280,6 +291,40 @@ def _check_judge(entry: dict, key: str) -> None:
         _check_number(f"{key}.{name}", entry[name], allow_zero)
 
 
+def _check_environment(config) -> None:
+    """env.name resolves to an Environment; resource_split's keys and data.dir are usable by
+    the environment that reads them."""
+    from negojax.environments import environment_class
+    from negojax.environments.resource_games import WELFARES
+    from negojax.environments.resource_split import PARTY_COUNTS
+    try:
+        cls = environment_class(config.env.name)
+    except ValueError as error:
+        raise ConfigError(f"config.{error}") from None
+    _enum(config, "env.welfare", WELFARES)
+    parties = config.env.parties
+    if (not isinstance(parties, (tuple, list)) or not parties
+            or any(n not in PARTY_COUNTS for n in parties)):
+        _fail("env.parties", f"{parties!r} must be a list of party counts from "
+              f"{', '.join(map(str, PARTY_COUNTS))}, e.g. --config.env.parties=\"(2, 3)\"")
+    for key in ("train_tasks", "eval_tasks"):
+        _positive(config, f"env.{key}")
+    _positive(config, "env.seed", allow_zero=True)
+    if config.data.dir:
+        if config.env.name != "deliberation":
+            _fail("data.dir", f"is read by the deliberation environment, not {config.env.name}; "
+                  "leave it empty or set --config.env.name=deliberation")
+        from negojax.data.task_files import load_task_files
+        try:  # every row, before anything loads: a bad one is named by file, line and field
+            load_task_files(config.data.dir)
+        except ValueError as error:
+            _fail("data.dir", str(error))
+    if config.rollout.setting == "single_agent" and not cls.judged:
+        _fail("rollout.setting", f"single_agent answers are scored by a judge, and "
+              f"{config.env.name} computes its own outcome from a dialogue; use "
+              "rollout.setting=negotiation")
+
+
 def validate_static(config) -> None:
     """Keys, enums, ranges and paths; nothing that needs the network. Every key is checked
     whatever the mode, so a bad value never waits for the mode that reads it."""
@@ -325,6 +370,7 @@ def validate_static(config) -> None:
         negotiation_config(r)
     except ValueError as error:
         raise ConfigError(f"config.{error}") from None
+    _check_environment(config)
     entries = judge_entries(config)
     if config.judge.ensemble:  # the block is checked even where every member overrides it
         _check_judge(_judge_block(config), "judge")

@@ -8,16 +8,22 @@ held-out conflict tasks (greedy and sampled decoding), the judge scores their fi
 compares A with B pairwise in both orders on the conflict and open-ended sets, and both run the
 capability guard; the process metrics of both models' conflict dialogues (negojax.eval.process)
 go beside the outcomes, and a sample of the CA scores is scored again to calibrate the judge
-(negojax.eval.calibration). Results go to workdir/eval_results.json and workdir/report.html. Runs
-in one process on its devices.
+(negojax.eval.calibration). That is the judged environments' suite (deliberation); an
+environment that computes its own outcome (resource_split) reports its metrics for both models
+instead, each with a bootstrap interval, beside the capability guard when that asks for prompts.
+Results go to workdir/eval_results.json and workdir/report.html. Runs in one process on its
+devices.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from negojax.api import Model, generate_ids
 from negojax.eval import (capability_guard, evaluate_conflicts, instruction_prompts,
                           reasoning_problems, win_rates)
 from negojax.eval.calibration import calibrate, reordered
 from negojax.eval.driver import conflict_question
+from negojax.eval.metrics import bootstrap_ci
 from negojax.eval.process import process_metrics
 from negojax.eval.report import EVAL_RESULTS_FILE, write_run_report
 from negojax.run.build import Evaluation
@@ -33,7 +39,9 @@ def model_label(info, path: str) -> str:
     (2150 steps): PATH"; a model without one is a base model."""
     if info is None:
         return f"base: {path}"
-    return f"{SETTING_LABELS[info['setting']]} ({info['steps']} steps): {path}"
+    env = info.get("env", "deliberation")
+    where = "" if env == "deliberation" else f" on {env}"
+    return f"{SETTING_LABELS[info['setting']]}{where} ({info['steps']} steps): {path}"
 
 
 def dialogue_runner(run: Evaluation, name: str):
@@ -80,7 +88,29 @@ def calibration(run: Evaluation, conflicts: dict) -> dict:
                      seed=run.seed, method=run.calibration)
 
 
+def environment_outcomes(run: Evaluation) -> dict:
+    """Both models' dialogues on the held-out tasks under each decoding, measured by the
+    environment: {"A": {decoding: {metric: mean, metric_ci: [low, high], "n": dialogues}}, ...}
+    with the metric's mean over the dialogues it applies to."""
+    out = {}
+    for name in run.models:
+        runner = dialogue_runner(run, name)
+        out[name] = {}
+        for decoding in run.decodings:
+            dialogues = runner(run.tasks, decoding)
+            summary = {"n": len(dialogues)}
+            for metric, values in run.environment.metrics(run.tasks, dialogues).items():
+                values = [v for v in values if np.isfinite(v)]
+                summary[metric] = float(np.mean(values)) if values else float("nan")
+                summary[f"{metric}_ci"] = list(bootstrap_ci(values, n_resamples=run.n_resamples,
+                                                            seed=run.seed))
+            out[name][decoding] = summary
+    return out
+
+
 def evaluate(run: Evaluation) -> str:
+    if not run.environment.judged:
+        return _evaluate_outcomes(run)
     judge, n, seed = run.judge, run.n_resamples, run.seed
     conflicts = {name: evaluate_conflicts(dialogue_runner(run, name), run.tasks, judge.ca_score,
                                           decodings=run.decodings, n_resamples=n, seed=seed)
@@ -115,11 +145,34 @@ def evaluate(run: Evaluation) -> str:
         results["win_rates"]["open_ended"] = win_rates(
             judge.prefer, questions, generators["A"](questions), generators["B"](questions),
             n_resamples=n, seed=seed)
-    results["capability"] = capability_guard(
+    results["capability"] = _capability(run, generators)
+    return _write(run, results)
+
+
+def _capability(run: Evaluation, generators: dict) -> dict:
+    return capability_guard(
         generators["A"], generators["B"],
         instructions=instruction_prompts(run.capability_prompts),
         problems=reasoning_problems(max(run.reasoning_problems, 1))[:run.reasoning_problems],
-        gsm8k_data_dir=run.gsm8k_data_dir, n_resamples=n, seed=seed)
+        gsm8k_data_dir=run.gsm8k_data_dir, n_resamples=run.n_resamples, seed=run.seed)
+
+
+def _evaluate_outcomes(run: Evaluation) -> str:
+    """An environment that computes its outcome: its metrics for both models, and the
+    capability guard when it asks for any prompts."""
+    results = {"models": {name: model_label(run.trained_by[name], path)
+                          for name, path in run.paths.items()},
+               "trained_by": run.trained_by,
+               "environment": {"name": run.environment.name,
+                               "outcomes": environment_outcomes(run)}}
+    if run.capability_prompts or run.reasoning_problems:
+        results["capability"] = _capability(run, {
+            name: answer_generator(m, run.answer_max_new_tokens)
+            for name, m in run.models.items()})
+    return _write(run, results)
+
+
+def _write(run: Evaluation, results: dict) -> str:
     report = write_run_report(run.workdir, results)
     print(f"wrote:\n  eval_results      {run.workdir}/{EVAL_RESULTS_FILE}\n"
           f"  report            {report}", flush=True)

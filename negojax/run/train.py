@@ -18,7 +18,7 @@ from negojax import jsonl, storage
 from negojax.api import Model
 from negojax.negotiation import derived_seed, view
 from negojax.parallel.multihost import allgather, host_local_to_global, is_main_process, to_host
-from negojax.rewards import compose_rewards, score_final_solutions
+from negojax.rewards import compose_rewards
 from negojax.rl import advantages, zero_advantage_fraction
 from negojax.rl.packing import train_batch
 from negojax.rl.train_step import combine, init_train_state, make_train_step
@@ -26,6 +26,17 @@ from negojax.run import artifacts
 from negojax.run.build import Training
 from negojax.run.config import ConfigError, RunStopped
 from negojax.run.metrics import METRICS_FILE, MetricsLogger
+
+
+def _means(outcomes: dict[str, list[float]]) -> dict[str, float]:
+    """Each environment metric's mean over this process's dialogues where it applies, gathered
+    over every host (NaN where it applied to none)."""
+    out = {}
+    for name, values in outcomes.items():
+        values = allgather(np.asarray(values, np.float64)).reshape(-1)
+        values = values[np.isfinite(values)]
+        out[name] = float(values.mean()) if values.size else float("nan")
+    return out
 
 
 class JudgeFailing(RunStopped):
@@ -116,16 +127,22 @@ class Trainer:
         time_rollout = time.perf_counter() - start - rollout.stats["time_agreement_s"]
 
         start = time.perf_counter()
-        phase(f"judge: CA scores of {sum(s is not None for s in rollout.final_solutions)} "
-              "final solutions")
-        ca, ca_failures = score_final_solutions(run.judge, tasks, rollout.final_solutions, G)
+        env = run.environment
+        if env.judged:
+            phase(f"judge: {env.reward_name} scores of "
+                  f"{sum(s is not None for s in rollout.final_solutions)} final solutions")
+        scores, failures = env.score(run.judge, tasks, rollout, G)
         time_judge = time.perf_counter() - start + rollout.stats["time_agreement_s"]
         judge_row = self._judge_health(step, run.judge.counts() - judged_before)
         overlong = np.asarray([sum(t["hit_token_cap"] for t in d["turns"])
                                for d in rollout.dialogues], np.float64).reshape(-1, G)
-        rewards, valid, parts = compose_rewards(ca, rollout.agreed, fallback=run.reward_fallback,
+        rewards, valid, parts = compose_rewards(scores, rollout.agreed,
+                                                fallback=run.reward_fallback,
                                                 components=run.reward_components,
-                                                dialogue_stats={"overlong_turns": overlong})
+                                                dialogue_stats={"overlong_turns": overlong},
+                                                name=env.reward_name)
+        dialogue_tasks = [tasks[k // G] for k in range(len(rollout.dialogues))]
+        outcomes = env.metrics(dialogue_tasks, rollout.dialogues)
         adv = np.asarray(advantages(rewards, run.advantage, valid=valid))
 
         start = time.perf_counter()
@@ -161,14 +178,17 @@ class Trainer:
             "time_update_s": time_update,
             "zero_advantage_fraction": float(np.mean(allgather(
                 np.asarray(zero_advantage_fraction(rewards, valid))))),
+            **_means(outcomes),
         }
         records = []
         for k, record in enumerate(rollout.dialogues):
             p, g = divmod(k, G)
             components = {n: float(v[p, g]) for n, v in parts.items()}
-            if ca_failures[k] is not None:  # missing, with why: never a made-up 0
-                components["ca"] = None
-                record = {**record, "ca_failure": ca_failures[k]}
+            if failures[k] is not None:  # missing, with why: never a made-up 0
+                components[env.reward_name] = None
+                record = {**record, f"{env.reward_name}_failure": failures[k]}
+            if outcomes:
+                record = {**record, "outcome": {n: v[k] for n, v in outcomes.items()}}
             records.append({"step": step, **record, "reward": float(rewards[p, g]) if valid[p, g]
                             else None, "reward_components": components})
         return row, records
@@ -195,8 +215,10 @@ class Trainer:
         rollout = self.run.eval_engine.rollout_tasks(
             self.run.eval_tasks, group_size=1, policy=policy, opponent=policy,
             trainable_seats=(0,), seed=self.run.seed, mode="eval")
+        outcomes = self.run.environment.metrics(self.run.eval_tasks, rollout.dialogues)
         return {"eval_agreement_rate": float(np.mean(rollout.agreed)),
-                "eval_mean_rounds": float(np.mean(rollout.rounds))}
+                "eval_mean_rounds": float(np.mean(rollout.rounds)),
+                **{f"eval_{k}": v for k, v in _means(outcomes).items()}}
 
     # -------------------------------------------------------------- the run
     def train(self) -> bool:

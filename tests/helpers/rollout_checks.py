@@ -26,7 +26,7 @@ def fresh_logprobs(params, config, tokens, width=512):
 
 
 def seat_chat(task, seat, turns, marker):
-    return prompts.seat_messages(systems_for(task, marker)[seat], task.dilemma,
+    return prompts.seat_messages(systems_for(task, marker)[seat], prompts.dilemma_message(task.dilemma),
                                  [(x["speaker"], x["persona"], x["text"]) for x in turns], seat)
 
 

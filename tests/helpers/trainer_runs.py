@@ -37,10 +37,10 @@ def main_args(config: str, workdir, *flags) -> list:
             f"--config.workdir={workdir}", f"--config.jax_cache_dir={COMPILE_CACHE}", *flags]
 
 
-def run_main(config: str, workdir, *flags, timeout: int = 600,
-             status: int = 0) -> subprocess.CompletedProcess:
+def run_main(config: str, workdir, *flags, timeout: int = 600, status: int = 0,
+             extra_env: dict | None = None) -> subprocess.CompletedProcess:
     """The finished process, whose exit status must be `status`."""
-    proc = subprocess.run(main_args(config, workdir, *flags), cwd=REPO, env=env(),
+    proc = subprocess.run(main_args(config, workdir, *flags), cwd=REPO, env=env(**(extra_env or {})),
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == status, \
         f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

@@ -87,3 +87,13 @@ def test_ci_runs_the_readme_test_command_in_a_fresh_virtualenv():
     tests_block = re.search(r"\*\*Install and run the tests\*\*.*?```bash\n(.*?)\n```", README,
                             re.DOTALL).group(1)
     assert command == tests_block and "python -m pytest" in command
+
+
+def test_custom_environment_block_is_the_one_the_tests_train():
+    """README's "Your own environment" code is tests/fixtures/environments/film_night.py, which
+    tests/run/test_environment_runs.py trains through the CLI."""
+    section = _section("Environments")
+    block = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[0]
+    fixture = (REPO / "tests" / "fixtures" / "environments" / "film_night.py").read_text()
+    assert block == fixture[fixture.index("import numpy"):]
+    assert len(block.splitlines()) <= 40

@@ -43,7 +43,8 @@ def test_single_agent_trains_two_steps_on_its_answers(trained):
         assert r["reward"] == pytest.approx(r["reward_components"]["ca"])
     assert (single / "export" / "model.safetensors").is_file()
     assert json.loads((single / "export" / "training.json").read_text()) == {
-        "setting": "single_agent", "steps": 2, "model_path": "default", "judge": "policy"}
+        "setting": "single_agent", "env": "deliberation", "steps": 2, "model_path": "default",
+        "judge": "policy"}
     page = (single / "transcripts.html").read_text()
     assert page.count("single-agent answer") == 8 and "<b>Final solution</b>" not in page
 

@@ -1,0 +1,34 @@
+"""The learning demonstration on a laptop CPU: the embedded SmolLM2-135M-Instruct learns to strike
+deals in resource_split, whose reward is computed, not judged (negojax.environments.resource_split).
+
+Two parties divide a pool of books, hats and balls, each knowing only its own points; the policy
+plays both seats (rollout.opponent live: self-play, every seat trained). A deal earns its sum
+welfare, normalised by the best deal; no deal earns 0. Sum welfare, not Nash: the untrained model's
+only deals give one party everything, which has a Nash welfare of 0, so under Nash every reward
+of the first steps is 0 and GRPO has nothing to learn from (EXPERIMENTS.md).
+
+8 prompts x G 4 dialogues of 2 turns of up to 48 tokens per step; 30 steps take about 30 minutes on
+2 CPU cores. Then mode=eval compares the trained export with the base model on 200 held-out games
+(greedy), with bootstrap intervals:
+
+  python -m negojax.main --config=configs/resource_split.py
+  python -m negojax.main --config=configs/resource_split.py --config.mode=eval
+"""
+from negojax.run.config import base_config
+
+
+def get_config():
+    c = base_config()
+    c.workdir = "runs/resource_split"
+    c.model.path = "default"
+    c.env.update(name="resource_split", welfare="sum", parties=(2,))
+    c.judge.update(kind="local", path="policy")  # built, never asked: the reward is computed
+    c.rollout.update(prompts_per_step=8, group_size=4, max_turns=2, max_new_tokens=48,
+                     context_turns=2, temperature=0.5, top_p=0.95, opponent="live")
+    c.rl.microbatches = 8
+    c.optim.update(lr=2e-5, warmup_steps=0, schedule="constant")
+    c.train.update(steps=24, checkpoint_every=8, keep_checkpoints=1, eval_every=0)
+    c.eval.update(num_tasks=200, decodings=("greedy",), open_ended_tasks=0, capability_prompts=0,
+                  reasoning_problems=0, calibration_samples=0, n_resamples=1000)
+    c.lock()
+    return c
