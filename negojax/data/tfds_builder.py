@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import pathlib
 
@@ -126,15 +127,31 @@ def prepared_builder(resources_dir=None, data_dir=None) -> NegojaxScenarios:
     layout = layout_of(resources)
     base = pathlib.Path(data_dir) if data_dir is not None else cache_dir() / "tfds"
     digest = content_hash(resources, layout)
-    builder = NegojaxScenarios(resources_dir=resources, layout=layout, data_dir=str(base / digest),
-                               file_format="array_record")
-    if not builder.is_prepared():
-        with _exclusive(base / f"{digest}.lock"):
-            # Validate outside tfds so a bad row surfaces as our one-line error, not inside its pipeline.
-            layout.load(resources)
-            if not builder.is_prepared():
-                builder.download_and_prepare()
+    with _quiet():
+        builder = NegojaxScenarios(resources_dir=resources, layout=layout,
+                                   data_dir=str(base / digest), file_format="array_record")
+        if not builder.is_prepared():
+            with _exclusive(base / f"{digest}.lock"):
+                # Validate outside tfds so a bad row surfaces as our one-line error, not inside its pipeline.
+                layout.load(resources)
+                if not builder.is_prepared():
+                    builder.download_and_prepare()
     return builder
+
+
+@contextlib.contextmanager
+def _quiet():
+    """TFDS's progress bars and notices about a folder not yet prepared stay off stderr: a few
+    seconds of preparation, and a run refused after it keeps stderr to its one line."""
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    tfds.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tfds.enable_progress_bar()
+        absl.setLevel(level)
 
 
 class TaskSource:

@@ -10,8 +10,9 @@ A proposal names what each party gets; an unnamed kind is 0, and a single party 
 what the others leave. ACCEPT takes the latest proposal another party made. Each party's stance is
 its latest message's action; the parties agree when every stance is the same allocation. The
 collective reward is the deal's welfare (`welfare` nash or sum, normalised by the best achievable,
-so in [0, 1]); no agreement earns 0. A message with neither a readable proposal nor an ACCEPT of
-one counts as unparsable.
+so in [0, 1]); no agreement earns 0. A message cut off at the token cap loses its last line (it may
+be unfinished). A message with neither a readable proposal nor an ACCEPT of one counts as
+unparsable.
 """
 from __future__ import annotations
 
@@ -51,6 +52,13 @@ def game_task(game: Game, split: str, index: int) -> Task:
         personas=tuple(Persona(name=n, core_value="the items you value most") for n in names),
         group="resource_split",
         details={"counts": list(game.counts), "values": [list(v) for v in game.values]})
+
+
+def complete(text: str, cut_off: bool) -> str:
+    """What a message says for certain: one cut off at the token cap loses its last line, which
+    may be unfinished (read, "Alex gets 1 book, 1 hat, 2" would hand the leftovers to the other
+    party: the policy learns to be cut off where that pays)."""
+    return text.rpartition("\n")[0] if cut_off else text
 
 
 def parse_proposal(text: str, game: Game) -> Optional[np.ndarray]:
@@ -175,8 +183,9 @@ class ResourceSplit(Environment):
         del negotiation_config, judge  # the parser decides
 
         def agreed(states: Sequence[DialogueState]) -> np.ndarray:
-            return np.asarray([deal(game_of(s.task), [(t.speaker, t.text) for t in s.turns])
-                               is not None for s in states], bool)
+            return np.asarray([deal(game_of(s.task), [(t.speaker, complete(t.text, t.hit_token_cap))
+                                                      for t in s.turns]) is not None
+                               for s in states], bool)
         return agreed
 
     def final_solution_messages(self, state: DialogueState):
@@ -185,7 +194,8 @@ class ResourceSplit(Environment):
     def outcome(self, task: Task, record: dict) -> dict[str, float]:
         """One dialogue's measurements from its transcript record."""
         game = game_of(task)
-        turns = [(t["speaker"], t["text"]) for t in record["turns"]]
+        turns = [(t["speaker"], complete(t["text"], t.get("hit_token_cap", False)))
+                 for t in record["turns"]]
         allocation = deal(game, turns)
         readable = [s is not None for s in stances(game, turns)]
         utilities = (np.zeros(game.parties) if allocation is None

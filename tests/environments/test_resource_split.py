@@ -6,7 +6,8 @@ import pytest
 from negojax.environments import ResourceSplit
 from negojax.environments.resource_games import (Game, allocations, pareto_optimal, split_games,
                                                  welfare)
-from negojax.environments.resource_split import deal, game_task, parse_proposal, stances
+from negojax.environments.resource_split import (complete, deal, game_task, parse_proposal,
+                                                 stances)
 from negojax.negotiation.records import DialogueState, Turn
 
 # 2 books, 1 hat, 1 ball. Alex: book 3, hat 4, ball 0 (2*3 + 4 = 10); Blair: book 1, hat 0, ball 8.
@@ -46,6 +47,22 @@ def test_parser_reads_the_last_proposal_line():
 ])
 def test_parser_rejects(text):
     assert parse_proposal(text, TWO) is None
+
+
+def test_a_message_cut_off_at_the_token_cap_loses_its_unfinished_last_line():
+    full = "PROPOSAL: Alex gets 2 books, 1 hat, 1 ball; Blair gets 0 books, 0 hats, 0 balls"
+    cut = f"{full}\nPROPOSAL: Alex gets 2 books, 1 hat, 1"  # the cap struck mid-line
+    # Read whole, the cut line would give Blair the ball; only the finished line counts.
+    np.testing.assert_array_equal(parse_proposal(complete(cut, True), TWO),
+                                  alloc([2, 1, 1], [0, 0, 0]))
+    assert parse_proposal(complete(full, True), TWO) is None
+    assert complete(full, False) == full
+    env = ResourceSplit()
+    task = game_task(TWO, "eval", 0)
+    record = {"turns": [{"speaker": 0, "text": cut, "hit_token_cap": True},
+                        {"speaker": 1, "text": "PROPOSAL: Alex gets 2 books, 1 hat; Blair gets 1 ball",
+                         "hit_token_cap": False}]}
+    assert env.metrics([task], [record])["agreement"] == [0.0]
 
 
 def test_three_parties_need_two_named_and_the_third_takes_the_rest():
