@@ -7,8 +7,9 @@ welfare, normalised by the best deal; no deal earns 0. Sum welfare, not Nash: th
 only deals give one party everything, which has a Nash welfare of 0, so under Nash every reward
 of the first steps is 0 and GRPO has nothing to learn from (EXPERIMENTS.md).
 
-8 prompts x G 4 dialogues of 2 turns of up to 48 tokens per step; 30 steps take about 30 minutes on
-2 CPU cores. Then mode=eval compares the trained export with the base model on 200 held-out games
+8 prompts x G 4 dialogues of 2 turns of up to 48 tokens per step, full fine-tuning at lr 2e-5;
+20 steps take about 35 minutes on 2 CPU cores (about 100 s a step: 40 s of rollout, 60 s of
+update). Then mode=eval compares the trained export with the base model on 200 held-out games
 (greedy), with bootstrap intervals:
 
   python -m negojax.main --config=configs/resource_split.py
@@ -27,7 +28,7 @@ def get_config():
                      context_turns=2, temperature=0.5, top_p=0.95, opponent="live")
     c.rl.microbatches = 8
     c.optim.update(lr=2e-5, warmup_steps=0, schedule="constant")
-    c.train.update(steps=24, checkpoint_every=8, keep_checkpoints=1, eval_every=0)
+    c.train.update(steps=20, checkpoint_every=10, keep_checkpoints=1, eval_every=0)
     c.eval.update(num_tasks=200, decodings=("greedy",), open_ended_tasks=0, capability_prompts=0,
                   reasoning_problems=0, calibration_samples=0, n_resamples=1000)
     c.lock()

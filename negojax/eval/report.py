@@ -267,7 +267,9 @@ def environment_table(results: dict, labels: dict[str, str]) -> tuple[list[str],
     outcomes = results.get("environment", {}).get("outcomes", {})
     metrics = sorted({k for by_decoding in outcomes.values() for m in by_decoding.values()
                       for k in m if k != "n" and not k.endswith("_ci")})
-    rows = [[labels.get(name, name), decoding, str(m["n"])] + [_with_ci(m, k) for k in metrics]
+    names = {"A-B": "A - B (paired over the same tasks)"}
+    rows = [[names.get(name) or labels.get(name, name), decoding, str(m["n"])]
+            + [_with_ci(m, k) for k in metrics]
             for name, by_decoding in outcomes.items() for decoding, m in by_decoding.items()]
     return ["model", "decoding", "n"] + metrics, rows
 

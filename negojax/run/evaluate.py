@@ -90,22 +90,27 @@ def calibration(run: Evaluation, conflicts: dict) -> dict:
 
 def environment_outcomes(run: Evaluation) -> dict:
     """Both models' dialogues on the held-out tasks under each decoding, measured by the
-    environment: {"A": {decoding: {metric: mean, metric_ci: [low, high], "n": dialogues}}, ...}
-    with the metric's mean over the dialogues it applies to."""
-    out = {}
-    for name in run.models:
-        runner = dialogue_runner(run, name)
-        out[name] = {}
-        for decoding in run.decodings:
-            dialogues = runner(run.tasks, decoding)
-            summary = {"n": len(dialogues)}
-            for metric, values in run.environment.metrics(run.tasks, dialogues).items():
-                values = [v for v in values if np.isfinite(v)]
-                summary[metric] = float(np.mean(values)) if values else float("nan")
-                summary[f"{metric}_ci"] = list(bootstrap_ci(values, n_resamples=run.n_resamples,
-                                                            seed=run.seed))
-            out[name][decoding] = summary
-    return out
+    environment: {"A": {decoding: summary}, "B": ..., "A-B": ...}. A model's summary holds each
+    metric's mean over the dialogues it applies to, with its interval (`<metric>_ci`) and "n";
+    "A-B" holds the mean of the per-task differences over the tasks where both apply, with a
+    paired interval: both models play the same tasks, so the pairing removes the tasks'
+    own spread."""
+    values = {name: {d: run.environment.metrics(run.tasks, dialogue_runner(run, name)(run.tasks, d))
+                     for d in run.decodings} for name in run.models}
+    values["A-B"] = {d: {metric: list(np.subtract(a, values["B"][d][metric]))
+                         for metric, a in values["A"][d].items()} for d in run.decodings}
+    return {name: {d: _summary(by_metric, run) for d, by_metric in by_decoding.items()}
+            for name, by_decoding in values.items()}
+
+
+def _summary(by_metric: dict, run: Evaluation) -> dict:
+    summary = {"n": len(run.tasks)}
+    for metric, column in by_metric.items():
+        finite = [v for v in column if np.isfinite(v)]
+        summary[metric] = float(np.mean(finite)) if finite else float("nan")
+        summary[f"{metric}_ci"] = list(bootstrap_ci(finite, n_resamples=run.n_resamples,
+                                                    seed=run.seed))
+    return summary
 
 
 def evaluate(run: Evaluation) -> str:

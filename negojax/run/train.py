@@ -129,7 +129,7 @@ class Trainer:
         start = time.perf_counter()
         env = run.environment
         if env.judged:
-            phase(f"judge: {env.reward_name} scores of "
+            phase(f"judge: {env.reward_name.upper()} scores of "
                   f"{sum(s is not None for s in rollout.final_solutions)} final solutions")
         scores, failures = env.score(run.judge, tasks, rollout, G)
         time_judge = time.perf_counter() - start + rollout.stats["time_agreement_s"]

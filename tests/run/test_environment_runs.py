@@ -123,9 +123,11 @@ def test_bad_environment_settings_are_one_line(values, key):
 
 
 def test_resource_split_config_runs_two_steps_and_evaluates(tmp_path):
-    """CI's smoke of configs/resource_split.py: its settings with a tiny random model."""
-    small = ("--config.train.steps=2", "--config.rollout.prompts_per_step=2",
-             "--config.rollout.max_new_tokens=8", "--config.train.checkpoint_every=1", *TINY)
+    """CI's smoke of configs/resource_split.py: its settings with a tiny random model, over games
+of 2 to 4 parties."""
+    small = ("--config.train.steps=2", "--config.rollout.prompts_per_step=3",
+             "--config.rollout.max_new_tokens=8", "--config.train.checkpoint_every=1",
+             "--config.env.parties=(2, 3, 4)", *TINY)
     run_main("resource_split", tmp_path, *small)
     rows = metrics(tmp_path)
     assert sorted(rows) == [1, 2]
@@ -134,7 +136,8 @@ def test_resource_split_config_runs_two_steps_and_evaluates(tmp_path):
         assert 0 <= row["welfare"] <= row["agreement"] <= 1
         assert row["unparsable_rate"] == 1.0  # random weights write no proposal
     records = _lines(tmp_path / "transcripts.jsonl")
-    assert {r["tier"] for r in records} == {"2-party"}
+    assert all(r["tier"] == f"{len(r['personas'])}-party" for r in records)
+    assert {len(r["personas"]) for r in records} <= {2, 3, 4}
     assert all(set(r["reward_components"]) == {"welfare"} for r in records)
     run_main("resource_split", tmp_path, "--config.mode=eval", "--config.eval.num_tasks=4",
              *small)
@@ -144,6 +147,10 @@ def test_resource_split_config_runs_two_steps_and_evaluates(tmp_path):
     for name in ("A", "B"):
         greedy = outcomes[name]["greedy"]
         assert greedy["n"] == 4 and greedy["agreement"] == 0.0
+        assert "utility_seat3" in greedy  # the eval games take 2, 3, 4 and 2 parties
         assert greedy["welfare_ci"] == [0.0, 0.0]
-    assert "Environment outcomes: resource_split" in (tmp_path / "report.html").read_text()
+    difference = outcomes["A-B"]["greedy"]  # the trained export against the base, task by task
+    assert difference["n"] == 4 and difference["welfare"] == 0.0
+    page = (tmp_path / "report.html").read_text()
+    assert "Environment outcomes: resource_split" in page and "paired over the same tasks" in page
     assert "conflict" not in results
