@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from negojax.api import Model, generate_ids
+from negojax.negotiation import derived_seed
 from negojax.eval import (capability_guard, evaluate_conflicts, instruction_prompts,
                           reasoning_problems, win_rates)
 from negojax.eval.calibration import calibrate, reordered
@@ -29,6 +30,9 @@ from negojax.eval.report import EVAL_RESULTS_FILE, write_run_report
 from negojax.run.build import Evaluation
 
 GENERATE_BATCH = 16
+# Dialogues per rollout call: the batch's KV caches are what evaluation holds in memory (200
+# resource_split dialogues of SmolLM2-135M at once took 15 GB on CPU).
+DIALOGUE_BATCH = 64
 
 
 SETTING_LABELS = {"negotiation": "negotiation-trained", "single_agent": "single-agent-trained"}
@@ -49,10 +53,13 @@ def dialogue_runner(run: Evaluation, name: str):
     params = run.models[name].params
 
     def dialogues(tasks, decoding: str) -> list[dict]:
-        rollout = run.engines[name, decoding].rollout_tasks(
-            list(tasks), group_size=1, policy=params, opponent=params, trainable_seats=(0,),
-            seed=run.seed, mode="eval")
-        return rollout.dialogues
+        tasks, out = list(tasks), []
+        for start in range(0, len(tasks), DIALOGUE_BATCH):
+            rollout = run.engines[name, decoding].rollout_tasks(
+                tasks[start:start + DIALOGUE_BATCH], group_size=1, policy=params, opponent=params,
+                trainable_seats=(0,), seed=derived_seed(run.seed, start, 0), mode="eval")
+            out += [{**d, "prompt_index": start + d["prompt_index"]} for d in rollout.dialogues]
+        return out
     return dialogues
 
 
