@@ -20,17 +20,18 @@ class Deliberation(Environment):
     reward_name = "ca"
     judged = True
 
-    def __init__(self, data_dir: Optional[str] = None, marker: Optional[str] = None):
-        """`marker`: the agreement marker the seats are told to write (marker agreement), None
-        when a judge decides agreement."""
+    def __init__(self, data_dir: Optional[str] = None, *, agreement: str = "judge",
+                 marker: str = "[AGREE]"):
+        """`agreement`, `marker`: the rollout's; the seats are told to write the marker only
+        under marker agreement."""
         self.data_dir = data_dir or None
-        self.marker = marker
+        self.marker = marker if agreement == "marker" else None
         self._tasks: dict[str, list[Task]] = {}
 
     @classmethod
     def from_config(cls, config) -> "Deliberation":
         r = config.rollout
-        return cls(data_dir=config.data.dir, marker=r.marker if r.agreement == "marker" else None)
+        return cls(data_dir=config.data.dir, agreement=r.agreement, marker=r.marker)
 
     def tasks(self, split: str) -> list[Task]:
         """"train" and "eval" from `data_dir` (else the shipped scenarios); "open_ended" shipped."""

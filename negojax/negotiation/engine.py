@@ -101,8 +101,8 @@ class NegotiationEngine:
         self.rules = rules
         if environment is None:
             from negojax.environments import Deliberation
-            environment = Deliberation(marker=self.config.marker
-                                       if self.config.agreement == "marker" else None)
+            environment = Deliberation(agreement=self.config.agreement,
+                                       marker=self.config.marker)
         self.environment = environment
         self.agreement_fn = agreement_fn or environment.agreement(self.config, judge)
         self.sample_fn = sample_fn

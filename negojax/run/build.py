@@ -338,7 +338,8 @@ def build_training(config, mesh_sizes: dict) -> Training:
         checkpointer=checkpointer, resume_settings=settings,
         judge_follows_policy=(config.judge.kind == "local" and config.judge.path == "self"
                               and not config.judge.ensemble),
-        training_info={"setting": r.setting, "env": config.env.name, "steps": t.steps, "model_path": config.model.path,
+        training_info={"setting": r.setting, "env": config.env.name, "steps": t.steps,
+                       "model_path": config.model.path,
                        "judge": config.judge.model if config.judge.kind == "http"
                        else config.judge.path})
 
