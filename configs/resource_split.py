@@ -2,7 +2,7 @@
 deals in resource_split, whose reward is computed, not judged (negojax.environments.resource_split).
 
 Two parties divide a pool of books, hats and balls, each knowing only its own points; the policy
-plays both seats (rollout.opponent live: self-play, every seat trained). A deal earns its sum
+plays and trains both seats (rollout.policy_seats all, opponent live: self-play). A deal earns its sum
 welfare, normalised by the best deal; no deal earns 0. Sum welfare, not Nash: the untrained model's
 only deals give one party everything, which has a Nash welfare of 0, so under Nash every reward
 of the first steps is 0 and GRPO has nothing to learn from (EXPERIMENTS.md).
@@ -25,7 +25,8 @@ def get_config():
     c.env.update(name="resource_split", welfare="sum", parties=(2,))
     c.judge.update(kind="local", path="policy")  # built, never asked: the reward is computed
     c.rollout.update(prompts_per_step=8, group_size=4, max_turns=2, max_new_tokens=48,
-                     context_turns=2, temperature=0.5, top_p=0.95, opponent="live")
+                     context_turns=2, temperature=0.5, top_p=0.95, opponent="live",
+                     policy_seats="all")
     c.rl.microbatches = 8
     c.optim.update(lr=2e-5, warmup_steps=0, schedule="constant")
     c.train.update(steps=20, checkpoint_every=10, keep_checkpoints=1, eval_every=0)

@@ -33,6 +33,7 @@ from negojax.negotiation.agreement import AgreementFn
 from negojax.negotiation.config import NegotiationConfig, as_config
 from negojax.negotiation.records import (DialogueState, Rollout, SequenceBuilder, TrainSequence,
                                          Turn)
+from negojax.negotiation.seats import policy_seat_lineups
 from negojax.sampling import SamplingParams, Session, sample
 
 MODES = ("train", "eval")
@@ -111,11 +112,12 @@ class NegotiationEngine:
 
     # ---------------------------------------------------------------- public
     def rollout_tasks(self, tasks: Sequence[Task], *, group_size: int, policy, opponent,
-                      trainable_seats: Optional[Sequence[int]], seed: int, mode: str,
+                      policy_seats: str = "first", seed: int, mode: str,
                       progress: Optional[Callable[[str], None]] = None) -> Rollout:
-        """Rollouts for tasks with any number of personas, the policy in seat 0 and `opponent`
-        in the others: one `rollout` per seat count, merged back into task order.
-        trainable_seats None trains every seat. `progress(text)` hears each phase."""
+        """Rollouts for tasks with any number of personas: the policy takes and trains the
+        seats `policy_seats` gives each dialogue (negojax.negotiation.seats.POLICY_SEATS) and
+        `opponent` the others. Dialogues that seat the same params alike play together, one
+        lineup at a time, merged back into task order. `progress(text)` hears each phase."""
         by_seats: dict[int, list[int]] = {}
         for i, task in enumerate(tasks):
             by_seats.setdefault(len(task.personas), []).append(i)
@@ -125,38 +127,55 @@ class NegotiationEngine:
         sequences, stats = [], {}
         for seats, indices in sorted(by_seats.items()):
             label = f"{seats}-party " if len(by_seats) > 1 else ""
-            part = self.rollout([tasks[i] for i in indices], group_size=G,
-                                seat_params=[policy] + [opponent] * (seats - 1),
-                                trainable_seats=tuple(range(seats)) if trainable_seats is None
-                                else tuple(s for s in trainable_seats if s < seats),
-                                seed=derived_seed(seed, seats, 0), mode=mode,
-                                progress=progress and (lambda text: progress(label + text)))
-            for j, i in enumerate(indices):
-                agreed[i], rounds[i] = part.agreed[j], part.rounds[j]
-                for g in range(G):
-                    dialogues[i * G + g] = {**part.dialogues[j * G + g], "prompt_index": i}
-                    finals[i * G + g] = part.final_solutions[j * G + g]
-            sequences += [dataclasses.replace(s, prompt_index=indices[s.prompt_index])
-                          for s in part.sequences]
-            for key, value in part.stats.items():
-                stats[key] = stats.get(key, 0) + value
+            lineups: dict[tuple, list] = {}  # params ids by seat -> (seat params, entries)
+            for g, trained in enumerate(policy_seat_lineups(policy_seats, seats, G)):
+                seat_params = [policy if s in trained else opponent for s in range(seats)]
+                lineup = lineups.setdefault(tuple(map(id, seat_params)), (seat_params, []))
+                lineup[1].extend((tasks[i], i, g, trained) for i in indices)
+            for k, (seat_params, entries) in enumerate(lineups.values()):
+                self._check([tasks[i] for i in indices], G, seat_params, (), mode)
+                part = self._play(entries, seat_params, seed=derived_seed(seed, seats, k),
+                                  mode=mode,
+                                  progress=progress and (lambda text: progress(label + text)))
+                for (_, i, g, _), record, final, ok, n in zip(
+                        entries, part.dialogues, part.final_solutions, part.agreed, part.rounds):
+                    dialogues[i * G + g], finals[i * G + g] = record, final
+                    agreed[i, g], rounds[i, g] = ok, n
+                sequences += part.sequences
+                for key, value in part.stats.items():
+                    stats[key] = stats.get(key, 0) + value
         return Rollout(dialogues, sequences, agreed, rounds, finals, stats)
 
     def rollout(self, tasks: Sequence[Task], *, group_size: int, seat_params: Sequence,
                 trainable_seats: Sequence[int] = (0,), seed: int, mode: str = "train",
                 progress: Optional[Callable[[str], None]] = None) -> Rollout:
-        """`progress(text)`, when given, hears each turn and the final solutions begin."""
+        """P tasks x G dialogues of one seat count, `seat_params[s]` in seat s and the seats
+        `trainable_seats` trained. `progress(text)`, when given, hears each turn and the final
+        solutions begin."""
+        self._check(tasks, group_size, seat_params, trainable_seats, mode)
+        trained = tuple(sorted(set(trainable_seats)))
+        part = self._play([(task, p, g, trained) for p, task in enumerate(tasks)
+                           for g in range(group_size)], seat_params, seed=seed, mode=mode,
+                          progress=progress)
+        P, G = len(tasks), group_size
+        return dataclasses.replace(part, agreed=part.agreed.reshape(P, G),
+                                   rounds=part.rounds.reshape(P, G))
+
+    def _play(self, entries, seat_params: Sequence, *, seed: int, mode: str,
+              progress: Optional[Callable[[str], None]]) -> Rollout:
+        """The dialogues `entries` = [(task, prompt index, group index, trained seats)], one
+        seat count, `seat_params[s]` in seat s; agreed and rounds come back flat, in entry
+        order."""
         progress = progress or (lambda text: None)
         cfg = self.config
-        self._check(tasks, group_size, seat_params, trainable_seats, mode)
         num_seats = len(seat_params)
         model_of_seat, models = _distinct_models(seat_params)
         if cfg.first_speaker == "random":
-            firsts = np.random.default_rng(seed).integers(0, num_seats, len(tasks) * group_size)
+            firsts = np.random.default_rng(seed).integers(0, num_seats, len(entries))
         else:
-            firsts = np.zeros(len(tasks) * group_size, int)
-        states = [DialogueState(task, p, g, int(firsts[p * group_size + g]))
-                  for p, task in enumerate(tasks) for g in range(group_size)]
+            firsts = np.zeros(len(entries), int)
+        states = [DialogueState(task, p, g, int(first), trained_seats=trained)
+                  for (task, p, g, trained), first in zip(entries, firsts)]
         systems = [[self.environment.system_prompt(s.task, seat) for seat in range(num_seats)]
                    for s in states]
         stats = {"sampler_calls": 0, "generated_tokens": 0, "time_generate_s": 0.0,
@@ -210,12 +229,11 @@ class NegotiationEngine:
             stats["sampler_calls"] += 1
             stats["generated_tokens"] += sum(len(s.final.tokens) for s, _ in writers)
 
-        P, G = len(tasks), group_size
         return Rollout(
             dialogues=[s.record() for s in states],
-            sequences=self._sequences(states, sessions, trainable_seats),
-            agreed=np.asarray([s.agreed for s in states], bool).reshape(P, G),
-            rounds=np.asarray([len(s.turns) for s in states], np.int32).reshape(P, G),
+            sequences=self._sequences(states, sessions),
+            agreed=np.asarray([s.agreed for s in states], bool),
+            rounds=np.asarray([len(s.turns) for s in states], np.int32),
             final_solutions=[None if s.final is None else s.final.text for s in states],
             stats=stats)
 
@@ -323,11 +341,10 @@ class NegotiationEngine:
                                  prompt_ids[k])
 
     # ---------------------------------------------------------------- bookkeeping
-    def _sequences(self, states, sessions, trainable_seats) -> list[TrainSequence]:
-        trainable = sorted(set(trainable_seats))
+    def _sequences(self, states, sessions) -> list[TrainSequence]:
         out = []
         for i, s in enumerate(states):
-            for seat in trainable:
+            for seat in s.trained_seats:
                 if sessions is None:
                     for t, turn in enumerate(s.turns):
                         if turn.speaker == seat:

@@ -30,6 +30,7 @@ class DialogueState:
     agreed: bool = False
     agreement_turn: Optional[int] = None   # 1-based number of turns when agreement was found
     final: Optional[Turn] = None           # Agent 1's final solution (speaker 0)
+    trained_seats: tuple = (0,)            # the seats the policy plays and trains
 
     @property
     def num_seats(self) -> int:
@@ -57,7 +58,7 @@ class DialogueState:
         return {
             "scenario_id": self.task.id, "group": self.task.group, "tier": self.task.tier,
             "dilemma": self.task.dilemma, "personas": [p.name for p in self.task.personas],
-            "first_speaker": self.first_speaker,
+            "first_speaker": self.first_speaker, "policy_seats": list(self.trained_seats),
             "turns": [{"speaker": t.speaker, "persona": self.name(t.speaker), "text": t.text,
                        "num_tokens": len(t.tokens), "hit_token_cap": t.hit_token_cap}
                       for t in self.turns],

@@ -31,7 +31,7 @@ SINGLE_AGENT = "single agent"  # who wrote the answer, in the transcript
 
 class SingleAgentEngine:
     """A rollout source with NegotiationEngine's `rollout_tasks` signature; the seat arguments
-    (opponent, trainable_seats) are accepted and unused: there is one seat, the policy's."""
+    (opponent, policy_seats) are accepted and unused: there is one seat, the policy's."""
 
     def __init__(self, config, model_config: ModelConfig, tokenizer, *, rules=None,
                  sample_fn: Callable = sample):
@@ -42,7 +42,7 @@ class SingleAgentEngine:
         self.sample_fn = sample_fn
 
     def rollout_tasks(self, tasks: Sequence[Task], *, group_size: int, policy, opponent=None,
-                      trainable_seats=None, seed: int, mode: str,
+                      policy_seats="first", seed: int, mode: str,
                       progress: Optional[Callable[[str], None]] = None) -> Rollout:
         if mode not in MODES:
             raise ValueError(f"rollout mode={mode!r}: must be one of {MODES}")
@@ -52,7 +52,7 @@ class SingleAgentEngine:
         if unseated:
             raise ValueError(f"tasks {unseated[:3]} have no personas; the single-agent answer "
                              "needs every party's view")
-        del opponent, trainable_seats  # one seat: the policy's
+        del opponent, policy_seats  # one seat: the policy's
         cfg, G = self.config, group_size
         if progress:
             progress(f"single-agent answers ({len(tasks) * G})")

@@ -262,6 +262,7 @@ class Training:
     judge_follows_policy: bool       # judge.path "self": the live policy judges each step
     sampler: TaskSampler
     opponents: Opponents
+    policy_seats: str                # negojax.negotiation.POLICY_SEATS
     checkpointer: object             # negojax.checkpoints.TrainCheckpointer
     resume_settings: dict            # RESUME_KEYS' values, saved with every checkpoint
 
@@ -335,6 +336,7 @@ def build_training(config, mesh_sizes: dict) -> Training:
         opponents=Opponents("live" if r.setting == "single_agent" else r.opponent,
                             refresh=r.opponent_refresh, pool_size=r.opponent_pool_size,
                             seed=config.seed),
+        policy_seats="first" if r.setting == "single_agent" else r.policy_seats,
         checkpointer=checkpointer, resume_settings=settings,
         judge_follows_policy=(config.judge.kind == "local" and config.judge.path == "self"
                               and not config.judge.ensemble),

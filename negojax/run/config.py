@@ -22,7 +22,7 @@ from negojax import storage
 from negojax.eval.process import SIMILARITIES
 from negojax.models import lora
 from negojax.models.config import DTYPE_NAMES, PRESETS
-from negojax.negotiation import OPPONENT_MODES, SETTINGS, NegotiationConfig
+from negojax.negotiation import OPPONENT_MODES, POLICY_SEATS, SETTINGS, NegotiationConfig
 from negojax.rewards import COMPONENTS, FALLBACKS, VOTES, HttpJudge
 from negojax.rl import METHODS, TrainHParams
 from negojax.tokenization import has_tokenizer
@@ -105,7 +105,10 @@ def base_config() -> ml_collections.ConfigDict:
     # environment interface can offer both settings over its own tasks.
     c.rollout = ml_collections.ConfigDict(dict(
         setting=SETTINGS[0], prompts_per_step=2, group_size=4, **negotiation,
-        opponent="frozen", opponent_refresh=1, opponent_pool_size=4))
+        opponent="frozen", opponent_refresh=1, opponent_pool_size=4,
+        # Which seats the policy takes and trains (negojax.negotiation.POLICY_SEATS); the
+        # opponent fills the others.
+        policy_seats=POLICY_SEATS[0]))
     # The environment (negojax.environments): a built-in name or a user's "pkg.module:Class".
     # welfare, parties, train_tasks, eval_tasks and seed are resource_split's: its collective
     # reward (nash or sum, normalised to [0, 1]), the party counts its games take in turn, the
@@ -364,6 +367,11 @@ def validate_static(config) -> None:
         _fail("rollout.group_size", f"{r.group_size} gives every sample a zero group-relative "
               "advantage; set it to 2 or more")
     _enum(config, "rollout.opponent", OPPONENT_MODES)
+    _enum(config, "rollout.policy_seats", POLICY_SEATS)
+    if r.policy_seats == "all" and r.opponent != "live":
+        _fail("rollout.policy_seats", f"'all' seats the policy everywhere, so there is no "
+              f"{r.opponent} opponent to play; set --config.rollout.opponent=live or choose "
+              "policy_seats first or rotate")
     _enum(config, "rollout.setting", SETTINGS)
     from negojax.run.build import negotiation_config, train_hparams
     try:  # the engine's own ranges; its messages name the rollout key

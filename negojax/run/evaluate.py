@@ -57,7 +57,7 @@ def dialogue_runner(run: Evaluation, name: str):
         for start in range(0, len(tasks), DIALOGUE_BATCH):
             rollout = run.engines[name, decoding].rollout_tasks(
                 tasks[start:start + DIALOGUE_BATCH], group_size=1, policy=params, opponent=params,
-                trainable_seats=(0,), seed=derived_seed(run.seed, start, 0), mode="eval")
+                seed=derived_seed(run.seed, start, 0), mode="eval")
             out += [{**d, "prompt_index": start + d["prompt_index"]} for d in rollout.dialogues]
         return out
     return dialogues

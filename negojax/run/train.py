@@ -117,12 +117,11 @@ class Trainer:
         policy = self._policy_params()
         if run.judge_follows_policy:
             run.judge.follow(policy, run.model_config)
-        snapshot, trainable_seats = run.opponents.for_step(
-            step, lambda: self._local(self.state["trainable"]))
+        snapshot = run.opponents.for_step(step, lambda: self._local(self.state["trainable"]))
         opponent = policy if snapshot is None else combine(snapshot, run.frozen)
         rollout = run.engine.rollout_tasks(
             tasks, group_size=G, policy=policy, opponent=opponent,
-            trainable_seats=trainable_seats, seed=derived_seed(run.seed, step, jax.process_index()),
+            policy_seats=run.policy_seats, seed=derived_seed(run.seed, step, jax.process_index()),
             mode="train", progress=phase)
         time_rollout = time.perf_counter() - start - rollout.stats["time_agreement_s"]
 
@@ -214,7 +213,7 @@ class Trainer:
         policy = self._policy_params()
         rollout = self.run.eval_engine.rollout_tasks(
             self.run.eval_tasks, group_size=1, policy=policy, opponent=policy,
-            trainable_seats=(0,), seed=self.run.seed, mode="eval")
+            seed=self.run.seed, mode="eval")
         outcomes = self.run.environment.metrics(self.run.eval_tasks, rollout.dialogues)
         return {"eval_agreement_rate": float(np.mean(rollout.agreed)),
                 "eval_mean_rounds": float(np.mean(rollout.rounds)),

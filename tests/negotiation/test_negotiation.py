@@ -286,20 +286,19 @@ def _snapshots():
 
 
 def test_opponents_live_frozen_and_pool():
-    assert Opponents("live", refresh=1, pool_size=4, seed=0).for_step(1, _snapshots()) == \
-        (None, None)
+    assert Opponents("live", refresh=1, pool_size=4, seed=0).for_step(1, _snapshots()) is None
     # Refreshed every step, a frozen opponent is the policy itself: no copy is taken.
     every_step, take = Opponents("frozen", refresh=1, pool_size=4, seed=0), _snapshots()
-    assert [every_step.for_step(s, take) for s in (1, 2)] == [(None, (0,))] * 2
+    assert [every_step.for_step(s, take) for s in (1, 2)] == [None] * 2
     assert take() == 0
     frozen, take = Opponents("frozen", refresh=2, pool_size=4, seed=0), _snapshots()
     assert [frozen.for_step(s, take) for s in (1, 2, 3, 4, 5)] == \
-        [(0, (0,)), (0, (0,)), (1, (0,)), (1, (0,)), (2, (0,))]
+        [0, 0, 1, 1, 2]
     assert frozen.snapshots == [2]
 
     def pool_picks():
         pool, take = Opponents("pool", refresh=1, pool_size=2, seed=0), _snapshots()
-        picks = [pool.for_step(s, take)[0] for s in range(1, 9)]
+        picks = [pool.for_step(s, take) for s in range(1, 9)]
         assert pool.snapshots == [6, 7]  # step s takes snapshot s - 1; the pool keeps two
         return picks
     picks = pool_picks()
