@@ -78,6 +78,15 @@ class Environment(abc.ABC):
         dialogue's failure kind (P*G, None where it was scored). Only agreed dialogues earn it:
         the trainer gives 0 without agreement."""
 
+    def potentials(self, tasks: Sequence[Task], dialogues: Sequence[dict]
+                   ) -> Optional[list[list[float]]]:
+        """For rl.credit=turn: each dialogue's potential after each of its turns, in the reward's
+        units (what the dialogue would be worth if it ended there well; negojax.rl.credit shapes
+        turn rewards from its changes). None: no per-turn signal, so turn credit gives each turn
+        index its own baseline over the outcome alone."""
+        del tasks, dialogues
+        return None
+
     def metrics(self, tasks: Sequence[Task], dialogues: Sequence[dict]) -> dict[str, list[float]]:
         """The environment's own per-dialogue measurements (NaN where one does not apply), one
         list per metric over `dialogues` (transcript records; tasks[i] is dialogue i's task).

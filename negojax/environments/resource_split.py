@@ -220,6 +220,20 @@ class ResourceSplit(Environment):
         return (np.asarray(welfare_, np.float64).reshape(len(tasks), group_size),
                 [None] * len(welfare_))
 
+    def potentials(self, tasks, dialogues):
+        """After each turn, the welfare of the latest proposal on the table, as if every party
+        took it (0 before any readable proposal)."""
+        out = []
+        for task, record in zip(tasks, dialogues):
+            game, table, row = game_of(task), 0.0, []
+            for t in record["turns"]:
+                proposal = parse_proposal(complete(t["text"], t.get("hit_token_cap", False)), game)
+                if proposal is not None:
+                    table = welfare(game, proposal, self.welfare_kind)
+                row.append(table)
+            out.append(row)
+        return out
+
     def metrics(self, tasks, dialogues):
         rows = [self.outcome(task, record) for task, record in zip(tasks, dialogues)]
         return {key: [row[key] for row in rows] for key in rows[0]} if rows else {}

@@ -3,7 +3,7 @@
 ``negojax.rl.advantages(rewards, method)`` is the public entry for advantages (the function; the
 module of the same name is reached with ``from negojax.rl.advantages import ...``).
 """
-from negojax.rl.advantages import METHODS, advantages, seat_advantages, zero_advantage_fraction
+from negojax.rl.advantages import METHODS, advantages, slot_advantages, zero_advantage_fraction
 from negojax.rl.losses import (AGGREGATIONS, KL_ESTIMATORS, advantage_stats, kl_penalty, mean_entropy,
                                policy_loss, policy_loss_terms, token_metrics)
 from negojax.rl.batch import TrainBatch, loss_positions

@@ -1,4 +1,4 @@
-"""Group-relative advantages over rewards shaped [prompts, G] (and per-seat [prompts, G, seats]).
+"""Group-relative advantages over rewards shaped [prompts, G] (and per slot, [prompts, G, slots]).
 
 Every prompt is sampled G times; each sample's advantage is its reward against a baseline computed
 from its own group only. Methods:
@@ -68,21 +68,24 @@ def advantages(rewards, method: str, eps: float = 1e-6, valid=None) -> jnp.ndarr
     rewards = _float(rewards)
     if rewards.ndim != 2:
         raise ValueError(f"advantages: rewards must be [prompts, G], got shape {rewards.shape}; "
-                         "use seat_advantages for [prompts, G, seats]")
+                         "use slot_advantages for [prompts, G, slots]")
     return _group_advantages(rewards, _valid_weights(rewards, valid, "advantages"), method, eps)
 
 
-def seat_advantages(rewards, method: str, eps: float = 1e-6, valid=None) -> jnp.ndarray:
-    """Per-seat baselines for multi-agent groups: ``rewards`` [prompts, G, seats] -> same shape.
+def slot_advantages(rewards, method: str, eps: float = 1e-6, valid=None) -> jnp.ndarray:
+    """A baseline per slot: ``rewards`` [prompts, G, slots] -> same shape, where a slot is a seat
+    (role-conditioned baselines) or a turn (per-turn credit, negojax.rl.credit).
 
-    Each seat of a prompt is its own group of G samples, so a seat's reward is compared only with the
-    same seat's rewards in the other samples of that prompt. ``valid``: optional [prompts, G, seats].
+    Each slot of a prompt is its own group of G samples, so a seat's reward is compared only with
+    the same seat's rewards in the other samples of that prompt. ``valid``: optional
+    [prompts, G, slots]; a sample without that slot (a seat it did not train, a turn it never
+    reached) is left out of the slot's statistics.
     """
     _check_method(method)
     rewards = _float(rewards)
     if rewards.ndim != 3:
-        raise ValueError(f"seat_advantages: rewards must be [prompts, G, seats], got shape {rewards.shape}")
-    return _group_advantages(rewards, _valid_weights(rewards, valid, "seat_advantages"), method, eps)
+        raise ValueError(f"slot_advantages: rewards must be [prompts, G, slots], got shape {rewards.shape}")
+    return _group_advantages(rewards, _valid_weights(rewards, valid, "slot_advantages"), method, eps)
 
 
 def zero_advantage_fraction(rewards, valid=None) -> jnp.ndarray:

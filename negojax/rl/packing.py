@@ -86,7 +86,8 @@ def _empty_rows(rows: int, length: int) -> dict:
 
 def pack_sequences(sequences, advantages: Sequence[float], lengths: Sequence[int], *,
                    parity_length: int, min_shared: int = 32) -> TrainBatch:
-    """Packed rows for `sequences` (each with tokens, loss_mask, old_logp) and their advantages.
+    """Packed rows for `sequences` (each with tokens, loss_mask, old_logp) and their advantages
+(one per sequence, or one per token).
 
     Tries each row length in `lengths` (each >= the longest sequence) and keeps the one whose
     rows cost the fewest FLOPs: rows * L * (1 + L / parity_length). Returns a packed TrainBatch
@@ -117,7 +118,8 @@ def pack_sequences(sequences, advantages: Sequence[float], lengths: Sequence[int
         for key, values in (("tokens", tokens[i]), ("loss_mask", s.loss_mask),
                             ("old_logp", s.old_logp)):
             out[key][r, at:end] = np.asarray(values)[lo:hi]
-        out["advantages"][r, at:end] = advantages[i]  # read only where loss_mask is 1
+        # read only where loss_mask is 1
+        out["advantages"][r, at:end] = np.broadcast_to(advantages[i], len(tokens[i]))[lo:hi]
         out["position_ids"][r, at:end] = np.arange(lo, hi)
         out["segment_ids"][r, at:end] = segment
         out["branch_ids"][r, at:end] = branch
@@ -139,22 +141,22 @@ def row_length_candidates(longest: int) -> tuple[int, ...]:
     return tuple(sorted({bucket(longest), bucket(longest * 3 // 2)}))
 
 
-def train_batch(sequences: Sequence, advantages: np.ndarray, model_config: ModelConfig, *,
+def train_batch(sequences: Sequence, advantages: Sequence, model_config: ModelConfig, *,
                 rows_multiple: int, microbatches: int, hosts: int = 1,
                 agree: Callable = np.asarray) -> TrainBatch:
-    """This host's part of the train batch for `sequences` and their groups' advantages
-    [P, G]: packed, padded to a row count that `rows_multiple` (data * fsdp * microbatches)
+    """This host's part of the train batch for `sequences` and their advantages (per sequence,
+    one per token: negojax.rl.credit.token_advantages): packed, padded to a row count that
+    `rows_multiple` (data * fsdp * microbatches)
     divides, laid out for the microbatches, with its loss positions. Row count and lengths
     must be the same on every host: `agree(x)` gathers a value from all `hosts` (identity with
     one), and the largest wins."""
     longest = int(agree(np.asarray(max([len(s.tokens) for s in sequences] or [1]))).max())
-    seq_adv = [advantages[s.prompt_index, s.group_index] for s in sequences]
     parity = attention_parity_length(model_config)
-    packed = pack_sequences(sequences, seq_adv, row_length_candidates(longest),
+    packed = pack_sequences(sequences, advantages, row_length_candidates(longest),
                             parity_length=parity)
     length = int(agree(np.asarray(packed.tokens.shape[1])).max())
     if packed.tokens.shape[1] != length:  # another host chose longer rows
-        packed = pack_sequences(sequences, seq_adv, (length,), parity_length=parity)
+        packed = pack_sequences(sequences, advantages, (length,), parity_length=parity)
     sizes = [len(packed.tokens), int(packed.loss_mask.sum(axis=1).max(initial=1))]
     rows, trained = agree(np.asarray(sizes)).reshape(-1, 2).max(0)
     rows = round_up(bucket(int(rows), 1), max(1, rows_multiple // hosts))

@@ -238,6 +238,9 @@ class Training:
     group_size: int
     prompts_per_host: int
     advantage: str
+    credit: str                      # negojax.rl.credit.CREDITS
+    skip_zero_advantage_groups: bool
+    oversample_per_host: int         # extra prompts rolled out per step on each host
     reward_fallback: str
     reward_components: dict          # {name: coefficient}, the ones switched on
     eval_every: int
@@ -315,6 +318,8 @@ def build_training(config, mesh_sizes: dict) -> Training:
     return Training(
         workdir=config.workdir, seed=config.seed, steps=t.steps, group_size=r.group_size,
         prompts_per_host=r.prompts_per_step // jax.process_count(), advantage=config.rl.advantage,
+        credit=config.rl.credit, skip_zero_advantage_groups=config.rl.skip_zero_advantage_groups,
+        oversample_per_host=config.rl.oversample_prompts // jax.process_count(),
         reward_fallback=config.reward.fallback,
         reward_components={k: v for k, v in config.reward.components.items() if v},
         eval_every=t.eval_every, environment=env,

@@ -25,6 +25,7 @@ from negojax.models.config import DTYPE_NAMES, PRESETS
 from negojax.negotiation import OPPONENT_MODES, POLICY_SEATS, SETTINGS, NegotiationConfig
 from negojax.rewards import COMPONENTS, FALLBACKS, VOTES, HttpJudge
 from negojax.rl import METHODS, TrainHParams
+from negojax.rl.credit import CREDITS
 from negojax.tokenization import has_tokenizer
 
 MODES = ("train", "eval", "chat")
@@ -138,7 +139,12 @@ def base_config() -> ml_collections.ConfigDict:
         fallback=FALLBACKS[0], components=ml_collections.ConfigDict(
             {name: 0.0 for name in COMPONENTS})))
     hparams = TrainHParams()
-    c.rl = ml_collections.ConfigDict(dict(advantage=METHODS[0]))
+    # credit: which advantage each token gets (negojax.rl.credit). skip_zero_advantage_groups:
+    # DAPO's dynamic sampling, groups whose advantages are all 0 leave the update; with
+    # oversample_prompts more prompts are rolled out each step, so that up to prompts_per_step
+    # groups with signal fill the update.
+    c.rl = ml_collections.ConfigDict(dict(advantage=METHODS[0], credit=CREDITS[0],
+                                          skip_zero_advantage_groups=False, oversample_prompts=0))
     c.optim = ml_collections.ConfigDict(dict(schedule="constant"))
     c.train = ml_collections.ConfigDict(dict(
         steps=3, eval_every=0, checkpoint_every=1, keep_checkpoints=2, log_every=1,
@@ -396,6 +402,16 @@ def validate_static(config) -> None:
             _fail(f"reward.components.{name}", f"unknown component; known: {sorted(COMPONENTS)}")
         _positive(config, f"reward.components.{name}", allow_zero=True)
     _enum(config, "rl.advantage", METHODS)
+    _enum(config, "rl.credit", CREDITS)
+    if not isinstance(config.rl.skip_zero_advantage_groups, bool):
+        _fail("rl.skip_zero_advantage_groups", f"{config.rl.skip_zero_advantage_groups!r} is "
+              "not True or False")
+    oversample = config.rl.oversample_prompts
+    if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 0:
+        _fail("rl.oversample_prompts", f"{oversample!r} must be an integer >= 0")
+    if oversample and not config.rl.skip_zero_advantage_groups:
+        _fail("rl.oversample_prompts", f"{oversample} extra prompts only replace groups that "
+              "rl.skip_zero_advantage_groups drops; set it to True or oversample_prompts to 0")
     _enum(config, "optim.schedule", SCHEDULES)
     if not 0 <= config.optim.final_lr_fraction <= 1:  # checked whatever the schedule
         _fail("optim.final_lr_fraction", f"{config.optim.final_lr_fraction} must lie in [0, 1]")
@@ -456,9 +472,10 @@ def validate_devices(config, device_count: int, process_count: int) -> dict:
     if config.mode != "train":
         return sizes
     r = config.rollout
-    if r.prompts_per_step % process_count:
-        _fail("rollout.prompts_per_step", f"{r.prompts_per_step} is not divisible by the "
-              f"{process_count} hosts; make it a multiple of {process_count}")
+    for key in ("rollout.prompts_per_step", "rl.oversample_prompts"):
+        if config_value(config, key) % process_count:
+            _fail(key, f"{config_value(config, key)} is not divisible by the {process_count} "
+                  f"hosts; make it a multiple of {process_count}")
     batch = r.prompts_per_step * r.group_size
     parallel = sizes["data"] * sizes["fsdp"]
     if batch % parallel:

@@ -19,13 +19,17 @@ from negojax.api import Model
 from negojax.negotiation import derived_seed, view
 from negojax.parallel.multihost import allgather, host_local_to_global, is_main_process, to_host
 from negojax.rewards import compose_rewards
-from negojax.rl import advantages, zero_advantage_fraction
+from negojax.rl import zero_advantage_fraction
+from negojax.rl.credit import advantages_by_turn, groups_with_signal, token_advantages
 from negojax.rl.packing import train_batch
 from negojax.rl.train_step import combine, init_train_state, make_train_step
 from negojax.run import artifacts
 from negojax.run.build import Training
 from negojax.run.config import ConfigError, RunStopped
 from negojax.run.metrics import METRICS_FILE, MetricsLogger
+
+# What an optimizer step reports (NaN on a step whose every group lacked signal: no update).
+UPDATE_METRICS = ("kl", "clip_fraction", "entropy", "grad_norm", "loss", "lr")
 
 
 def _means(outcomes: dict[str, list[float]]) -> dict[str, float]:
@@ -37,6 +41,34 @@ def _means(outcomes: dict[str, list[float]]) -> dict[str, float]:
         values = values[np.isfinite(values)]
         out[name] = float(values.mean()) if values.size else float("nan")
     return out
+
+
+def _seat_rewards(dialogues: list[dict], rewards: np.ndarray, valid: np.ndarray) -> dict:
+    """reward_seat{s}: the mean reward of the dialogues where the policy trained seat s, over
+    every host, when the policy trains more than one seat across the step."""
+    seats = int(allgather(np.asarray(max(len(d["personas"]) for d in dialogues))).max())
+    sums = np.zeros((seats, 2))
+    for d, r, ok in zip(dialogues, rewards.reshape(-1), valid.reshape(-1)):
+        for seat in d["policy_seats"]:
+            sums[seat] += (r, 1.0) if ok else (0.0, 0.0)
+    trained = np.asarray([[any(seat in d["policy_seats"] for d in dialogues)]
+                          for seat in range(seats)], np.float64)
+    sums, trained = allgather(sums).reshape(-1, seats, 2).sum(0), \
+        allgather(trained).reshape(-1, seats).max(0)
+    if trained.sum() < 2:
+        return {}
+    return {f"reward_seat{s}": float(sums[s, 0] / sums[s, 1]) if sums[s, 1] else float("nan")
+            for s in range(seats) if trained[s]}
+
+
+def _with_advantages(record: dict, by_turn: dict[int, float]) -> dict:
+    """The transcript record with each trained turn's advantage (and the final solution's,
+    whose turn index is the turn count, when it was trained)."""
+    turns = [{**t, "advantage": by_turn[i]} if i in by_turn else t
+             for i, t in enumerate(record["turns"])]
+    final = by_turn.get(len(turns))
+    return {**record, "turns": turns,
+            **({"final_solution_advantage": final} if final is not None else {})}
 
 
 class JudgeFailing(RunStopped):
@@ -111,7 +143,7 @@ class Trainer:
         """One GRPO step: (its metrics row, its transcript records); `phase(text)` hears what it
         is doing."""
         run, G = self.run, self.run.group_size
-        tasks = run.sampler.next_batch(run.prompts_per_host)
+        tasks = run.sampler.next_batch(run.prompts_per_host + run.oversample_per_host)
         start = time.perf_counter()
         judged_before = run.judge.counts()
         policy = self._policy_params()
@@ -142,18 +174,25 @@ class Trainer:
                                                 name=env.reward_name)
         dialogue_tasks = [tasks[k // G] for k in range(len(rollout.dialogues))]
         outcomes = env.metrics(dialogue_tasks, rollout.dialogues)
-        adv = np.asarray(advantages(rewards, run.advantage, valid=valid))
+        potentials = (env.potentials(dialogue_tasks, rollout.dialogues)
+                      if run.credit == "turn" else None)
+        token_adv = token_advantages(run.credit, run.advantage, rewards, valid,
+                                     rollout.sequences, rollout.dialogues, potentials)
+        signal = groups_with_signal(token_adv, rollout.sequences, len(tasks))
+        trained = self._trained_groups(signal)
+        kept = [k for k, s in enumerate(rollout.sequences) if trained[s.prompt_index]]
+
+        groups = allgather(np.asarray([len(tasks), int((~signal).sum()), int(trained.sum())]))
+        groups = groups.reshape(-1, 3).sum(0)
 
         start = time.perf_counter()
-        phase(f"update ({len(rollout.sequences)} sequences, "
-              f"{run.hparams.num_microbatches} microbatches)")
-        batch = train_batch(rollout.sequences, adv, run.model_config,
-                            rows_multiple=run.rules.batch_size_multiple
-                            * run.hparams.num_microbatches,
-                            microbatches=run.hparams.num_microbatches,
-                            hosts=jax.process_count(), agree=allgather)
-        self.state, metrics = self.step_fn(self.state, host_local_to_global(batch, run.rules))
-        metrics = jax.device_get(metrics)
+        if groups[2]:
+            phase(f"update ({len(kept)} sequences, {run.hparams.num_microbatches} microbatches)")
+            metrics = self._update([rollout.sequences[k] for k in kept],
+                                   [token_adv[k] for k in kept])
+        else:  # no group has a nonzero advantage: nothing to learn, no optimizer step
+            metrics = {**{k: float("nan") for k in UPDATE_METRICS}, "tokens": 0,
+                       "skipped_updates": int(self.state["skipped_updates"])}
         time_update = time.perf_counter() - start
 
         # Reward statistics over the samples that count: a dropped sample has no reward.
@@ -168,8 +207,7 @@ class Trainer:
             **judge_row, "samples_dropped": int((~scored).sum()),
             "agreement_rate": float(allgather(rollout.agreed).mean()),
             "mean_rounds": float(allgather(rollout.rounds).mean()),
-            **{k: float(metrics[k]) for k in ("kl", "clip_fraction", "entropy", "grad_norm",
-                                              "loss", "lr")},
+            **{k: float(metrics[k]) for k in UPDATE_METRICS},
             "skipped_updates": int(metrics["skipped_updates"]),
             "rollout_tokens_per_s": generated / max(time_rollout, 1e-9),
             "train_tokens_per_s": float(metrics["tokens"]) / max(time_update, 1e-9),
@@ -177,11 +215,16 @@ class Trainer:
             "time_update_s": time_update,
             "zero_advantage_fraction": float(np.mean(allgather(
                 np.asarray(zero_advantage_fraction(rewards, valid))))),
+            "groups_sampled": int(groups[0]), "groups_without_signal": int(groups[1]),
+            "groups_trained": int(groups[2]),
+            **_seat_rewards(rollout.dialogues, rewards, valid),
             **_means(outcomes),
         }
         records = []
+        credited = advantages_by_turn(token_adv, rollout.sequences)
         for k, record in enumerate(rollout.dialogues):
             p, g = divmod(k, G)
+            record = _with_advantages(record, credited.get((p, g), {}))
             components = {n: float(v[p, g]) for n, v in parts.items()}
             if failures[k] is not None:  # missing, with why: never a made-up 0
                 components[env.reward_name] = None
@@ -191,6 +234,24 @@ class Trainer:
             records.append({"step": step, **record, "reward": float(rewards[p, g]) if valid[p, g]
                             else None, "reward_components": components})
         return row, records
+
+    def _trained_groups(self, signal: np.ndarray) -> np.ndarray:
+        """bool [P]: the groups this host's update trains. Every group by default; with
+        rl.skip_zero_advantage_groups only those with signal, the first prompts_per_step of
+        them in sampled order (the oversampled extra prompts fill in for groups without)."""
+        if not self.run.skip_zero_advantage_groups:
+            return np.ones_like(signal)
+        return signal & (np.cumsum(signal) <= self.run.prompts_per_host)
+
+    def _update(self, sequences, token_adv) -> dict:
+        run = self.run
+        batch = train_batch(sequences, token_adv, run.model_config,
+                            rows_multiple=run.rules.batch_size_multiple
+                            * run.hparams.num_microbatches,
+                            microbatches=run.hparams.num_microbatches,
+                            hosts=jax.process_count(), agree=allgather)
+        self.state, metrics = self.step_fn(self.state, host_local_to_global(batch, run.rules))
+        return jax.device_get(metrics)
 
     def _judge_health(self, step: int, judged) -> dict:
         """This step's judge calls and failures by kind (every host's calls and failures, the

@@ -160,6 +160,20 @@ def test_outcome_and_score_of_dialogues():
     assert failures == [None, None]
 
 
+def test_potentials_are_the_welfare_of_the_proposal_on_the_table():
+    task = game_task(TWO, "train", 0)
+    dialogue = {"turns": [
+        {"speaker": 0, "text": "Let us talk."},                                    # nothing yet
+        {"speaker": 1, "text": "PROPOSAL: Alex gets 2 books, 1 hat, 1 ball"},     # greedy
+        {"speaker": 0, "text": "ACCEPT"},                                          # table stays
+        {"speaker": 1, "text": "PROPOSAL: Alex gets 1 book, 1 hat; Blair gets 1 book, 1 ball"},
+        {"speaker": 0, "text": "PROPOSAL: Alex gets 2 books, 1 hat", "hit_token_cap": True}]}
+    # the last message was cut off at the cap: its unfinished line does not reach the table
+    assert ResourceSplit(welfare_kind="sum").potentials([task], [dialogue]) == [
+        pytest.approx([0.0, 10 / 18, 10 / 18, 16 / 18, 16 / 18])]
+    assert ResourceSplit(welfare_kind="nash").potentials([task], [dialogue])[0][1] == 0.0
+
+
 def test_agreement_check_reads_dialogue_states():
     env = ResourceSplit()
     task = game_task(TWO, "train", 0)

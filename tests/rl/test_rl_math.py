@@ -156,12 +156,12 @@ def test_known_values_and_std_convention():
 
 
 @pytest.mark.parametrize("method", rl.METHODS)
-def test_seat_advantages_use_a_baseline_per_seat(method):
+def test_slot_advantages_use_a_baseline_per_seat(method):
     rng = np.random.default_rng(1)
     rewards = rng.uniform(0, 5, (3, 6, 2)).astype(np.float32)
     rewards[..., 1] += 20.0                            # seat 1 on another scale must not leak into seat 0
     valid = rng.uniform(size=rewards.shape) < 0.8
-    got = np.asarray(rl.seat_advantages(rewards, method, valid=valid))
+    got = np.asarray(rl.slot_advantages(rewards, method, valid=valid))
     for seat in range(2):
         want = ref_advantages(rewards[..., seat].astype(np.float64), method, valid=valid[..., seat])
         np.testing.assert_allclose(got[..., seat], want, atol=TOL, rtol=TOL)
@@ -311,7 +311,7 @@ def test_on_policy_old_logp_equal_to_logp_gives_the_policy_gradient():
     (lambda b: rl.advantages(np.zeros((2, 4)), "ppo"), "grpo, dr_grpo, rloo"),
     (lambda b: rl.advantages(np.zeros(4), "grpo"), "[prompts, G]"),
     (lambda b: rl.advantages(np.zeros((2, 4)), "grpo", valid=np.ones((2, 3))), "valid"),
-    (lambda b: rl.seat_advantages(np.zeros((2, 4)), "rloo"), "[prompts, G, seats]"),
+    (lambda b: rl.slot_advantages(np.zeros((2, 4)), "rloo"), "[prompts, G, slots]"),
     (lambda b: rl.policy_loss(*b[:4], aggregation="mean"), "token_mean, seq_mean_token_mean"),
     (lambda b: rl.policy_loss(*b[:4], ref_logp=b[4], kl_estimator="k4", beta=0.1), "k1, k2, k3"),
     (lambda b: rl.kl_penalty(b[0], b[4], "k9"), "k1, k2, k3"),

@@ -128,7 +128,7 @@ of 2 to 4 parties."""
     small = ("--config.train.steps=2", "--config.rollout.prompts_per_step=3",
              "--config.rollout.max_new_tokens=8", "--config.train.checkpoint_every=1",
              "--config.env.parties=(2, 3, 4)", *TINY)
-    run_main("resource_split", tmp_path, *small)
+    run_main("resource_split", tmp_path, *small, "--config.rl.credit=turn")
     rows = metrics(tmp_path)
     assert sorted(rows) == [1, 2]
     for row in rows.values():

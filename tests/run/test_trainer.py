@@ -31,6 +31,8 @@ def test_uninterrupted_run_leaves_its_outputs(uninterrupted):
     rows = metrics(workdir)
     assert sorted(rows) == [1, 2, 3]
     assert "eval_agreement_rate" in rows[3] and "eval_agreement_rate" not in rows[2]
+    # without dynamic sampling every group trains, signal or not
+    assert all(r["groups_trained"] == r["groups_sampled"] == 2 for r in rows.values())
     for name in ("metrics.jsonl", "transcripts.jsonl", "transcripts.html", "report.html",
                  "export/config.json", "export/model.safetensors", "tensorboard"):
         assert os.path.exists(os.path.join(workdir, name)), name
