@@ -15,7 +15,8 @@ def get_config():
                              num_kv_heads=2, head_dim=8)
     c.judge.kind = "local"
     c.judge.path = "policy"  # the initial policy weights judge (no second random model)
-    c.rollout.update(prompts_per_step=2, group_size=2, max_turns=2, max_new_tokens=8,
+    # One round: a 2-party dialogue keeps its 2 turns and every party of a larger task speaks.
+    c.rollout.update(prompts_per_step=2, group_size=2, max_rounds=1, max_new_tokens=8,
                      final_max_new_tokens=8, context_turns=2, agreement_threshold=0.3)
     c.optim.update(lr=1e-3, warmup_steps=0, schedule="constant")
     c.rl.logprob_chunk = 32

@@ -7,7 +7,7 @@ edited by hand and by the generator; a traceback into the loader would not tell 
   persona_pairs.jsonl  {"id", "personas": [2 persona ids], "conflict"}
   persona_sets.jsonl   {"id", "personas": [3 or 4 persona ids], "conflict"}
   dilemmas.jsonl       {"id", "tier", "dilemma", "group": pair or set id}        -> split "train"
-  eval_tasks.jsonl     {"id", "tier", "dilemma", "group": pair id}               -> split "eval"
+  eval_tasks.jsonl     {"id", "tier", "dilemma", "group": pair or set id}        -> split "eval"
   open_ended.jsonl     {"id", "category", "question"}                            -> split "open_ended"
 """
 from __future__ import annotations
@@ -118,7 +118,6 @@ class Scenarios:
     personas: dict[str, Persona]
     groups: dict[str, tuple[str, ...]]  # pair and set ids -> persona ids
     conflicts: dict[str, str]           # pair and set ids -> their conflict line
-    pair_ids: frozenset[str]
     tasks: dict[str, list[Task]]        # split -> tasks in file order
 
 
@@ -135,7 +134,7 @@ def load_scenarios(resources_dir: str | pathlib.Path | None = None) -> Scenarios
     for _, row in read_nonempty(paths["personas"], PERSONA):
         personas[row["id"]] = to_persona(row)
 
-    groups, conflicts, group_line, pair_ids = {}, {}, {}, set()
+    groups, conflicts, group_line = {}, {}, {}
     for key in ("pairs", "sets"):
         for where, row in read_nonempty(paths[key], FILES[key][1]):
             if row["id"] in groups:
@@ -144,8 +143,6 @@ def load_scenarios(resources_dir: str | pathlib.Path | None = None) -> Scenarios
             groups[row["id"]] = check_group(where, row, FILES[key][1], personas)
             conflicts[row["id"]] = row["conflict"].strip()
             group_line[row["id"]] = where
-            if key == "pairs":
-                pair_ids.add(row["id"])
 
     task_line = {}
 
@@ -164,11 +161,11 @@ def load_scenarios(resources_dir: str | pathlib.Path | None = None) -> Scenarios
 
     tasks = {
         "train": dilemma_tasks("train", groups, "persona_pairs.jsonl or persona_sets.jsonl"),
-        # Evaluation uses fixed two-party assignments, as in the method's 100 conflict tasks.
-        "eval": dilemma_tasks("eval", {g: groups[g] for g in pair_ids}, "persona_pairs.jsonl"),
+        # Held-out dilemmas for the training groups: the method's 100 two-party conflict tasks,
+        # then one per persona set so multi-party agreement is measured too.
+        "eval": dilemma_tasks("eval", groups, "persona_pairs.jsonl or persona_sets.jsonl"),
         "open_ended": [Task(id=row["id"], split="open_ended", tier=OPEN_ENDED_TIER,
                             dilemma=row["question"].strip(), personas=(), group="")
                        for _, row in read_nonempty(paths["open_ended"], QUESTION)],
     }
-    return Scenarios(personas=personas, groups=groups, conflicts=conflicts, pair_ids=frozenset(pair_ids),
-                     tasks=tasks)
+    return Scenarios(personas=personas, groups=groups, conflicts=conflicts, tasks=tasks)

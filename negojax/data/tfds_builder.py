@@ -48,7 +48,11 @@ def content_hash(resources_dir: pathlib.Path, layout: Layout) -> str:
 class NegojaxScenarios(tfds.core.GeneratorBasedBuilder):
     """Dilemmas with their personas; the splits of the directory's layout."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "The shipped scenarios: eval holds the 100 two-party conflict tasks.",
+        "1.1.0": "The shipped eval split adds one held-out dilemma per 3- or 4-persona set.",
+    }
 
     # tfds 4.9.x locates a checksums file beside the builder's source with a check that imports the
     # `importlib_resources` backport it does not install on Python >= 3.9. Nothing is downloaded here,

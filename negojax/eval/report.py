@@ -14,6 +14,9 @@ eval_results: the evaluation, this structure (every key optional; a missing piec
     "trained_by": {"A": TrainingInfo or None, "B": ...},                        # None: a base model
     "conflict": {"greedy": ConflictMetrics, "sampled": ConflictMetrics},           # model A
     "conflict_baseline": {"greedy": ConflictMetrics, "sampled": ConflictMetrics},  # model B
+    "conflict_by_parties": {"A": {"greedy": {"2": ConflictMetrics, "3": ...}}, "B": ...},
+    "environment": {"name", "outcomes": {"A": {"greedy": Summary}, "B": ..., "A-B": ...},
+                    "by_parties": {"A": {"greedy": {"2": Summary, ...}}, ...}},  # computed outcomes
     "win_rates": {"conflict": WinRate, "conflict_sampled": WinRate,                # A against B
                   "open_ended": WinRate},              # "conflict": the first decoding's
     "capability": {"instructions": {"A": InstructionScores, "B": InstructionScores},
@@ -274,6 +277,26 @@ def environment_table(results: dict, labels: dict[str, str]) -> tuple[list[str],
     return ["model", "decoding", "n"] + metrics, rows
 
 
+def party_table(results: dict, labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+    """Agreement and the main metrics per party count, per model and decoding; no rows when the
+    tasks have one party count, where it would repeat the overall table."""
+    names = {"A-B": "A - B (paired over the same tasks)"}
+    if "conflict_by_parties" in results:
+        by_parties = results["conflict_by_parties"]
+        metrics = ["agreement_rate", "mean_rounds", "mean_ca_score"]
+    else:
+        by_parties = results.get("environment", {}).get("by_parties", {})
+        metrics = sorted({k for by_decoding in by_parties.values() for by_n in by_decoding.values()
+                          for m in by_n.values() for k in m if k != "n" and not k.endswith("_ci")})
+    rows = [[names.get(name) or labels.get(name, name), decoding, parties, _fmt(m.get("n"))]
+            + [_with_ci(m, k) for k in metrics]
+            for name, by_decoding in by_parties.items() for decoding, by_n in by_decoding.items()
+            for parties, m in by_n.items()]
+    if len({row[2] for row in rows}) < 2:
+        rows = []
+    return ["model", "decoding", "parties", "n"] + metrics, rows
+
+
 def capability_table(results: dict, labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
     header = ["set", "metric", f"{labels['A']} [95% CI]", f"{labels['B']} [95% CI]", "difference (A - B)"]
     rows = []
@@ -483,6 +506,13 @@ def _environment_section(eval_results: dict, table) -> str:
             "pareto_optimal) counts only the dialogues that agreed.</p>" + _html_table(table))
 
 
+def _party_section(table) -> str:
+    if not table[1]:
+        return ""
+    return ("<h2>By party count</h2><p class=\"meta\">The held-out tasks of each party count apart, "
+            "95% bootstrap intervals.</p>" + _html_table(table))
+
+
 def write_report(
     workdir: str,
     *,
@@ -515,6 +545,7 @@ def write_report(
         "comparison": comparison_table(eval_results, labels),
         "capability": capability_table(eval_results, labels),
         "environment": environment_table(eval_results, labels),
+        "parties": party_table(eval_results, labels),
         "instruction_ids": instruction_id_table(eval_results, labels),
         "calibration": calibration_table(eval_results),
     }
@@ -553,6 +584,7 @@ single-agent- and negotiation-trained models); 0.5 means even.</p>
 {_environment_section(eval_results, tables["environment"])}
 <h2>Conflict resolution</h2>
 {table_or_missing("conflict", "No conflict-resolution evaluation in these results.")}
+{_party_section(tables["parties"])}
 <h2>Pairwise CA win rate (A against B)</h2>
 <p class="meta">The judge compares each pair in both orders; a win or a loss counts only when both orders agree,
 anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
@@ -585,6 +617,8 @@ also accepts it with its first or last line or its markdown asterisks removed. R
                 "Plots and transcripts: report.html."]
     for title, name in sections:
         markdown.append(f"## {title}\n\n" + (_md_table(tables[name]) if tables[name][1] else "_missing_"))
+    if tables["parties"][1]:
+        markdown.append(f"## By party count\n\n{_md_table(tables['parties'])}")
     markdown.append(process_md)
     storage.write_text(storage.join(workdir, "report.md"), "\n\n".join(markdown) + "\n")
     return report_html

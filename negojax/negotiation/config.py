@@ -12,8 +12,11 @@ AGREEMENT_MODES = ("judge", "marker")
 class NegotiationConfig:
     """Method defaults (docs/method.md): 7 turns, 2 messages of context, T=0.7 / top-p 0.95 for turns,
     T=0.1 / top-p 0.95 for Agent 1's final solution. first_speaker "fixed" lets Agent 1 (seat 0)
-    open every dialogue; "random" draws the opener per dialogue from the rollout seed."""
+    open every dialogue; "random" draws the opener per dialogue from the rollout seed.
+    max_rounds > 0 lets a dialogue of n parties take max_rounds * n turns instead of max_turns,
+    so every party speaks (and can accept) whatever the party count."""
     max_turns: int = 7
+    max_rounds: int = 0
     context_turns: Optional[int] = 2  # None: full history, continued in a sampler Session
     max_new_tokens: int = 256
     temperature: float = 0.7
@@ -35,6 +38,9 @@ class NegotiationConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 bad(key, value, "must be an integer >= 1")
+        rounds = self.max_rounds
+        if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 0:
+            bad("max_rounds", rounds, "must be an integer >= 0 (0: max_turns limits the turns)")
         ctx = self.context_turns
         if ctx is not None and (not isinstance(ctx, int) or isinstance(ctx, bool) or ctx < 1):
             bad("context_turns", ctx, "must be an integer >= 1, or None for the full history")
@@ -53,6 +59,10 @@ class NegotiationConfig:
             bad("marker", self.marker, "marker agreement needs a non-empty marker string")
         if not 0 <= self.agreement_threshold <= 1:
             bad("agreement_threshold", self.agreement_threshold, "must lie in [0, 1]")
+
+    def turn_limit(self, num_seats: int) -> int:
+        """The most turns a dialogue of num_seats parties takes."""
+        return self.max_rounds * num_seats if self.max_rounds else self.max_turns
 
 
 def as_config(value: Union[NegotiationConfig, Mapping, None]) -> NegotiationConfig:

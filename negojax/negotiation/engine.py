@@ -184,11 +184,12 @@ class NegotiationEngine:
                     if cfg.context_turns is None else None)
         sampling = SamplingParams(cfg.temperature, cfg.top_p)
 
-        for t in range(cfg.max_turns):
+        limit = cfg.turn_limit(num_seats)
+        for t in range(limit):
             running = [i for i, s in enumerate(states) if not s.agreed]
             if not running:
                 break
-            progress(f"rollout turn {t + 1}/{cfg.max_turns} ({len(running)} dialogues)")
+            progress(f"rollout turn {t + 1}/{limit} ({len(running)} dialogues)")
             if sessions is None:  # one call per model
                 groups = [[i for i in running if model_of_seat[states[i].speaker(t)] == m]
                           for m in range(len(models))]
@@ -224,7 +225,7 @@ class NegotiationEngine:
             progress(f"final solutions ({len(writers)})")
             start = time.perf_counter()
             self._write_final_solutions(writers, seat_params[0],
-                                        derived_seed(seed, cfg.max_turns, 0))
+                                        derived_seed(seed, limit, 0))
             stats["time_generate_s"] += time.perf_counter() - start
             stats["sampler_calls"] += 1
             stats["generated_tokens"] += sum(len(s.final.tokens) for s, _ in writers)
@@ -283,13 +284,14 @@ class NegotiationEngine:
     def _open_sessions(self, states, systems, seat_params):
         """One Session per seat, a row per dialogue: a turn's decode runs only over the rows of
         the seat that speaks (one Session per model would also step the silent seats' rows).
-        The cache is sized up front for the longest opening prompt plus max_turns full
+        The cache is sized up front for the longest opening prompt plus the turn limit's full
         messages, so it does not grow (and recompile) turn after turn."""
         opening = max(len(self.tokenizer.apply_chat_template(
             self._seat_chat(s, systems[i], seat, None), True))
             for i, s in enumerate(states) for seat in range(s.num_seats))
         cfg = self.config
-        min_cache = opening + cfg.max_turns * (cfg.max_new_tokens + _MESSAGE_OVERHEAD)
+        turns = cfg.turn_limit(len(seat_params))
+        min_cache = opening + turns * (cfg.max_new_tokens + _MESSAGE_OVERHEAD)
         sessions = []
         for seat, params in enumerate(seat_params):
             session = self.session_cls(params, self.model_config, len(states), rules=self.rules,

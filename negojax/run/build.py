@@ -193,12 +193,12 @@ def train_hparams(config) -> TrainHParams:
 def sequence_budget(rollout_cfg) -> int:
     """The most tokens the policy can sample into one train sequence: one turn with a context
     window; with the full history, its share of the turns (half of them at most, with 2 or
-    more seats); plus the final solution when that is trained on; a single-agent answer is
+    more seats; max_rounds turns when rounds set the limit); plus the final solution when that is trained on; a single-agent answer is
     one solution. Dr. GRPO's constant normaliser (seq_mean_token_sum_norm)."""
     r = rollout_cfg
     if r.setting == "single_agent":
         return r.final_max_new_tokens
-    turns = 1 if r.context_turns else -(-r.max_turns // 2)
+    turns = 1 if r.context_turns else r.max_rounds or -(-r.max_turns // 2)
     return turns * r.max_new_tokens + (r.final_max_new_tokens if r.train_on_final_solution else 0)
 
 

@@ -11,8 +11,8 @@ go beside the outcomes, and a sample of the CA scores is scored again to calibra
 (negojax.eval.calibration). That is the judged environments' suite (deliberation); an
 environment that computes its own outcome (resource_split) reports its metrics for both models
 instead, each with a bootstrap interval, beside the capability guard when that asks for prompts.
-Results go to workdir/eval_results.json and workdir/report.html. Runs in one process on its
-devices.
+Agreement and the outcome metrics are also broken down by party count. Results go to
+workdir/eval_results.json and workdir/report.html. Runs in one process on its devices.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from negojax.eval import (capability_guard, evaluate_conflicts, instruction_prom
                           reasoning_problems, win_rates)
 from negojax.eval.calibration import calibrate, reordered
 from negojax.eval.driver import conflict_question
-from negojax.eval.metrics import bootstrap_ci
+from negojax.eval.metrics import bootstrap_ci, conflict_metrics
 from negojax.eval.process import process_metrics
 from negojax.eval.report import EVAL_RESULTS_FILE, write_run_report
 from negojax.run.build import Evaluation
@@ -95,9 +95,10 @@ def calibration(run: Evaluation, conflicts: dict) -> dict:
                      seed=run.seed, method=run.calibration)
 
 
-def environment_outcomes(run: Evaluation) -> dict:
+def environment_outcomes(run: Evaluation) -> tuple[dict, dict]:
     """Both models' dialogues on the held-out tasks under each decoding, measured by the
-    environment: {"A": {decoding: summary}, "B": ..., "A-B": ...}. A model's summary holds each
+    environment: {"A": {decoding: summary}, "B": ..., "A-B": ...}, and the same summaries over
+    each party count's tasks, {"A": {decoding: {"2": summary, ...}}, ...}. A model's summary holds each
     metric's mean over the dialogues it applies to, with its interval (`<metric>_ci`) and "n";
     "A-B" holds the mean of the per-task differences over the tasks where both apply, with a
     paired interval: both models play the same tasks, so the pairing removes the tasks'
@@ -106,13 +107,39 @@ def environment_outcomes(run: Evaluation) -> dict:
                      for d in run.decodings} for name in run.models}
     values["A-B"] = {d: {metric: list(np.subtract(a, values["B"][d][metric]))
                          for metric, a in values["A"][d].items()} for d in run.decodings}
-    return {name: {d: _summary(by_metric, run) for d, by_metric in by_decoding.items()}
-            for name, by_decoding in values.items()}
+    outcomes = {name: {d: _summary(by_metric, run) for d, by_metric in by_decoding.items()}
+                for name, by_decoding in values.items()}
+    by_parties = {name: {d: {n: _summary(by_metric, run, rows)
+                             for n, rows in party_rows(run.tasks).items()}
+                         for d, by_metric in by_decoding.items()}
+                  for name, by_decoding in values.items()}
+    return outcomes, by_parties
 
 
-def _summary(by_metric: dict, run: Evaluation) -> dict:
-    summary = {"n": len(run.tasks)}
+def party_rows(tasks) -> dict[str, list[int]]:
+    """The task indices of each party count, keyed "2", "3", ... as JSON keys are."""
+    rows: dict[int, list[int]] = {}
+    for i, task in enumerate(tasks):
+        rows.setdefault(len(task.personas), []).append(i)
+    return {str(n): rows[n] for n in sorted(rows)}
+
+
+def conflicts_by_parties(run: Evaluation, conflicts: dict) -> dict:
+    """Each model's and decoding's conflict metrics over the tasks of each party count."""
+    return {name: {d: {n: conflict_metrics([r.transcripts[i] for i in rows],
+                                           [r.ca_scores[i] for i in rows],
+                                           n_resamples=run.n_resamples, seed=run.seed)
+                       for n, rows in party_rows(run.tasks).items()}
+                   for d, r in by_decoding.items()}
+            for name, by_decoding in conflicts.items()}
+
+
+def _summary(by_metric: dict, run: Evaluation, rows=None) -> dict:
+    """Over the tasks at `rows` (default: all)."""
+    rows = range(len(run.tasks)) if rows is None else rows
+    summary = {"n": len(rows)}
     for metric, column in by_metric.items():
+        column = [column[i] for i in rows]
         finite = [v for v in column if np.isfinite(v)]
         summary[metric] = float(np.mean(finite)) if finite else float("nan")
         summary[f"{metric}_ci"] = list(bootstrap_ci(finite, n_resamples=run.n_resamples,
@@ -134,6 +161,7 @@ def evaluate(run: Evaluation) -> str:
         "trained_by": run.trained_by,
         "conflict": {d: r.metrics for d, r in conflicts["A"].items()},
         "conflict_baseline": {d: r.metrics for d, r in conflicts["B"].items()},
+        "conflict_by_parties": conflicts_by_parties(run, conflicts),
         "ca_scores": {name: conflicts[name][first].ca_scores for name in run.models},
         "process": {name: {d: process_metrics(r.transcripts, [t.personas for t in run.tasks],
                                               similarity_kind=run.process_similarity, judge=judge,
@@ -172,11 +200,12 @@ def _capability(run: Evaluation, generators: dict) -> dict:
 def _evaluate_outcomes(run: Evaluation) -> str:
     """An environment that computes its outcome: its metrics for both models, and the
     capability guard when it asks for any prompts."""
+    outcomes, by_parties = environment_outcomes(run)
     results = {"models": {name: model_label(run.trained_by[name], path)
                           for name, path in run.paths.items()},
                "trained_by": run.trained_by,
-               "environment": {"name": run.environment.name,
-                               "outcomes": environment_outcomes(run)}}
+               "environment": {"name": run.environment.name, "outcomes": outcomes,
+                               "by_parties": by_parties}}
     if run.capability_prompts or run.reasoning_problems:
         results["capability"] = _capability(run, {
             name: answer_generator(m, run.answer_max_new_tokens)

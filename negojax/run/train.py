@@ -43,6 +43,7 @@ def _means(outcomes: dict[str, list[float]]) -> dict[str, float]:
     return out
 
 
+<<<<<<< HEAD
 def _seat_rewards(dialogues: list[dict], rewards: np.ndarray, valid: np.ndarray) -> dict:
     """reward_seat{s}: the mean reward of the dialogues where the policy trained seat s, over
     every host, when the policy trains more than one seat across the step."""
@@ -69,6 +70,27 @@ def _with_advantages(record: dict, by_turn: dict[int, float]) -> dict:
     final = by_turn.get(len(turns))
     return {**record, "turns": turns,
             **({"final_solution_advantage": final} if final is not None else {})}
+=======
+def by_party_count(tasks, agreed, rewards=None, valid=None, gather=allgather) -> dict:
+    """agreement_rate_{n}p, and with rewards reward_mean_{n}p over the scored samples, for each
+    party count n among the tasks (agreed and rewards are [tasks, G]), over every host. Given
+    also when all tasks have one count, so each count's curve has a point at every step that
+    holds that count."""
+    parties = np.asarray([len(t.personas) for t in tasks])[:, None]
+    parties = gather(np.broadcast_to(parties, np.shape(agreed))).reshape(-1)
+    agreed = gather(np.asarray(agreed)).reshape(-1)
+    if rewards is not None:
+        scored = gather(np.asarray(valid)).reshape(-1).astype(bool)
+        rewards = gather(np.asarray(rewards)).reshape(-1)
+    out = {}
+    for n in sorted(set(parties.tolist())):
+        here = parties == n
+        out[f"agreement_rate_{n}p"] = float(agreed[here].mean())
+        if rewards is not None:
+            kept = rewards[here & scored]
+            out[f"reward_mean_{n}p"] = float(kept.mean()) if kept.size else float("nan")
+    return out
+>>>>>>> rounds
 
 
 class JudgeFailing(RunStopped):
@@ -207,7 +229,13 @@ class Trainer:
             **judge_row, "samples_dropped": int((~scored).sum()),
             "agreement_rate": float(allgather(rollout.agreed).mean()),
             "mean_rounds": float(allgather(rollout.rounds).mean()),
+<<<<<<< HEAD
             **{k: float(metrics[k]) for k in UPDATE_METRICS},
+=======
+            **by_party_count(tasks, rollout.agreed, rewards, valid),
+            **{k: float(metrics[k]) for k in ("kl", "clip_fraction", "entropy", "grad_norm",
+                                              "loss", "lr")},
+>>>>>>> rounds
             "skipped_updates": int(metrics["skipped_updates"]),
             "rollout_tokens_per_s": generated / max(time_rollout, 1e-9),
             "train_tokens_per_s": float(metrics["tokens"]) / max(time_update, 1e-9),
@@ -278,6 +306,8 @@ class Trainer:
         outcomes = self.run.environment.metrics(self.run.eval_tasks, rollout.dialogues)
         return {"eval_agreement_rate": float(np.mean(rollout.agreed)),
                 "eval_mean_rounds": float(np.mean(rollout.rounds)),
+                **{f"eval_{k}": v for k, v in by_party_count(
+                    self.run.eval_tasks, rollout.agreed, gather=np.asarray).items()},
                 **{f"eval_{k}": v for k, v in _means(outcomes).items()}}
 
     # -------------------------------------------------------------- the run

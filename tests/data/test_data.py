@@ -66,8 +66,8 @@ MALFORMED = [
      "dilemmas.jsonl line 4: unknown group 'cats_vs_dogs'; use an id from persona_pairs.jsonl or"),
     ("dilemmas.jsonl", 1, lambda p: edited(p, 1, dilemma=None),
      "dilemmas.jsonl line 1: missing field 'dilemma'; every dilemma needs id, tier, dilemma, group"),
-    ("eval_tasks.jsonl", 1, lambda p: edited(p, 1, group="family_dinner"),
-     "eval_tasks.jsonl line 1: unknown group 'family_dinner'; use an id from persona_pairs.jsonl"),
+    ("eval_tasks.jsonl", 1, lambda p: edited(p, 1, group="cats_vs_dogs"),
+     "eval_tasks.jsonl line 1: unknown group 'cats_vs_dogs'; use an id from persona_pairs.jsonl or"),
     ("eval_tasks.jsonl", 2, lambda p: edited(p, 2, id="train-0002"),
      "eval_tasks.jsonl line 2: id 'train-0002' is already used at"),
     ("open_ended.jsonl", 2, lambda p: edited(p, 2, question=""),
@@ -115,13 +115,13 @@ def test_load_tasks_round_trips_through_tfds_in_file_order(resources, tmp_path):
     question = load_tasks("open_ended", resources_dir=resources, data_dir=tmp_path / "tfds")[1]
     assert (question.tier, question.personas, question.group) == ("open_ended", (), "")
     assert question.dilemma == "When, if ever, is a white lie kind?"
-    assert list((tmp_path / "tfds").glob("*/negojax_scenarios/1.0.0/*.array_record-*"))
+    assert list((tmp_path / "tfds").glob("*/negojax_scenarios/1.1.0/*.array_record-*"))
 
 
 def test_prepared_once_then_reused_and_rebuilt_when_content_changes(resources, tmp_path):
     data_dir = tmp_path / "tfds"
     load_tasks("train", resources_dir=resources, data_dir=data_dir)
-    (record,) = data_dir.glob("*/negojax_scenarios/1.0.0/*-train.array_record-*")
+    (record,) = data_dir.glob("*/negojax_scenarios/1.1.0/*-train.array_record-*")
     before = record.stat()
     assert len(load_tasks("eval", resources_dir=resources, data_dir=data_dir)) == 2
     after = record.stat()
@@ -139,7 +139,7 @@ def test_prepared_once_then_reused_and_rebuilt_when_content_changes(resources, t
 def test_default_data_dir_is_under_negojax_cache(resources, tmp_path, monkeypatch):
     monkeypatch.setenv("NEGOJAX_CACHE", str(tmp_path / "cache"))
     load_tasks("eval", resources_dir=resources)
-    assert list((tmp_path / "cache" / "tfds").glob("*/negojax_scenarios/1.0.0/dataset_info.json"))
+    assert list((tmp_path / "cache" / "tfds").glob("*/negojax_scenarios/1.1.0/dataset_info.json"))
 
 
 BLOCK_TENSORFLOW = """

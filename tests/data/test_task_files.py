@@ -69,7 +69,7 @@ def test_a_user_directory_loads_through_tfds_with_the_exact_fields(tasks_dir, tm
         Task(id="eval-1", split="eval", tier="x", dilemma=EVAL[0]["dilemma"], personas=(persona(DEE), persona(CY)),
              group="")]
     assert len(task_source("train", resources_dir=tasks_dir)) == 3
-    assert list((tmp_path / "cache" / "tfds").glob("*/negojax_scenarios/1.0.0/*-eval.array_record-*"))
+    assert list((tmp_path / "cache" / "tfds").glob("*/negojax_scenarios/1.1.0/*-eval.array_record-*"))
 
 
 def test_an_edited_user_file_is_prepared_afresh(tasks_dir):

@@ -316,3 +316,41 @@ def test_judge_mode_checks_after_every_seat_spoke(tok, tiny, tasks):
                                                  seed=0)
     assert out.agreed.all() and (out.rounds == 2).all() and len(judge.seen) == 4
     assert "[AGREE]" not in tok.decode(out.sequences[0].tokens)  # no marker instructions
+
+
+def test_max_rounds_gives_every_party_a_turn_so_a_four_party_dialogue_can_agree(tok, tiny):
+    """max_turns=3 cuts a 4-party dialogue off before its fourth seat speaks, so marker
+    agreement never becomes possible; max_rounds=1 gives it 4 turns and it agrees on the
+    fourth. The model writes only the marker word: its residual stream is the same vector at
+    every position and its head reads one token from it."""
+    config, p, _ = tiny
+    word = tok.encode(" agree")
+    assert len(word) == 1
+    params = {**p, "embed": np.ones_like(p["embed"]), "final_norm": np.ones_like(p["final_norm"]),
+              "lm_head": np.zeros_like(p["lm_head"]),
+              "layers": {**p["layers"], "wo": np.zeros_like(p["layers"]["wo"]),
+                         "w_down": np.zeros_like(p["layers"]["w_down"])}}
+    params["lm_head"][:, word[0]] = 10.0
+    four = [t for t in load_tasks("train") if len(t.personas) == 4][:1]
+    for context in (2, None):  # windowed turns, and Sessions sized by the same turn limit
+        cut = engine(tok, tiny, settings(max_turns=3, context_turns=context,
+                                         marker="agree")).rollout(
+            four, group_size=G, seat_params=[params] * 4, seed=0)
+        assert not cut.agreed.any() and (cut.rounds == 3).all()
+        heard = []
+        out = engine(tok, tiny, settings(max_turns=3, max_rounds=1, context_turns=context,
+                                         marker="agree")).rollout(
+            four, group_size=G, seat_params=[params] * 4, seed=0, progress=heard.append)
+        assert out.agreed.all() and (out.rounds == 4).all()
+        assert [x["speaker"] for x in out.dialogues[0]["turns"]] == [0, 1, 2, 3]
+        assert all("agree" in x["text"] for x in out.dialogues[0]["turns"])
+        assert heard[3].startswith("rollout turn 4/4 ")
+
+
+def test_turn_limit_is_rounds_times_parties_when_rounds_are_set():
+    assert NegotiationConfig(max_turns=3).turn_limit(4) == 3
+    assert [NegotiationConfig(max_turns=3, max_rounds=2).turn_limit(n) for n in (2, 3, 4)] == \
+        [4, 6, 8]
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=r"^rollout\.max_rounds: .* must be an integer >= 0"):
+            NegotiationConfig(max_rounds=bad)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from shipped_configs import REPO, shipped_config
+from shipped_configs import REPO, shipped_config, shipped_names
 from negojax.run.config import ConfigError, validate_devices, validate_static
 
 
@@ -71,6 +71,7 @@ def test_override_checks_in_process(argv, expected, monkeypatch):
     ("judge.path", "/no/judge", "config.judge.path: '/no/judge' does not exist"),
     # The engine's and the optimizer's own ranges, reported under the keys that set them.
     ("rollout.max_turns", 0, "config.rollout.max_turns: 0 must be an integer >= 1"),
+    ("rollout.max_rounds", -1, "config.rollout.max_rounds: -1 must be an integer >= 0"),
     ("rollout.first_speaker", "last", "config.rollout.first_speaker: 'last' is not one of"),
     ("optim.lr", float("nan"), "config.optim.lr: nan must be a finite number"),
     ("optim.max_grad_norm", -1.0, "config.optim.max_grad_norm: -1.0 must be > 0"),
@@ -153,6 +154,23 @@ def test_shipped_configs_validate():
     from negojax.run.config import validate_static
     for name in ("default", "tiny_test"):
         validate_static(shipped_config(name))
+
+
+def test_every_shipped_config_gives_every_party_of_its_training_tasks_a_turn():
+    """Agreement waits until every seat has spoken: a turn limit below a task's party count
+    means that task can never agree and always earns 0."""
+    from negojax.run.build import environment, negotiation_config
+    checked = []
+    for name in shipped_names():
+        config = shipped_config(name)
+        if config.rollout.setting != "negotiation":  # single-agent answers take no turns
+            continue
+        limit = negotiation_config(config.rollout).turn_limit
+        counts = {len(t.personas) for t in environment(config).tasks("train")}
+        short = {n: limit(n) for n in sorted(counts) if limit(n) < n}
+        assert not short, f"configs/{name}.py: turn limits {short} by party count"
+        checked.append(name)
+    assert {"default", "tiny_test", "resource_split", "tpu_v4"} <= set(checked)
 
 
 def test_tpu_v4_config_is_the_method_setting_on_a_v4_64_mesh():

@@ -135,6 +135,7 @@ of 2 to 4 parties."""
         assert row["judge_calls"] == 0
         assert 0 <= row["welfare"] <= row["agreement"] <= 1
         assert row["unparsable_rate"] == 1.0  # random weights write no proposal
+        assert {f"agreement_rate_{n}p" for n in (2, 3, 4)} <= set(row)  # 3 games a step, in turn
     records = _lines(tmp_path / "transcripts.jsonl")
     assert all(r["tier"] == f"{len(r['personas'])}-party" for r in records)
     assert {len(r["personas"]) for r in records} <= {2, 3, 4}
@@ -149,8 +150,11 @@ of 2 to 4 parties."""
         assert greedy["n"] == 4 and greedy["agreement"] == 0.0
         assert "utility_seat3" in greedy  # the eval games take 2, 3, 4 and 2 parties
         assert greedy["welfare_ci"] == [0.0, 0.0]
+    by_parties = results["environment"]["by_parties"]["A"]["greedy"]
+    assert {n: m["n"] for n, m in by_parties.items()} == {"2": 2, "3": 1, "4": 1}
     difference = outcomes["A-B"]["greedy"]  # the trained export against the base, task by task
     assert difference["n"] == 4 and difference["welfare"] == 0.0
     page = (tmp_path / "report.html").read_text()
     assert "Environment outcomes: resource_split" in page and "paired over the same tasks" in page
+    assert "By party count" in page
     assert "conflict" not in results

@@ -22,9 +22,9 @@ def test_chat_mode_prints_a_reply_and_a_rerun_compiles_nothing_new(tmp_path):
 
 @pytest.mark.slow
 def test_default_config_end_to_end_reduced(tmp_path):
-    """configs/default.py with 1 step, 2 prompts x G 2, 2 turns of 16 tokens."""
+    """configs/default.py with 1 step, 2 prompts x G 2, one round of 16-token turns."""
     proc = run_main("default", tmp_path, "--config.train.steps=1", "--config.rollout.group_size=2",
-                    "--config.rollout.max_turns=2", "--config.rollout.max_new_tokens=16",
+                    "--config.rollout.max_new_tokens=16",
                     "--config.rollout.final_max_new_tokens=16", "--config.rl.microbatches=4",
                     timeout=1500)  # a 135M training step: minutes on 2 shared CPU cores
     rows = metrics(tmp_path)

@@ -3,6 +3,7 @@ the same metrics as an uninterrupted run, and a damaged latest checkpoint falls 
 before."""
 import json
 import os
+import re
 import signal
 import time
 from types import SimpleNamespace
@@ -33,6 +34,13 @@ def test_uninterrupted_run_leaves_its_outputs(uninterrupted):
     assert "eval_agreement_rate" in rows[3] and "eval_agreement_rate" not in rows[2]
     # without dynamic sampling every group trains, signal or not
     assert all(r["groups_trained"] == r["groups_sampled"] == 2 for r in rows.values())
+    assert "eval_agreement_rate_2p" in rows[3]  # the first held-out tasks have two parties
+    with open(workdir / "transcripts.jsonl", encoding="utf-8") as f:
+        dialogues = [json.loads(line) for line in f]
+    for step, row in rows.items():
+        counts = {len(d["personas"]) for d in dialogues if d["step"] == step}
+        assert {k for k in row if re.fullmatch(r"(agreement_rate|reward_mean)_\dp", k)} == \
+            {f"{key}_{n}p" for n in counts for key in ("agreement_rate", "reward_mean")}
     for name in ("metrics.jsonl", "transcripts.jsonl", "transcripts.html", "report.html",
                  "export/config.json", "export/model.safetensors", "tensorboard"):
         assert os.path.exists(os.path.join(workdir, name)), name
@@ -48,6 +56,7 @@ def test_eval_mode_compares_the_export_with_the_base_and_writes_the_report(unint
     with open(workdir / "eval_results.json", encoding="utf-8") as f:
         results = json.load(f)
     assert results["models"]["A"].endswith("export") and results["conflict"]["greedy"]["n"] == 2
+    assert results["conflict_by_parties"]["B"]["greedy"]["2"]["n"] == 2
     assert set(results["win_rates"]) == {"conflict", "open_ended"}
     assert set(results["capability"]) >= {"instructions", "reasoning"}
     assert results["process"]["A"]["greedy"]["n"] == results["process"]["B"]["greedy"]["n"] == 2
