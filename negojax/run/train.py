@@ -43,7 +43,6 @@ def _means(outcomes: dict[str, list[float]]) -> dict[str, float]:
     return out
 
 
-<<<<<<< HEAD
 def _seat_rewards(dialogues: list[dict], rewards: np.ndarray, valid: np.ndarray) -> dict:
     """reward_seat{s}: the mean reward of the dialogues where the policy trained seat s, over
     every host, when the policy trains more than one seat across the step."""
@@ -70,7 +69,8 @@ def _with_advantages(record: dict, by_turn: dict[int, float]) -> dict:
     final = by_turn.get(len(turns))
     return {**record, "turns": turns,
             **({"final_solution_advantage": final} if final is not None else {})}
-=======
+
+
 def by_party_count(tasks, agreed, rewards=None, valid=None, gather=allgather) -> dict:
     """agreement_rate_{n}p, and with rewards reward_mean_{n}p over the scored samples, for each
     party count n among the tasks (agreed and rewards are [tasks, G]), over every host. Given
@@ -90,7 +90,6 @@ def by_party_count(tasks, agreed, rewards=None, valid=None, gather=allgather) ->
             kept = rewards[here & scored]
             out[f"reward_mean_{n}p"] = float(kept.mean()) if kept.size else float("nan")
     return out
->>>>>>> rounds
 
 
 class JudgeFailing(RunStopped):
@@ -229,13 +228,8 @@ class Trainer:
             **judge_row, "samples_dropped": int((~scored).sum()),
             "agreement_rate": float(allgather(rollout.agreed).mean()),
             "mean_rounds": float(allgather(rollout.rounds).mean()),
-<<<<<<< HEAD
-            **{k: float(metrics[k]) for k in UPDATE_METRICS},
-=======
             **by_party_count(tasks, rollout.agreed, rewards, valid),
-            **{k: float(metrics[k]) for k in ("kl", "clip_fraction", "entropy", "grad_norm",
-                                              "loss", "lr")},
->>>>>>> rounds
+            **{k: float(metrics[k]) for k in UPDATE_METRICS},
             "skipped_updates": int(metrics["skipped_updates"]),
             "rollout_tokens_per_s": generated / max(time_rollout, 1e-9),
             "train_tokens_per_s": float(metrics["tokens"]) / max(time_update, 1e-9),
