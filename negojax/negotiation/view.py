@@ -66,10 +66,12 @@ def dialogue_html(rec: dict, *, open_: bool = False) -> str:
         speaker = turn.get("speaker", 0)
         colour = _COLOURS[speaker % len(_COLOURS)] if isinstance(speaker, int) else "#eee"
         cap = " (hit token cap)" if turn.get("hit_token_cap") else ""
+        credit = (f" &middot; advantage {turn['advantage']:+.2f}"
+                  if turn.get("advantage") is not None else "")
         parts.append(f'<div class="turn" style="background:{colour}"><span class="who">'
                      f'{k}. {_e(turn.get("persona"))}</span> <span class="meta">'
-                     f'{_e(turn.get("num_tokens"))} tokens{cap}</span>\n{_e(turn.get("text"))}'
-                     '</div>')
+                     f'{_e(turn.get("num_tokens"))} tokens{cap}{credit}</span>\n'
+                     f'{_e(turn.get("text"))}</div>')
     if rec.get("final_solution") is not None and not single:
         parts.append(f'<p><b>Final solution</b> ({_e(personas[0] if personas else "Agent 1")})'
                      f'</p><div class="final">{_e(rec["final_solution"])}</div>')

@@ -403,9 +403,6 @@ def validate_static(config) -> None:
         _positive(config, f"reward.components.{name}", allow_zero=True)
     _enum(config, "rl.advantage", METHODS)
     _enum(config, "rl.credit", CREDITS)
-    if not isinstance(config.rl.skip_zero_advantage_groups, bool):
-        _fail("rl.skip_zero_advantage_groups", f"{config.rl.skip_zero_advantage_groups!r} is "
-              "not True or False")
     oversample = config.rl.oversample_prompts
     if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 0:
         _fail("rl.oversample_prompts", f"{oversample!r} must be an integer >= 0")

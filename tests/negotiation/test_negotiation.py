@@ -10,6 +10,7 @@ from negojax.models import transformer as tf
 from negojax.models.config import ModelConfig
 from negojax.negotiation import (DialogueState, JudgeAgreement, MarkerAgreement,
                                  NegotiationConfig, NegotiationEngine, Opponents, Turn)
+from negojax.negotiation.seats import policy_seat_lineups
 from negojax.rewards import Judge
 from negojax.sampling import Session, sample
 from negojax.tokenization import load_tokenizer
@@ -100,6 +101,21 @@ def test_two_agents_frozen_opponent_no_agreement_train(tok, tiny, tasks):
     assert len(out.sequences) == 4 * 2 and {s.seat for s in out.sequences} == {0}
     for seq in out.sequences:
         check_sequence_against_transcript(tok, seq, out, tasks[2], cfg)
+
+
+def test_rotate_seats_the_policy_in_each_seat_across_the_group(tok, tiny, tasks):
+    """policy_seats=rotate: dialogue g of a group seats the policy in g mod 2; the lineups with
+    the policy first and second are separate batches, and only the policy's seat is trained."""
+    config, p, q = tiny
+    counter = CountingSample()
+    out = engine(tok, tiny, settings(max_turns=2), sample_fn=counter).rollout_tasks(
+        tasks[2], group_size=G, policy=p, opponent=q, policy_seats="rotate", seed=0, mode="train")
+    assert [d["policy_seats"] for d in out.dialogues] == [[0], [1], [0], [1]]
+    assert [c is p for c in counter.calls] == [True, False, False, True]
+    assert sorted((s.prompt_index, s.group_index, s.seat) for s in out.sequences) == [
+        (0, 0, 0), (0, 1, 1), (1, 0, 0), (1, 1, 1)]
+    for seq in out.sequences:
+        check_sequence_against_transcript(tok, seq, out, tasks[2], settings(max_turns=2))
 
 
 def test_three_agents_random_first_speaker_lockstep(tok, tiny, tasks):
@@ -283,6 +299,14 @@ def _snapshots():
     """Stands for copies of the policy's params: 0, 1, 2, ... in the order they are taken."""
     values = iter(range(100))
     return lambda: next(values)
+
+
+def test_policy_seat_lineups():
+    assert policy_seat_lineups("first", 3, 4) == [(0,)] * 4
+    assert policy_seat_lineups("rotate", 3, 4) == [(0,), (1,), (2,), (0,)]
+    assert policy_seat_lineups("all", 2, 3) == [(0, 1)] * 3
+    with pytest.raises(ValueError, match="rollout.policy_seats: 'last' is not one of"):
+        policy_seat_lineups("last", 2, 2)
 
 
 def test_opponents_live_frozen_and_pool():

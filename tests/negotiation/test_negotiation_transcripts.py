@@ -10,7 +10,7 @@ def record(step, scenario, text, agreed=True, reward=3.0):
     return {"scenario_id": scenario, "group": "g", "tier": "everyday", "dilemma": "Who cooks?",
             "personas": ["Budget Keeper", "Health <Guard>"],
             "turns": [{"speaker": 0, "persona": "Budget Keeper", "text": text, "num_tokens": 5,
-                       "hit_token_cap": False},
+                       "hit_token_cap": False, "advantage": -0.5},
                       {"speaker": 1, "persona": "Health <Guard>", "text": "Fine [AGREE]",
                        "num_tokens": 4, "hit_token_cap": True}],
             "agreed": agreed, "agreement_turn": 2 if agreed else None,
@@ -32,6 +32,7 @@ def test_page_groups_steps_and_escapes(tmp_path):
     assert "Health &lt;Guard&gt;" in page and "Cook &amp; share" in page
     assert page.index("Step 0") < page.index("s-1") < page.index("Step 1") < page.index("s-2")
     assert "agreed at turn 2" in page and "no agreement" in page and "hit token cap" in page
+    assert page.count("advantage -0.50") == 2  # the trained turn's credit, once per record
 
 
 def test_missing_run_dir_is_one_line_error(tmp_path, capsys):

@@ -83,6 +83,15 @@ def test_override_checks_in_process(argv, expected, monkeypatch):
                                "int8, int4, nf4"),
     ("eval.process_similarity", "embedding", "config.eval.process_similarity: 'embedding' is not one "
                                              "of lexical, judge"),
+    ("rollout.policy_seats", "middle", "config.rollout.policy_seats: 'middle' is not one of first, "
+                                       "rotate, all"),
+    # tiny_test's opponent is frozen: no seat is left for it
+    ("rollout.policy_seats", "all", "config.rollout.policy_seats: 'all' seats the policy "
+                                    "everywhere, so there is no frozen opponent to play"),
+    ("rl.credit", "token", "config.rl.credit: 'token' is not one of dialogue, seat, turn"),
+    # dynamic sampling is off in tiny_test: extra prompts would replace nothing
+    ("rl.oversample_prompts", 2, "config.rl.oversample_prompts: 2 extra prompts only replace "
+                                 "groups that rl.skip_zero_advantage_groups drops"),
 ])
 def test_static_validation_in_process(key, value, expected):
     config = shipped_config("tiny_test")
@@ -148,6 +157,10 @@ def test_prompts_per_step_must_split_over_hosts():
         validate_devices(config, device_count=3, process_count=3)
     assert validate_devices(config, device_count=2, process_count=2) == \
         {"data": 2, "fsdp": 1, "tensor": 1}
+    config.rl.skip_zero_advantage_groups, config.rl.oversample_prompts = True, 3
+    with pytest.raises(ConfigError, match=r"config.rl.oversample_prompts: 3 is not divisible "
+                                          r"by the 2 hosts"):
+        validate_devices(config, device_count=2, process_count=2)
 
 
 def test_shipped_configs_validate():
