@@ -133,6 +133,7 @@ class NegotiationEngine:
                 lineup = lineups.setdefault(tuple(map(id, seat_params)), (seat_params, []))
                 lineup[1].extend((tasks[i], i, g, trained) for i in indices)
             for k, (seat_params, entries) in enumerate(lineups.values()):
+                entries.sort(key=lambda e: (e[1], e[2]))  # task-major, as sampler rows always were
                 self._check([tasks[i] for i in indices], G, seat_params, (), mode)
                 part = self._play(entries, seat_params, seed=derived_seed(seed, seats, k),
                                   mode=mode,

@@ -11,7 +11,7 @@ from negojax.data import Task
 
 @dataclasses.dataclass
 class Turn:
-    speaker: int                 # seat index; seat 0 is Agent 1 (the policy)
+    speaker: int                 # seat index; seat 0 is Agent 1
     text: str                    # decoded message, special tokens and surrounding space removed
     tokens: list[int]            # generated ids, the stop id included when hit
     policy_logp: np.ndarray      # sampler's temperature-1 log-probs of `tokens`
