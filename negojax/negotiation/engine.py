@@ -31,8 +31,9 @@ from negojax.models.config import ModelConfig
 from negojax.negotiation import prompts
 from negojax.negotiation.agreement import AgreementFn
 from negojax.negotiation.config import NegotiationConfig, as_config
+from negojax.negotiation.external_seats import ExternalSeat
 from negojax.negotiation.records import (DialogueState, Rollout, SequenceBuilder, TrainSequence,
-                                         Turn)
+                                         Turn, message_text)
 from negojax.negotiation.seats import policy_seat_lineups
 from negojax.sampling import SamplingParams, Session, sample
 
@@ -47,12 +48,9 @@ def derived_seed(seed: int, a: int, b: int) -> int:
 
 
 def sampled_turn(tokenizer, seat: int, tokens, logp, finished, prompt=()) -> Turn:
-    """A sampled message as a Turn. Its text is what the other seats read: without the stop
-    token and, with thinking on, without the reasoning before `</think>` (reasoning templates
-    drop it from past turns too)."""
+    """A sampled message as a Turn, its text `message_text`'s."""
     finished = bool(finished)
-    text = tokenizer.decode(list(tokens)[:-1] if finished else list(tokens))
-    return Turn(seat, text.split("</think>")[-1].strip(), list(tokens), np.asarray(logp),
+    return Turn(seat, message_text(tokenizer, tokens, finished), list(tokens), np.asarray(logp),
                 not finished, list(prompt))
 
 
@@ -201,7 +199,11 @@ class NegotiationEngine:
                 if not rows:
                     continue
                 start = time.perf_counter()
-                if sessions is None:
+                speaker = models[g] if sessions is None else seat_params[g]
+                if isinstance(speaker, ExternalSeat):
+                    new_turns = self._speak_external(states, systems, rows, t, speaker, sampling,
+                                                     derived_seed(seed, t, g))
+                elif sessions is None:
                     new_turns = self._speak_windowed(states, systems, rows, t, models[g],
                                                      sampling, derived_seed(seed, t, g))
                 else:
@@ -282,9 +284,20 @@ class NegotiationEngine:
         return [self._turn(states[i].speaker(t), out.tokens[k], out.policy_logp[k],
                            out.finished[k], prompt_ids[k]) for k, i in enumerate(rows)]
 
+    def _speak_external(self, states, systems, rows, t, seat, sampling, seed) -> list[Turn]:
+        """An ExternalSeat answers from its chats (the configured window; None: the whole
+        history): text and no tokens, so nothing of it is trained."""
+        speakers = [states[i].speaker(t) for i in rows]
+        chats = [self._seat_chat(states[i], systems[i], speaker, self.config.context_turns)
+                 for i, speaker in zip(rows, speakers)]
+        texts = seat.respond(chats, max_new_tokens=self.config.max_new_tokens,
+                             sampling=sampling, seed=seed)
+        return [_text_turn(speaker, text) for speaker, text in zip(speakers, texts)]
+
     def _open_sessions(self, states, systems, seat_params):
         """One Session per seat, a row per dialogue: a turn's decode runs only over the rows of
-        the seat that speaks (one Session per model would also step the silent seats' rows).
+        the seat that speaks (one Session per model would also step the silent seats' rows);
+        an ExternalSeat keeps its own context, so it has none.
         The cache is sized up front for the longest opening prompt plus the turn limit's full
         messages, so it does not grow (and recompile) turn after turn."""
         opening = max(len(self.tokenizer.apply_chat_template(
@@ -295,6 +308,9 @@ class NegotiationEngine:
         min_cache = opening + turns * (cfg.max_new_tokens + _MESSAGE_OVERHEAD)
         sessions = []
         for seat, params in enumerate(seat_params):
+            if isinstance(params, ExternalSeat):
+                sessions.append(None)
+                continue
             session = self.session_cls(params, self.model_config, len(states), rules=self.rules,
                                        min_cache=min_cache)
             sessions.append(_SeatSession(session, len(states)))
@@ -334,10 +350,17 @@ class NegotiationEngine:
     def _write_final_solutions(self, writers, params, seed):
         """Seat 0 writes each (state, chat) of `writers`' final solution from its chat."""
         cfg = self.config
+        sampling = SamplingParams(cfg.final_temperature, cfg.final_top_p)
+        if isinstance(params, ExternalSeat):  # seat 0 is the opponent's (policy_seats rotate)
+            texts = params.respond([chat for _, chat in writers],
+                                   max_new_tokens=cfg.final_max_new_tokens, sampling=sampling,
+                                   seed=seed)
+            for (s, _), text in zip(writers, texts):
+                s.final = _text_turn(0, text)
+            return
         prompt_ids = [self.tokenizer.apply_chat_template(chat, True) for _, chat in writers]
         out = self.sample_fn(params, self.model_config, prompt_ids,
-                             max_new_tokens=cfg.final_max_new_tokens,
-                             sampling=SamplingParams(cfg.final_temperature, cfg.final_top_p),
+                             max_new_tokens=cfg.final_max_new_tokens, sampling=sampling,
                              stop_ids=self.stop_ids, seed=seed, rules=self.rules)
         for k, (s, _) in enumerate(writers):
             s.final = self._turn(0, out.tokens[k], out.policy_logp[k], out.finished[k],
@@ -368,6 +391,11 @@ class NegotiationEngine:
 
 # Template and name tokens around one dialogue message ("<|im_end|>\n<|im_start|>user\nName: ").
 _MESSAGE_OVERHEAD = 32
+
+
+def _text_turn(seat: int, text: str) -> Turn:
+    """An ExternalSeat's message: text only, no tokens to train."""
+    return Turn(seat, text, [], np.zeros(0, np.float32), False)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

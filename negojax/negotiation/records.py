@@ -9,6 +9,14 @@ import numpy as np
 from negojax.data import Task
 
 
+def message_text(tokenizer, tokens, finished: bool) -> str:
+    """What the other seats read of a sampled message: without the stop token and, with
+    thinking on, without the reasoning before `</think>` (reasoning templates drop it from past
+    turns too)."""
+    text = tokenizer.decode(list(tokens)[:-1] if finished else list(tokens))
+    return text.split("</think>")[-1].strip()
+
+
 @dataclasses.dataclass
 class Turn:
     speaker: int                 # seat index; seat 0 is Agent 1

@@ -1,4 +1,6 @@
-"""A judge behind an OpenAI-compatible chat-completions endpoint (vLLM, llama.cpp, hosted APIs).
+"""A judge behind an OpenAI-compatible chat-completions endpoint (vLLM, llama.cpp, hosted APIs),
+on `ChatEndpoint`, the HTTP client it shares with an opponent seat served by such an endpoint
+(negojax.negotiation.external_seats).
 
 Standard library only. `base_url` is the part before `/chat/completions`, e.g.
 `http://127.0.0.1:8000/v1` or `https://api.openai.com/v1`. A bare `http://host:port` (no path) gets
@@ -37,8 +39,8 @@ class JudgeUnreachable(RuntimeError):
     """The judge endpoint cannot be used; the message is one line naming base_url."""
 
 
-class _Fault(Exception):
-    """One failed HTTP exchange; `retryable` says whether trying again can help, `kind` names
+class Fault(Exception):
+    """One failed HTTP exchange (its `reason` one line); `retryable` says whether trying again can help, `kind` names
     the failure in the run's metrics (timeout, http_<status>, connection, malformed, no_text,
     unreadable)."""
 
@@ -70,14 +72,17 @@ def _retry_after_seconds(header: str | None) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-class HttpJudge(judge.Judge):
+class ChatEndpoint:
+    """An OpenAI-compatible chat-completions client: `complete` with retries, backoff, a
+    concurrency limit across threads and an optional reply cache."""
+
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
                  timeout_s: float = 60.0, max_retries: int = 4, concurrency: int = 8,
-                 cache_dir: str | os.PathLike | None = None, fallback: str = "zero",
-                 backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
-                 max_tokens: int = 16, temperature: float = 0.0):
+                 cache_dir: str | os.PathLike | None = None,
+                 backoff_base_s: float = 1.0, backoff_max_s: float = 60.0):
         if concurrency < 1 or max_retries < 0 or timeout_s <= 0:
-            raise ValueError("HttpJudge needs concurrency >= 1, max_retries >= 0 and timeout_s > 0")
+            raise ValueError(f"{type(self).__name__} needs concurrency >= 1, max_retries >= 0 "
+                             "and timeout_s > 0")
         self.base_url = normalize_base_url(base_url)
         self.model = model
         self.api_key_env = api_key_env
@@ -85,12 +90,8 @@ class HttpJudge(judge.Judge):
         self.max_retries = max_retries
         self.concurrency = concurrency
         self.cache_dir = None if cache_dir is None else str(cache_dir)
-        self.fallback = judge.check_fallback(fallback)
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.failures = 0
         self.requests_sent = 0
         self.cache_hits = 0
         self._api_key = os.environ.get(api_key_env) or None
@@ -101,7 +102,7 @@ class HttpJudge(judge.Judge):
         self._opener = urllib.request.build_opener()
 
     def __repr__(self) -> str:
-        return f"HttpJudge(base_url={self.base_url!r}, model={self.model!r})"
+        return f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r})"
 
     def check_reachable(self) -> None:
         """Raise JudgeUnreachable (one line naming base_url) unless the endpoint answers."""
@@ -125,43 +126,10 @@ class HttpJudge(judge.Judge):
                 f"judge endpoint {self.base_url} is unreachable ({_describe(error)}); "
                 "start the judge server or fix the judge base_url") from None
 
-    def evaluate(self, question: rubric.Question, conversations: list[list[dict]]) -> np.ndarray:
-        if not conversations:
-            return np.zeros(0, dtype=np.float64)
-        workers = min(self.concurrency, len(conversations))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(lambda messages: self._judge_one(question, messages),
-                                    conversations))
-        self.last_failures = [kind for _, kind in results]
-        return np.asarray([value for value, _ in results], dtype=np.float64)
-
-    def _judge_one(self, question: rubric.Question, messages: list[dict]
-                   ) -> tuple[float, str | None]:
-        """(value, None), or (NaN, the failure's kind)."""
-        try:
-            reply = self._complete(messages)
-            value = replies.parse_reply(question, reply)
-            if value is None:
-                reask = messages + [{"role": "assistant", "content": reply},
-                                    {"role": "user", "content": question.reask}]
-                reply = self._complete(reask)
-                value = replies.parse_reply(question, reply)
-            if value is None:
-                raise _Fault(f"unreadable reply after one re-ask: {reply[:40]!r}", retryable=False,
-                             kind="unreadable")
-            return value, None
-        except _Fault as fault:
-            with self._counter_lock:
-                self.failures += 1
-                failures = self.failures
-            logger.warning("judge %s failed for one sample (%s); %d failures so far",
-                           question.name, fault.reason, failures)
-            return math.nan, fault.kind
-
-    def _complete(self, messages: list[dict]) -> str:
-        """The reply text for one request: from the cache, else over HTTP with retries."""
-        payload = json.dumps({"model": self.model, "messages": messages,
-                              "temperature": self.temperature, "max_tokens": self.max_tokens},
+    def complete(self, messages: list[dict], **options) -> str:
+        """The reply text for one request, `options` (temperature, max_tokens, ...) in its body:
+        from the cache, else over HTTP with retries; a `Fault` after the last attempt."""
+        payload = json.dumps({"model": self.model, "messages": messages, **options},
                              sort_keys=True, ensure_ascii=False)
         key = hashlib.sha256(payload.encode("utf-8")).hexdigest()
         cached = self._cache_read(key)
@@ -176,9 +144,9 @@ class HttpJudge(judge.Judge):
                     reply = self._post(payload)
                 self._cache_write(key, reply)
                 return reply
-            except _Fault as fault:
+            except Fault as fault:
                 if not fault.retryable or attempt == self.max_retries:
-                    raise _Fault(f"{fault.reason}; {attempt + 1} attempt(s)", False,
+                    raise Fault(f"{fault.reason}; {attempt + 1} attempt(s)", False,
                                  kind=fault.kind) from None
                 time.sleep(self._delay(attempt, fault.retry_after_s))
                 attempt += 1
@@ -211,20 +179,20 @@ class HttpJudge(judge.Judge):
             retryable = error.code in (408, 429) or error.code >= 500
             retry_after = (_retry_after_seconds(error.headers.get("Retry-After"))
                            if error.code == 429 else None)
-            raise _Fault(f"HTTP {error.code}", retryable, retry_after,
+            raise Fault(f"HTTP {error.code}", retryable, retry_after,
                          kind=f"http_{error.code}") from None
         except (OSError, http.client.HTTPException) as error:
             reason = _describe(error)
-            raise _Fault(reason, retryable=True,
+            raise Fault(reason, retryable=True,
                          kind="timeout" if reason == "timed out" else "connection") from None
         try:
             content = json.loads(body)["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
-            raise _Fault("malformed JSON reply", retryable=True, kind="malformed") from None
+            raise Fault("malformed JSON reply", retryable=True, kind="malformed") from None
         if not isinstance(content, str):
             # At temperature 0 the same request gets the same empty reply (e.g. a reasoning
             # model that spent max_tokens thinking), so trying again cannot help.
-            raise _Fault("reply has no text content", retryable=False, kind="no_text")
+            raise Fault("reply has no text content", retryable=False, kind="no_text")
         return content
 
     def _cache_path(self, key: str) -> str:
@@ -243,6 +211,57 @@ class HttpJudge(judge.Judge):
             # Whole or not at all, so a concurrent reader or a crash never sees half a file.
             storage.write_text(self._cache_path(key),
                                json.dumps({"model": self.model, "content": reply}))
+
+
+class HttpJudge(ChatEndpoint, judge.Judge):
+    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
+                 timeout_s: float = 60.0, max_retries: int = 4, concurrency: int = 8,
+                 cache_dir: str | os.PathLike | None = None, fallback: str = "zero",
+                 backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
+                 max_tokens: int = 16, temperature: float = 0.0):
+        super().__init__(base_url, model, api_key_env=api_key_env, timeout_s=timeout_s,
+                         max_retries=max_retries, concurrency=concurrency, cache_dir=cache_dir,
+                         backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s)
+        self.fallback = judge.check_fallback(fallback)
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.failures = 0
+
+    def evaluate(self, question: rubric.Question, conversations: list[list[dict]]) -> np.ndarray:
+        if not conversations:
+            return np.zeros(0, dtype=np.float64)
+        workers = min(self.concurrency, len(conversations))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(lambda messages: self._judge_one(question, messages),
+                                    conversations))
+        self.last_failures = [kind for _, kind in results]
+        return np.asarray([value for value, _ in results], dtype=np.float64)
+
+    def _judge_one(self, question: rubric.Question, messages: list[dict]
+                   ) -> tuple[float, str | None]:
+        """(value, None), or (NaN, the failure's kind)."""
+        try:
+            reply = self._complete(messages)
+            value = replies.parse_reply(question, reply)
+            if value is None:
+                reask = messages + [{"role": "assistant", "content": reply},
+                                    {"role": "user", "content": question.reask}]
+                reply = self._complete(reask)
+                value = replies.parse_reply(question, reply)
+            if value is None:
+                raise Fault(f"unreadable reply after one re-ask: {reply[:40]!r}", retryable=False,
+                             kind="unreadable")
+            return value, None
+        except Fault as fault:
+            with self._counter_lock:
+                self.failures += 1
+                failures = self.failures
+            logger.warning("judge %s failed for one sample (%s); %d failures so far",
+                           question.name, fault.reason, failures)
+            return math.nan, fault.kind
+
+    def _complete(self, messages: list[dict]) -> str:
+        return self.complete(messages, temperature=self.temperature, max_tokens=self.max_tokens)
 
 
 def _describe(error: BaseException) -> str:

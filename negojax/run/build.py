@@ -19,7 +19,9 @@ from negojax.models import lora
 from negojax.models.config import ModelConfig
 from negojax.negotiation import (NegotiationConfig, NegotiationEngine, Opponents,
                                  SingleAgentEngine, as_config)
+from negojax.negotiation.external_seats import ExternalSeat, HttpSeat, LocalSeat
 from negojax.parallel import LogicalRules, make_mesh
+from negojax.rewards.http_judge import ChatEndpoint
 from negojax.rl import TrainHParams
 from negojax.rl.train_step import tree_axes
 
@@ -59,6 +61,17 @@ def load_policy(model_cfg, rules: Optional[LogicalRules] = None, key: str = "mod
                  overrides=dict(model_cfg.overrides) or None,
                  tokenizer=model_cfg.tokenizer or None,
                  chat_template=model_cfg.chat_template or None, thinking=model_cfg.thinking)
+
+
+def opponent_seat(block, model_cfg, rules: LogicalRules) -> ExternalSeat:
+    """rollout.opponent_model's seat: a model of its own (its own tokenizer and architecture,
+    in the policy's dtypes) or an OpenAI-compatible endpoint."""
+    if block.kind == "http":
+        return HttpSeat(ChatEndpoint(block.base_url, block.model, api_key_env=block.api_key_env,
+                                     timeout_s=block.timeout_s, max_retries=block.max_retries,
+                                     concurrency=block.concurrency))
+    return LocalSeat(_load("rollout.opponent_model.path", block.path, dtype=model_cfg.dtype,
+                           param_dtype=model_cfg.param_dtype, rules=rules))
 
 
 def global_rules(mesh_sizes: dict) -> LogicalRules:
@@ -340,7 +353,10 @@ def build_training(config, mesh_sizes: dict) -> Training:
         # A single-agent rollout seats no opponent: "live" keeps no snapshots.
         opponents=Opponents("live" if r.setting == "single_agent" else r.opponent,
                             refresh=r.opponent_refresh, pool_size=r.opponent_pool_size,
-                            seed=config.seed),
+                            seed=config.seed,
+                            external=(opponent_seat(r.opponent_model, config.model, local)
+                                      if r.opponent == "model" and r.setting != "single_agent"
+                                      else None)),
         policy_seats="first" if r.setting == "single_agent" else r.policy_seats,
         checkpointer=checkpointer, resume_settings=settings,
         judge_follows_policy=(config.judge.kind == "local" and config.judge.path == "self"

@@ -19,17 +19,20 @@ import os
 import ml_collections
 
 from negojax import storage
+from negojax.errors import ConfigError, RunStopped  # noqa: F401 (the run's errors, named here)
 from negojax.eval.process import SIMILARITIES
 from negojax.models import lora
 from negojax.models.config import DTYPE_NAMES, PRESETS
 from negojax.negotiation import OPPONENT_MODES, POLICY_SEATS, SETTINGS, NegotiationConfig
 from negojax.rewards import COMPONENTS, FALLBACKS, VOTES, HttpJudge
+from negojax.rewards.http_judge import ChatEndpoint
 from negojax.rl import METHODS, TrainHParams
 from negojax.rl.credit import CREDITS
 from negojax.tokenization import has_tokenizer
 
 MODES = ("train", "eval", "chat")
 JUDGE_KINDS = ("local", "http")
+OPPONENT_MODEL_KINDS = ("local", "http")
 # The fields of one judge: the `judge` block's, and each `judge.ensemble` entry's.
 JUDGE_FIELDS = ("kind", "path", "base_url", "model", "api_key_env", "timeout_s", "max_retries",
                 "concurrency", "cache")
@@ -52,15 +55,6 @@ TRAIN_KEYS = {
 }
 # Keys of the rollout section that are the engine's (NegotiationConfig); the others are the run's.
 NEGOTIATION_KEYS = tuple(f.name for f in dataclasses.fields(NegotiationConfig))
-
-
-class ConfigError(ValueError):
-    """A user-fixable configuration problem; the message is one line."""
-
-
-class RunStopped(RuntimeError):
-    """The run stopped itself rather than train or export on garbage; the message is one line
-    saying what failed, what was saved and what to change."""
 
 
 def _init_defaults(fn, *names) -> dict:
@@ -106,7 +100,18 @@ def base_config() -> ml_collections.ConfigDict:
     # environment interface can offer both settings over its own tasks.
     c.rollout = ml_collections.ConfigDict(dict(
         setting=SETTINGS[0], prompts_per_step=2, group_size=4, **negotiation,
+        # opponent: negojax.negotiation.OPPONENT_MODES. frozen, pool and league take a
+        # snapshot of the policy every opponent_refresh steps; pool and league keep the last
+        # opponent_pool_size, league drawing one by prioritised fictitious self-play (docs/
+        # opponents.md).
         opponent="frozen", opponent_refresh=1, opponent_pool_size=4,
+        # opponent=model: a fixed model of its own plays the opponent seats, never trained.
+        # kind local: path is an HF directory, a .gguf file or "default", with its own
+        # tokenizer and architecture; kind http: an OpenAI-compatible endpoint (as judge.*).
+        opponent_model=ml_collections.ConfigDict(dict(
+            kind="local", path="default", base_url="http://127.0.0.1:8000/v1", model="",
+            **_init_defaults(ChatEndpoint.__init__, "api_key_env", "timeout_s", "max_retries",
+                             "concurrency"))),
         # Which seats the policy takes and trains (negojax.negotiation.POLICY_SEATS); the
         # opponent fills the others.
         policy_seats=POLICY_SEATS[0]))
@@ -290,14 +295,32 @@ def _check_judge(entry: dict, key: str) -> None:
         _fail(f"{key}.path", f"{entry['path']!r} does not exist; point it at an HF model "
               "directory, a .gguf file, 'default', 'policy' (the policy's initial weights) or "
               "'self' (the policy as it trains)")
+    _check_endpoint(entry, key, "judge")
+
+
+def _check_endpoint(entry: dict, key: str, role: str) -> None:
+    """The HTTP fields of a block that may name an OpenAI-compatible endpoint (a judge's, an
+    opponent model's)."""
     if entry["kind"] == "http" and not entry["model"]:
-        _fail(f"{key}.model", "is empty; name the judge model the endpoint serves")
+        _fail(f"{key}.model", f"is empty; name the {role} model the endpoint serves")
     if entry["kind"] == "http" and not str(entry["base_url"]).startswith(("http://",
                                                                         "https://")):
         _fail(f"{key}.base_url", f"{entry['base_url']!r} is not an http(s) URL; set it to "
               "the endpoint, for example http://127.0.0.1:8000/v1")
     for name, allow_zero in (("timeout_s", False), ("max_retries", True), ("concurrency", False)):
         _check_number(f"{key}.{name}", entry[name], allow_zero)
+
+
+def _check_opponent_model(block: dict) -> None:
+    key = "rollout.opponent_model"
+    if block["kind"] not in OPPONENT_MODEL_KINDS:
+        _fail(f"{key}.kind", f"{block['kind']!r} is not one of {', '.join(OPPONENT_MODEL_KINDS)}")
+    path = block["path"]
+    if block["kind"] == "local" and (not path or not model_path_exists(path)
+                                     or (path in PRESETS and not os.path.exists(path))):
+        _fail(f"{key}.path", f"{path!r} is not a checkpoint with a tokenizer; point it at an "
+              "HF model directory, a .gguf file or 'default'")
+    _check_endpoint(block, key, "opponent")
 
 
 def _check_environment(config) -> None:
@@ -378,6 +401,7 @@ def validate_static(config) -> None:
         _fail("rollout.policy_seats", f"'all' seats the policy everywhere, so there is no "
               f"{r.opponent} opponent to play; set --config.rollout.opponent=live or choose "
               "policy_seats first or rotate")
+    _check_opponent_model(r.opponent_model.to_dict())
     _enum(config, "rollout.setting", SETTINGS)
     from negojax.run.build import negotiation_config, train_hparams
     try:  # the engine's own ranges; its messages name the rollout key

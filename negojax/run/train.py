@@ -17,6 +17,7 @@ import numpy as np
 from negojax import jsonl, storage
 from negojax.api import Model
 from negojax.negotiation import derived_seed, view
+from negojax.negotiation.external_seats import OpponentFailing
 from negojax.parallel.multihost import allgather, host_local_to_global, is_main_process, to_host
 from negojax.rewards import compose_rewards
 from negojax.rl import zero_advantage_fraction
@@ -140,6 +141,7 @@ class Trainer:
         sampler = self.run.sampler.state()
         positions = allgather(np.asarray([sampler["epoch"], sampler["position"]], np.int64))
         meta = {"step": self.step, "num_opponents": len(self.run.opponents.snapshots),
+                "opponents": self.run.opponents.state(),
                 "sampler": sampler, "sampler_positions": positions.reshape(-1, 2).tolist(),
                 "resume_settings": self.run.resume_settings}
         self.run.checkpointer.save(self.step, self._checkpoint_tree(), meta)
@@ -152,7 +154,7 @@ class Trainer:
         self.state = {**self.state, **{k: tree[k] for k in ("trainable", "opt_state", "step",
                                                             "skipped_updates")}}
         self.run.opponents.restore([tree["opponents"][str(i)]
-                                    for i in range(meta["num_opponents"])])
+                                    for i in range(meta["num_opponents"])], meta.get("opponents"))
         epoch, position = meta["sampler_positions"][jax.process_index()]
         self.run.sampler.restore({**self.run.sampler.state(), "epoch": epoch,
                                   "position": position})
@@ -171,7 +173,8 @@ class Trainer:
         if run.judge_follows_policy:
             run.judge.follow(policy, run.model_config)
         snapshot = run.opponents.for_step(step, lambda: self._local(self.state["trainable"]))
-        opponent = policy if snapshot is None else combine(snapshot, run.frozen)
+        opponent = (policy if snapshot is None else snapshot if run.opponents.mode == "model"
+                    else combine(snapshot, run.frozen))
         rollout = run.engine.rollout_tasks(
             tasks, group_size=G, policy=policy, opponent=opponent,
             policy_seats=run.policy_seats, seed=derived_seed(run.seed, step, jax.process_index()),
@@ -242,6 +245,7 @@ class Trainer:
             **_seat_rewards(rollout.dialogues, rewards, valid),
             **_means(outcomes),
         }
+        row.update(run.opponents.record(row["reward_mean"]))
         records = []
         credited = advantages_by_turn(token_adv, rollout.sequences)
         for k, record in enumerate(rollout.dialogues):
@@ -345,7 +349,7 @@ class Trainer:
                 step = self.step + 1
                 try:
                     row, records = self.train_step(step, lambda text: log.phase(step, text))
-                except JudgeFailing:
+                except (JudgeFailing, OpponentFailing):
                     if self.step and self.step not in checkpointer.steps():
                         checkpoint()  # the last trained state, so the rerun resumes there
                     raise
