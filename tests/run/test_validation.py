@@ -33,6 +33,11 @@ OTHER_BAD = [
     ("--config.judge.kind=http", "--config.judge.model=j", "--config.judge.base_url="),
     ("--config.judge.kind=http", "--config.judge.model=j", "--config.judge.base_url=ftp://x"),
     ("--config.judge.timeout_s=0",),
+    ("--config.rollout.opponent_model.kind=grpc",),
+    ("--config.rollout.opponent_model.path=/nonexistent-opponent",),
+    ("--config.rollout.opponent_model.path=qwen3-0.6b",),  # a preset: no tokenizer to talk with
+    ("--config.rollout.opponent_model.kind=http", "--config.rollout.opponent_model.model=m",
+     "--config.rollout.opponent_model.base_url=ftp://x"),
     ("--config.rollout.temperature=inf",),
     ("--config.rl.loss_aggregation=sum",),
     ("--config.optim.max_grad_norm=-1",),
