@@ -4,7 +4,9 @@ Per turn, the running dialogues are grouped by the model their current speaker u
 told apart by params object identity) and each group is ONE batched sampler call (with
 `context_turns=None`: one call per speaking seat, see below); then one agreement check covers
 every dialogue that spoke. Agreed dialogues stop. Agent 1 (seat 0) then writes the final
-solutions in one more batched call.
+solutions in one more batched call. A seat holding an ExternalSeat (a fixed model of its own,
+negojax.negotiation.external_seats) instead answers its rows from their chats: text, no tokens,
+no Session, never trained.
 
 Context. With `context_turns=k` every turn re-encodes its seat's chat: system prompt, dilemma
 and the last k dialogue messages; each turn a trainable seat spoke is one TrainSequence. With

@@ -1,10 +1,10 @@
 """The GRPO self-play loop: rollout, score, advantages, batch, update, log, checkpoint.
 
 Everything random derives from (seed, step, process), and a checkpoint carries the train state,
-the opponent snapshots and the task sampler's position, so a restarted run continues exactly
-where the interrupted one stopped. Multi-process runs train on one global mesh; each process
-rolls out its own prompts on a mesh of its local devices, with the current trainable params
-gathered to it.
+the opponent snapshots (with a league's statistics) and the task sampler's position, so a
+restarted run continues exactly where the interrupted one stopped. Multi-process runs train on
+one global mesh; each process rolls out its own prompts on a mesh of its local devices, with
+the current trainable params gathered to it.
 """
 from __future__ import annotations
 
