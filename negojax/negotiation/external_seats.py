@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import concurrent.futures
 
+from negojax.errors import ConfigError, RunStopped
 from negojax.negotiation.records import message_text
 from negojax.rewards.http_judge import ChatEndpoint, Fault
-from negojax.errors import RunStopped
 from negojax.sampling import SamplingParams, sample
 
 
@@ -30,8 +30,9 @@ class LocalSeat(ExternalSeat):
 
     def __init__(self, model):
         if model.tokenizer is None:
-            raise ValueError("rollout.opponent_model.path: the opponent model has no tokenizer; "
-                             "point it at a checkpoint that has one")
+            raise ConfigError("config.rollout.opponent_model.path: the opponent model has no "
+                              "tokenizer to read the dialogue with; point it at a checkpoint "
+                              "that has one")
         self.model = model
 
     def respond(self, chats, *, max_new_tokens, sampling, seed):
