@@ -22,3 +22,4 @@ python -m negojax.main "${steps[@]}" --config.workdir="$run" --config.rl.credit=
   --config.mode=eval --config.eval.trained_path="$run/export" \
   --config.eval.baseline_path="$WORK/credit_dialogue/export"
 cp "$run/eval_results.json" "$run/report.md" "$HERE/"
+python "$HERE/curves.py"
