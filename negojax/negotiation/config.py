@@ -6,6 +6,7 @@ from typing import Mapping, Optional, Union
 
 FIRST_SPEAKERS = ("fixed", "random")
 AGREEMENT_MODES = ("judge", "marker")
+SCHEDULERS = ("lockstep", "continuous")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,7 +15,12 @@ class NegotiationConfig:
     T=0.1 / top-p 0.95 for Agent 1's final solution. first_speaker "fixed" lets Agent 1 (seat 0)
     open every dialogue; "random" draws the opener per dialogue from the rollout seed.
     max_rounds > 0 lets a dialogue of n parties take max_rounds * n turns instead of max_turns,
-    so every party speaks (and can accept) whatever the party count."""
+    so every party speaks (and can accept) whatever the party count.
+
+    scheduler "lockstep" decodes every running dialogue's turn together and checks agreement
+    once per turn; "continuous" (negojax.negotiation.continuous) lets each dialogue advance on
+    its own over decode_slots slots per model, decode_chunk steps per decode call, agreement
+    checked as turns end (judge_workers > 0: in that many threads, for an HTTP judge)."""
     max_turns: int = 7
     max_rounds: int = 0
     context_turns: Optional[int] = 2  # None: full history, continued in a sampler Session
@@ -29,12 +35,17 @@ class NegotiationConfig:
     marker: str = "[AGREE]"
     agreement_threshold: float = 0.5
     train_on_final_solution: bool = False
+    scheduler: str = "lockstep"
+    decode_slots: int = 8
+    decode_chunk: int = 8
+    judge_workers: int = 0
 
     def __post_init__(self):
         def bad(key: str, value, need: str):
             raise ValueError(f"rollout.{key}: {value!r} {need}")
 
-        for key in ("max_turns", "max_new_tokens", "final_max_new_tokens"):
+        for key in ("max_turns", "max_new_tokens", "final_max_new_tokens", "decode_slots",
+                    "decode_chunk"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 bad(key, value, "must be an integer >= 1")
@@ -57,6 +68,15 @@ class NegotiationConfig:
         if self.agreement == "marker" and not (isinstance(self.marker, str)
                                                and self.marker.strip()):
             bad("marker", self.marker, "marker agreement needs a non-empty marker string")
+        workers = self.judge_workers
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+            bad("judge_workers", workers, "must be an integer >= 0 (0: the judge runs between "
+                "decode steps)")
+        if self.scheduler not in SCHEDULERS:
+            bad("scheduler", self.scheduler, f"is not one of {', '.join(SCHEDULERS)}")
+        if self.scheduler == "continuous" and ctx is None:
+            bad("scheduler", self.scheduler, "needs rollout.context_turns >= 1 (the full-history "
+                "Session mode runs lockstep only)")
         if not 0 <= self.agreement_threshold <= 1:
             bad("agreement_threshold", self.agreement_threshold, "must lie in [0, 1]")
 

@@ -33,11 +33,13 @@ from negojax.models.config import ModelConfig
 from negojax.negotiation import prompts
 from negojax.negotiation.agreement import AgreementFn
 from negojax.negotiation.config import NegotiationConfig, as_config
+from negojax.negotiation.continuous import play_turns
 from negojax.negotiation.external_seats import ExternalSeat
 from negojax.negotiation.records import (DialogueState, Rollout, SequenceBuilder, TrainSequence,
                                          Turn, message_text)
 from negojax.negotiation.seats import policy_seat_lineups
 from negojax.sampling import SamplingParams, Session, sample
+from negojax.shapes import batch_bucket
 
 MODES = ("train", "eval")
 
@@ -170,7 +172,6 @@ class NegotiationEngine:
         progress = progress or (lambda text: None)
         cfg = self.config
         num_seats = len(seat_params)
-        model_of_seat, models = _distinct_models(seat_params)
         if cfg.first_speaker == "random":
             firsts = np.random.default_rng(seed).integers(0, num_seats, len(entries))
         else:
@@ -180,11 +181,43 @@ class NegotiationEngine:
         systems = [[self.environment.system_prompt(s.task, seat) for seat in range(num_seats)]
                    for s in states]
         stats = {"sampler_calls": 0, "generated_tokens": 0, "time_generate_s": 0.0,
-                 "time_agreement_s": 0.0}
+                 "time_agreement_s": 0.0, "decode_slot_steps": 0, "decode_tokens": 0,
+                 "time_judge_busy_s": 0.0}
         sessions = (self._open_sessions(states, systems, seat_params)
                     if cfg.context_turns is None else None)
-        sampling = SamplingParams(cfg.temperature, cfg.top_p)
+        limit = cfg.turn_limit(num_seats)
+        if cfg.scheduler == "continuous":
+            play_turns(self, states, systems, *_distinct_models(seat_params), seed=seed,
+                       stats=stats, progress=progress)
+        else:
+            self._lockstep_turns(states, systems, seat_params, sessions, seed, stats, progress)
 
+        chats = [(s, self.environment.final_solution_messages(s)) for s in states
+                 if s.agreed or mode == "eval"]
+        writers = [(s, chat) for s, chat in chats if chat is not None]
+        if writers:
+            progress(f"final solutions ({len(writers)})")
+            start = time.perf_counter()
+            self._write_final_solutions(writers, seat_params[0],
+                                        derived_seed(seed, limit, 0))
+            stats["time_generate_s"] += time.perf_counter() - start
+            stats["sampler_calls"] += 1
+            stats["generated_tokens"] += sum(len(s.final.tokens) for s, _ in writers)
+
+        return Rollout(
+            dialogues=[s.record() for s in states],
+            sequences=self._sequences(states, sessions),
+            agreed=np.asarray([s.agreed for s in states], bool),
+            rounds=np.asarray([len(s.turns) for s in states], np.int32),
+            final_solutions=[None if s.final is None else s.final.text for s in states],
+            stats=stats)
+
+    def _lockstep_turns(self, states, systems, seat_params, sessions, seed, stats, progress):
+        """Every running dialogue speaks each turn, then one agreement check covers them."""
+        cfg = self.config
+        num_seats = len(seat_params)
+        model_of_seat, models = _distinct_models(seat_params)
+        sampling = SamplingParams(cfg.temperature, cfg.top_p)
         limit = cfg.turn_limit(num_seats)
         for t in range(limit):
             running = [i for i, s in enumerate(states) if not s.agreed]
@@ -213,35 +246,21 @@ class NegotiationEngine:
                                                        sampling, derived_seed(seed, t, g))
                 stats["time_generate_s"] += time.perf_counter() - start
                 stats["sampler_calls"] += 1
+                # The decode loop steps every (bucketed) row until the longest turn ends.
+                stats["decode_slot_steps"] += batch_bucket(len(rows)) * max(
+                    len(turn.tokens) for turn in new_turns)
                 for i, turn in zip(rows, new_turns):
                     states[i].turns.append(turn)
                     stats["generated_tokens"] += len(turn.tokens)
+                    stats["decode_tokens"] += len(turn.tokens)
             start = time.perf_counter()
             agreed = np.asarray(self.agreement_fn([states[i] for i in running]), bool)
-            stats["time_agreement_s"] += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            stats["time_agreement_s"] += elapsed
+            stats["time_judge_busy_s"] += elapsed
             for i, ok in zip(running, agreed):
                 if ok:
                     states[i].agreed, states[i].agreement_turn = True, t + 1
-
-        chats = [(s, self.environment.final_solution_messages(s)) for s in states
-                 if s.agreed or mode == "eval"]
-        writers = [(s, chat) for s, chat in chats if chat is not None]
-        if writers:
-            progress(f"final solutions ({len(writers)})")
-            start = time.perf_counter()
-            self._write_final_solutions(writers, seat_params[0],
-                                        derived_seed(seed, limit, 0))
-            stats["time_generate_s"] += time.perf_counter() - start
-            stats["sampler_calls"] += 1
-            stats["generated_tokens"] += sum(len(s.final.tokens) for s, _ in writers)
-
-        return Rollout(
-            dialogues=[s.record() for s in states],
-            sequences=self._sequences(states, sessions),
-            agreed=np.asarray([s.agreed for s in states], bool),
-            rounds=np.asarray([len(s.turns) for s in states], np.int32),
-            final_solutions=[None if s.final is None else s.final.text for s in states],
-            stats=stats)
 
     # ---------------------------------------------------------------- checks
     def _check(self, tasks, group_size, seat_params, trainable_seats, mode):
@@ -275,11 +294,14 @@ class NegotiationEngine:
                                      [(t.speaker, state.name(t.speaker), t.text) for t in turns],
                                      seat)
 
+    def windowed_prompt(self, state: DialogueState, systems, t: int) -> list[int]:
+        """The prompt of turn t: its seat's chat over the last context_turns messages."""
+        return self.tokenizer.apply_chat_template(
+            self._seat_chat(state, systems, state.speaker(t), self.config.context_turns),
+            add_generation_prompt=True)
+
     def _speak_windowed(self, states, systems, rows, t, params, sampling, seed) -> list[Turn]:
-        chats = [self._seat_chat(states[i], systems[i], states[i].speaker(t),
-                                 self.config.context_turns) for i in rows]
-        prompt_ids = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True)
-                      for c in chats]
+        prompt_ids = [self.windowed_prompt(states[i], systems[i], t) for i in rows]
         out = self.sample_fn(params, self.model_config, prompt_ids,
                              max_new_tokens=self.config.max_new_tokens, sampling=sampling,
                              stop_ids=self.stop_ids, seed=seed, rules=self.rules)

@@ -401,6 +401,9 @@ def validate_static(config) -> None:
         _fail("rollout.policy_seats", f"'all' seats the policy everywhere, so there is no "
               f"{r.opponent} opponent to play; set --config.rollout.opponent=live or choose "
               "policy_seats first or rotate")
+    if r.opponent == "model" and r.scheduler == "continuous":
+        _fail("rollout.scheduler", "'continuous' decodes in slots of the run's own models; an "
+              "opponent of its own (rollout.opponent=model) plays with scheduler=lockstep")
     _check_opponent_model(r.opponent_model.to_dict())
     _enum(config, "rollout.setting", SETTINGS)
     from negojax.run.build import negotiation_config, train_hparams

@@ -79,18 +79,27 @@ def filtered_logits(logits, temperature, top_p, mode):
     return scaled
 
 
+def _uniforms(key, rows: int):
+    """[rows, 1] uniforms from one key, or from one raw key per row (uint32 [rows, 2]): then a
+    row's draw depends on its own key only, not on where in the batch it sits."""
+    if key.ndim == 2:
+        return jax.vmap(lambda k: jax.random.uniform(k, (1,)))(key)
+    return jax.random.uniform(key, (rows, 1))
+
+
 def _inverse_cdf(masked, key):
     """One draw per row from softmax(masked), by one uniform per row against the running mass
     (a Gumbel draw needs a random number per vocabulary entry: ~20x slower on CPU)."""
     probs = jax.nn.softmax(masked, axis=-1)
     mass = jnp.cumsum(probs, axis=-1)
-    target = jax.random.uniform(key, (masked.shape[0], 1)) * mass[:, -1:]
+    target = _uniforms(key, masked.shape[0]) * mass[:, -1:]
     return jnp.argmax(mass > target, axis=-1)
 
 
 def sample_tokens(logits, key, temperature, top_p, mode):
-    """One token per row. Returns (tokens [B], logp under the sampling distribution [B],
-    logp under the raw temperature-1 policy [B] — the latter is pi_old for GRPO)."""
+    """One token per row; `key` is one key for the batch or one raw key per row. Returns
+    (tokens [B], logp under the sampling distribution [B], logp under the raw temperature-1
+    policy [B] — the latter is pi_old for GRPO)."""
     raw = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     if mode[0]:
         tokens = jnp.argmax(logits, axis=-1)
