@@ -12,9 +12,17 @@ every program (what a training step after the first sees).
 Part 2 forces every dialogue to run N turns of exactly --scaling-tokens tokens (no agreement,
 stop ids ignored) and compares full-history continuation in a Session (context_turns=None)
 against re-encoding the whole history as a fresh prompt every turn (context_turns=N).
+Part 3 (--schedulers) runs the default config's rollout under rollout.scheduler=lockstep and
+=continuous: with the local judge; with an HTTP judge on 127.0.0.1 that waits 0.5 s per call;
+and with turn lengths that vary (a turn also ends at its first "."). Each row is the second of
+two same-seed rollouts (the first compiles). Slot utilisation is tokens kept over slot-steps
+decoded (rows a decode step ran over x steps); judge wait is the time the rollout blocked on
+agreement checks; decode busy is time_generate_s (prefill and decode) and judge busy the time
+at least one check ran.
 
   python benchmarks/rollout.py                          # embedded SmolLM2, default-config shape
   python benchmarks/rollout.py --agreement marker --scaling-turns 8
+  python benchmarks/rollout.py --turns 0 --scaling-turns 0 --schedulers
 """
 from __future__ import annotations
 
@@ -24,6 +32,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The OpenAI-compatible test server on 127.0.0.1 stands in for a remote judge.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "tests", "helpers"))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -34,7 +45,8 @@ from negojax.data import load_tasks  # noqa: E402
 from negojax.negotiation.agreement import agreement_check  # noqa: E402
 from negojax.negotiation.config import NegotiationConfig  # noqa: E402
 from negojax.negotiation.engine import NegotiationEngine  # noqa: E402
-from negojax.rewards import LocalJudge  # noqa: E402
+from negojax.rewards import HttpJudge, LocalJudge  # noqa: E402
+from openai_server import start_server, stop_server, varied_judge  # noqa: E402
 from negojax.sampling import Session  # noqa: E402
 from negojax.sampling import sampler as sampler_module  # noqa: E402
 
@@ -223,6 +235,66 @@ def scaling(args, model, tasks) -> str:
     return body
 
 
+def slow_judge(index, body):
+    reply = varied_judge(index, body)
+    reply.delay_s = 0.5
+    return reply
+
+
+def schedulers(args, model, tasks) -> str:
+    """Lockstep vs continuous on the default config's rollout, three ways."""
+    server = start_server(slow_judge)
+    local = LocalJudge(model)
+    http = HttpJudge(server.url, "judge", max_retries=0, concurrency=8)
+    period = model.tokenizer.encode(".")
+    scenarios = [("local judge", local, 0, []),
+                 ("HTTP judge, 0.5 s per call", http, args.judge_workers, []),
+                 ("varied turn lengths (local judge)", local, 0, period)]
+    rows, by = [], {}
+    try:
+        for label, judge, workers, extra_stops in scenarios:
+            for scheduler in ("lockstep", "continuous"):
+                cfg = NegotiationConfig(max_rounds=1, max_new_tokens=args.max_new_tokens,
+                                        final_max_new_tokens=args.final_max_new_tokens,
+                                        context_turns=2, agreement_threshold=0.3,
+                                        scheduler=scheduler, decode_slots=args.slots,
+                                        decode_chunk=args.chunk, judge_workers=workers)
+                engine = NegotiationEngine(cfg, model.config, model.tokenizer, rules=model.rules,
+                                           judge=judge)
+                engine.stop_ids = engine.stop_ids + list(extra_stops)
+                for _ in range(2):  # the first compiles
+                    traces = sum(sampler_module.TRACE_COUNTS.values())
+                    start = time.perf_counter()
+                    out = engine.rollout(tasks, group_size=args.group_size,
+                                         seat_params=[model.params, model.params],
+                                         seed=args.seed)
+                    wall = time.perf_counter() - start
+                st = out.stats
+                busy = max(st["time_generate_s"], st["time_judge_busy_s"])
+                by[label, scheduler] = len(out.dialogues) / wall
+                rows.append([label, scheduler, f"{wall:.1f}", f"{by[label, scheduler]:.3f}",
+                             f"{100 * st['decode_tokens'] / st['decode_slot_steps']:.0f}%",
+                             f"{100 * st['time_agreement_s'] / wall:.0f}%",
+                             f"{st['time_generate_s']:.1f}", f"{st['time_judge_busy_s']:.1f}",
+                             f"{wall / busy:.2f}", f"{out.rounds.mean():.1f}",
+                             f"{out.agreed.mean():.2f}", st["decode_tokens"],
+                             sum(sampler_module.TRACE_COUNTS.values()) - traces])
+    finally:
+        stop_server(server)
+    body = table(["case", "scheduler", "wall s", "dialogues/s", "slot utilisation",
+                  "judge wait", "decode busy s", "judge busy s", "wall / max(busy)",
+                  "mean turns", "agreed", "turn tokens", "traces (warm run)"], rows)
+    ratios = ", ".join(f"{label}: {by[label, 'continuous'] / by[label, 'lockstep']:.2f}x"
+                       for label, *_ in scenarios)
+    body += (f"\n\ncontinuous / lockstep dialogues/s: {ratios}.\n\n{len(tasks)} prompts x "
+             f"G={args.group_size}, configs/default.py's rollout (1 round of "
+             f"{args.max_new_tokens}-token turns, context_turns=2, threshold 0.3, final solution "
+             f"{args.final_max_new_tokens}); continuous: decode_slots={args.slots}, "
+             f"decode_chunk={args.chunk}, judge_workers={args.judge_workers} for the HTTP judge "
+             f"(HttpJudge concurrency 8, the test server's varied answers).")
+    return body
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
@@ -238,6 +310,10 @@ def main():
     ap.add_argument("--scaling-tokens", type=int, default=32)
     ap.add_argument("--scaling-group", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--schedulers", action="store_true", help="part 3: lockstep vs continuous")
+    ap.add_argument("--slots", type=int, default=8)
+    ap.add_argument("--chunk", type=int, default=8)
+    ap.add_argument("--judge-workers", type=int, default=4)
     args = ap.parse_args()
 
     model = negojax.load_model(args.model, dtype=args.dtype)
@@ -251,6 +327,10 @@ def main():
         load = os.getloadavg()[0]
         record(f"Rollout cost vs turns: {args.model}, continuation vs re-encoding",
                scaling(args, model, tasks) + f"\n\nload average at start: {load:.1f}")
+    if args.schedulers:
+        load = os.getloadavg()[0]
+        record(f"Rollout schedulers: {args.model}, lockstep vs continuous",
+               schedulers(args, model, tasks) + f"\n\nload average at start: {load:.1f}")
 
 
 if __name__ == "__main__":

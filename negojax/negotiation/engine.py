@@ -6,7 +6,8 @@ told apart by params object identity) and each group is ONE batched sampler call
 every dialogue that spoke. Agreed dialogues stop. Agent 1 (seat 0) then writes the final
 solutions in one more batched call. A seat holding an ExternalSeat (a fixed model of its own,
 negojax.negotiation.external_seats) instead answers its rows from their chats: text, no tokens,
-no Session, never trained.
+no Session, never trained. With rollout.scheduler=continuous the turns run instead over decode
+slots, each dialogue on its own (negojax.negotiation.continuous, docs/rollout.md).
 
 Context. With `context_turns=k` every turn re-encodes its seat's chat: system prompt, dilemma
 and the last k dialogue messages; each turn a trainable seat spoke is one TrainSequence. With
