@@ -311,8 +311,8 @@ def main():
     ap.add_argument("--scaling-group", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--schedulers", action="store_true", help="part 3: lockstep vs continuous")
-    ap.add_argument("--slots", type=int, default=8)
-    ap.add_argument("--chunk", type=int, default=8)
+    ap.add_argument("--slots", type=int, default=NegotiationConfig.decode_slots)
+    ap.add_argument("--chunk", type=int, default=NegotiationConfig.decode_chunk)
     ap.add_argument("--judge-workers", type=int, default=4)
     args = ap.parse_args()
 

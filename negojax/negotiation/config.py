@@ -37,7 +37,7 @@ class NegotiationConfig:
     train_on_final_solution: bool = False
     scheduler: str = "lockstep"
     decode_slots: int = 8
-    decode_chunk: int = 8
+    decode_chunk: int = 16
     judge_workers: int = 0
 
     def __post_init__(self):

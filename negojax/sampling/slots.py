@@ -47,13 +47,13 @@ def _decode_slots(params, config: ModelConfig, all_logits, cache, lengths, keys,
                   window: int):
     """Up to `steps` (<= buffer) decode steps over the first S slots (S = len(lengths)); a
     live slot stops on a stop id or once it holds `budget` new tokens. Leaves the loop early
-    when no slot is live. The loop carries only those slots' first `window` cache positions,
-    written back at the end, so its cost follows the live rows and their lengths, not the
-    cache's size."""
+    when no slot is live. The loop carries only those slots' cache rows (all of them: no copy)
+    and attends over their first `window` positions, so its cost follows the live rows and
+    their lengths, not the cache's size."""
     TRACE_COUNTS["slot_decode"] += 1
     S = lengths.shape[0]
     logits = all_logits[:S]
-    rows = {k: c[:, :S, :window] for k, c in cache.items()}
+    rows = {k: c[:, :S] for k, c in cache.items()}
     zeros_f = jnp.zeros((S, buffer), jnp.float32)
     init = dict(step=jnp.int32(0), logits=logits, cache=rows, lengths=lengths, count=count,
                 live=live, stopped=jnp.zeros(S, bool), tokens=jnp.zeros((S, buffer), jnp.int32),
@@ -71,7 +71,7 @@ def _decode_slots(params, config: ModelConfig, all_logits, cache, lengths, keys,
         count = s["count"] + live
         new_logits, cache = transformer.forward_cached(
             params, config, tok[:, None], s["cache"], s["lengths"], constrain,
-            logits_at=jnp.zeros(S, jnp.int32))
+            logits_at=jnp.zeros(S, jnp.int32), window=window)
         return dict(
             step=i + 1, logits=jnp.where(live[:, None], new_logits, s["logits"]), cache=cache,
             lengths=s["lengths"] + live, count=count,
@@ -81,7 +81,7 @@ def _decode_slots(params, config: ModelConfig, all_logits, cache, lengths, keys,
             raw_logp=s["raw_logp"].at[:, i].set(jnp.where(live, lp_r, 0.0)))
 
     s = jax.lax.while_loop(cond, body, init)
-    cache = {k: constrain(c.at[:, :S, :window].set(s["cache"][k]), transformer.CACHE_AXES)
+    cache = {k: constrain(c.at[:, :S].set(s["cache"][k]), transformer.CACHE_AXES)
              for k, c in cache.items()}
     return (s["tokens"], s["sampled_logp"], s["raw_logp"], s["count"], s["live"], s["stopped"],
             s["step"], all_logits.at[:S].set(s["logits"]), cache)
