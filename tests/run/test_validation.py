@@ -46,6 +46,8 @@ OTHER_BAD = [
     ("--config.model.path=qwen3-0.6b", "--config.model.overrides={}"),
     ("--config.model.tokenizer=/nonexistent-tokenizer",),
     ("--config.model.chat_template=/nonexistent.jinja",),
+    ("--config.rollout.scheduler=continuous", "--config.rollout.context_turns=0"),
+    ("--config.rollout.scheduler=continuous", "--config.rollout.opponent=model"),
 ]
 
 
