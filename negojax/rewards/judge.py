@@ -5,12 +5,15 @@ comes from `rubric` for every judge, so judges differ only in how they read the 
 """
 import abc
 import collections
+import threading
 
 import numpy as np
 
 from negojax.rewards import rubric
 
 FALLBACKS = ("zero", "drop")
+# Guards every judge's counts, and the first creation of its per-thread state.
+_LOCK = threading.Lock()
 
 
 def check_fallback(fallback: str) -> str:
@@ -37,6 +40,20 @@ class Judge(abc.ABC):
 
     fallback: str = "zero"
 
+    # The continuous rollout scheduler runs agreement batches in threads on one judge: each
+    # thread reads back the failure kinds of its own batch.
+    @property
+    def last_failures(self):
+        return getattr(self._thread_state(), "failures", None)
+
+    @last_failures.setter
+    def last_failures(self, kinds):
+        self._thread_state().failures = kinds
+
+    def _thread_state(self) -> threading.local:
+        with _LOCK:
+            return self.__dict__.setdefault("_per_thread", threading.local())
+
     @abc.abstractmethod
     def evaluate(self, question: rubric.Question, conversations: list[list[dict]]) -> np.ndarray:
         """Judge each conversation. For two-answer questions (agreement, preference) the value is
@@ -48,13 +65,14 @@ class Judge(abc.ABC):
         """`evaluate`, counted: every sample is a call, every NaN a failure of its kind."""
         self.last_failures = [None] * len(conversations)
         values = self.evaluate(question, conversations)
-        if not hasattr(self, "_counts"):
-            self._counts = collections.Counter()
-        self._counts["calls"] += len(conversations)
-        for i, value in enumerate(values):
-            if np.isnan(value):
-                self.last_failures[i] = self.last_failures[i] or "unknown"
-                self._counts[self.last_failures[i]] += 1
+        failures = self.last_failures
+        with _LOCK:
+            counts = self.__dict__.setdefault("_counts", collections.Counter())
+            counts["calls"] += len(conversations)
+            for i, value in enumerate(values):
+                if np.isnan(value):
+                    failures[i] = failures[i] or "unknown"
+                    counts[failures[i]] += 1
         return values
 
     def counts(self) -> collections.Counter:
