@@ -45,7 +45,8 @@ def test_rotating_seats_with_seat_credit_and_dynamic_sampling(tmp_path):
             for r, want in zip(same, _grpo([r["reward"] for r in same])):
                 for turn in r["turns"]:
                     if "advantage" in turn:
-                        assert math.isclose(turn["advantage"], want, abs_tol=1e-4)
+                        # float32 in the trainer: rewards a few 1e-4 apart give advantages to ~1e-3
+                        assert math.isclose(turn["advantage"], want, rel_tol=1e-3, abs_tol=1e-3)
 
 
 def test_a_step_whose_groups_all_lack_signal_makes_no_update(tmp_path):
