@@ -6,9 +6,18 @@ import jax
 import numpy as np
 
 from negojax.models import transformer as tf
+from negojax.models.config import ModelConfig
 from negojax.negotiation import prompts
 
 _token_logprobs = jax.jit(tf.token_logprobs, static_argnums=1)
+
+
+def tiny_llama(vocab_size: int, *seeds: int):
+    """The rollout tests' one-layer Llama over a real tokenizer's vocabulary: its config and
+    one random params pytree per seed."""
+    config = ModelConfig("llama", vocab_size=vocab_size, hidden_size=16, intermediate_size=32,
+                         num_layers=1, num_heads=2, num_kv_heads=1, head_dim=8)
+    return (config, *(tf.init_params(config, seed=s) for s in seeds))
 
 
 def systems_for(task, marker="[AGREE]"):

@@ -11,7 +11,6 @@ import negojax
 from negojax.api import Model
 from negojax.data import load_tasks
 from negojax.models import transformer as tf
-from negojax.models.config import ModelConfig
 from negojax.negotiation import NegotiationConfig, NegotiationEngine, derived_seed
 from negojax.negotiation.external_seats import HttpSeat, LocalSeat, OpponentFailing
 from negojax.rewards.http_judge import ChatEndpoint
@@ -20,7 +19,7 @@ from negojax.tokenization import load_tokenizer
 
 from chat_families import TEMPLATES, tiny_config
 from openai_server import Reply, start_server, stop_server
-from rollout_checks import seat_chat
+from rollout_checks import seat_chat, tiny_llama
 
 G = 2
 
@@ -32,10 +31,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def policy(tok):
-    config = ModelConfig("llama", vocab_size=tok.vocab_size, hidden_size=16,
-                         intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                         head_dim=8)
-    return config, tf.init_params(config, seed=0)
+    return tiny_llama(tok.vocab_size, 0)
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,13 @@ import pytest
 
 import negojax
 from negojax.data import load_tasks
-from negojax.models import transformer as tf
-from negojax.models.config import ModelConfig
 from negojax.negotiation import (DialogueState, JudgeAgreement, MarkerAgreement,
                                  NegotiationConfig, NegotiationEngine, Opponents, Turn)
 from negojax.negotiation.seats import policy_seat_lineups
 from negojax.rewards import Judge
 from negojax.sampling import Session, sample
 from negojax.tokenization import load_tokenizer
-from rollout_checks import check_full_history_records, check_windowed_record
+from rollout_checks import check_full_history_records, check_windowed_record, tiny_llama
 
 G = 2
 
@@ -26,10 +24,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def tiny(tok):
-    config = ModelConfig("llama", vocab_size=tok.vocab_size, hidden_size=16,
-                         intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                         head_dim=8)
-    return config, tf.init_params(config, seed=0), tf.init_params(config, seed=1)
+    return tiny_llama(tok.vocab_size, 0, 1)
 
 
 @pytest.fixture(scope="module")
