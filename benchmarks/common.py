@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: machine facts, a timing helper, and appending to BENCHMARKS.md."""
+"""Shared by the benchmarks: machine facts, a timing helper, the HBM roofline, and appending to
+BENCHMARKS.md."""
 from __future__ import annotations
 
 import datetime
@@ -53,3 +54,20 @@ def record(title: str, body: str, *, path: str | None = None) -> None:
     print(block)
     with open(path or os.path.join(ROOT, "BENCHMARKS.md"), "a", encoding="utf-8") as f:
         f.write(block)
+
+
+def roofline_tokens_per_s(config, batch, context, bandwidth_gbs, bytes_per_param):
+    """Decode is memory bound: every step reads all weights plus every row's KV cache."""
+    weights = config.num_params * bytes_per_param
+    kv = 2 * config.num_layers * config.num_kv_heads * config.head_dim * bytes_per_param
+    step_bytes = weights + batch * context * kv
+    return batch * bandwidth_gbs * 1e9 / step_bytes
+
+
+def measure_bandwidth_gbs() -> float:
+    """Device memory bandwidth from a large on-device copy (read + write)."""
+    x = jax.numpy.ones((256 * 1024 * 1024,), jax.numpy.float32)  # 1 GiB
+    copy = jax.jit(lambda a: a * 1.0)
+    copy(x).block_until_ready()
+    _, seconds = timed(lambda: [copy(x).block_until_ready() for _ in range(10)])
+    return 10 * 2 * x.nbytes / seconds / 1e9

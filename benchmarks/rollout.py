@@ -40,7 +40,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import negojax  # noqa: E402
-from common import record, table  # noqa: E402
+from common import measure_bandwidth_gbs, record, roofline_tokens_per_s, table  # noqa: E402
+from negojax.api import resolve_model_dir  # noqa: E402
 from negojax.data import load_tasks  # noqa: E402
 from negojax.negotiation.agreement import agreement_check  # noqa: E402
 from negojax.negotiation.config import NegotiationConfig  # noqa: E402
@@ -49,6 +50,7 @@ from negojax.rewards import HttpJudge, LocalJudge  # noqa: E402
 from openai_server import start_server, stop_server, varied_judge  # noqa: E402
 from negojax.sampling import Session  # noqa: E402
 from negojax.sampling import sampler as sampler_module  # noqa: E402
+from negojax.tokenization import load_tokenizer  # noqa: E402
 
 
 class Clock:
@@ -241,24 +243,32 @@ def slow_judge(index, body):
     return reply
 
 
+SCHEDULER_CASES = ("local", "http", "varied")
+
+
 def schedulers(args, model, tasks) -> str:
-    """Lockstep vs continuous on the default config's rollout, three ways."""
+    """Lockstep vs continuous on the default config's rollout, in the cases args.cases picks."""
     server = start_server(slow_judge)
     local = LocalJudge(model)
     http = HttpJudge(server.url, "judge", max_retries=0, concurrency=8)
-    period = model.tokenizer.encode(".")
-    scenarios = [("local judge", local, 0, []),
-                 ("HTTP judge, 0.5 s per call", http, args.judge_workers, []),
-                 ("varied turn lengths (local judge)", local, 0, period)]
+    # Random weights seldom write a ".": there a 64th of the vocabulary ends a turn instead.
+    varied_stops = (list(range(0, model.config.vocab_size, 64)) if args.random_init
+                    else model.tokenizer.encode("."))
+    scenarios = [c for c in [("local", "local judge", local, 0, []),
+                             ("http", "HTTP judge, 0.5 s per call", http, args.judge_workers, []),
+                             ("varied", "varied turn lengths (local judge)", local, 0,
+                              varied_stops)] if c[0] in args.cases]
+    bandwidth = measure_bandwidth_gbs() if args.roofline else None
     rows, by = [], {}
     try:
-        for label, judge, workers, extra_stops in scenarios:
+        for _, label, judge, workers, extra_stops in scenarios:
             for scheduler in ("lockstep", "continuous"):
                 cfg = NegotiationConfig(max_rounds=1, max_new_tokens=args.max_new_tokens,
                                         final_max_new_tokens=args.final_max_new_tokens,
                                         context_turns=2, agreement_threshold=0.3,
                                         scheduler=scheduler, decode_slots=args.slots,
-                                        decode_chunk=args.chunk, judge_workers=workers)
+                                        decode_chunk=args.chunk, judge_workers=workers,
+                                        prefix_cache_rows=args.prefix_rows)
                 engine = NegotiationEngine(cfg, model.config, model.tokenizer, rules=model.rules,
                                            judge=judge)
                 engine.stop_ids = engine.stop_ids + list(extra_stops)
@@ -272,26 +282,44 @@ def schedulers(args, model, tasks) -> str:
                 st = out.stats
                 busy = max(st["time_generate_s"], st["time_judge_busy_s"])
                 by[label, scheduler] = len(out.dialogues) / wall
-                rows.append([label, scheduler, f"{wall:.1f}", f"{by[label, scheduler]:.3f}",
-                             f"{100 * st['decode_tokens'] / st['decode_slot_steps']:.0f}%",
-                             f"{100 * st['time_agreement_s'] / wall:.0f}%",
-                             f"{st['time_generate_s']:.1f}", f"{st['time_judge_busy_s']:.1f}",
-                             f"{wall / busy:.2f}", f"{out.rounds.mean():.1f}",
-                             f"{out.agreed.mean():.2f}", st["decode_tokens"],
-                             sum(sampler_module.TRACE_COUNTS.values()) - traces])
+                turn_rate = st["decode_tokens"] / st["time_generate_s"]
+                row = [label, scheduler, f"{wall:.1f}", f"{by[label, scheduler]:.3f}",
+                       f"{100 * st['decode_tokens'] / st['decode_slot_steps']:.0f}%",
+                       f"{100 * st['time_agreement_s'] / wall:.0f}%",
+                       f"{st['time_generate_s']:.1f}", f"{st['time_judge_busy_s']:.1f}",
+                       f"{wall / busy:.2f}", f"{out.rounds.mean():.1f}",
+                       f"{out.agreed.mean():.2f}", st["decode_tokens"],
+                       st["prompt_tokens_reused"], turn_rate,
+                       sum(sampler_module.TRACE_COUNTS.values()) - traces]
+                if bandwidth:
+                    # The best a decode step could do: every dialogue in one batch, each at its
+                    # mean context (prompt and half a turn).
+                    context = np.mean([len(q.tokens) for q in out.sequences]) - (
+                        st["decode_tokens"] / max(len(out.sequences), 1)) / 2
+                    bytes_pp = 2 if args.dtype == "bfloat16" else 4
+                    roof = roofline_tokens_per_s(model.config, min(len(out.dialogues), args.slots),
+                                                 context, bandwidth, bytes_pp)
+                    row.append(f"{100 * turn_rate / roof:.1f}%")
+                rows.append(row)
     finally:
         stop_server(server)
-    body = table(["case", "scheduler", "wall s", "dialogues/s", "slot utilisation",
-                  "judge wait", "decode busy s", "judge busy s", "wall / max(busy)",
-                  "mean turns", "agreed", "turn tokens", "traces (warm run)"], rows)
+    headers = ["case", "scheduler", "wall s", "dialogues/s", "slot utilisation", "judge wait",
+               "decode busy s", "judge busy s", "wall / max(busy)", "mean turns", "agreed",
+               "turn tokens", "prompt tokens reused", "turn tok/s", "traces (warm run)"]
+    body = table(headers + (["% HBM roofline"] if bandwidth else []), rows)
     ratios = ", ".join(f"{label}: {by[label, 'continuous'] / by[label, 'lockstep']:.2f}x"
-                       for label, *_ in scenarios)
+                       for _, label, *_ in scenarios)
     body += (f"\n\ncontinuous / lockstep dialogues/s: {ratios}.\n\n{len(tasks)} prompts x "
              f"G={args.group_size}, configs/default.py's rollout (1 round of "
              f"{args.max_new_tokens}-token turns, context_turns=2, threshold 0.3, final solution "
              f"{args.final_max_new_tokens}); continuous: decode_slots={args.slots}, "
-             f"decode_chunk={args.chunk}, judge_workers={args.judge_workers} for the HTTP judge "
-             f"(HttpJudge concurrency 8, the test server's varied answers).")
+             f"decode_chunk={args.chunk}, prefix_cache_rows={args.prefix_rows}, "
+             f"judge_workers={args.judge_workers} for the HTTP judge (HttpJudge concurrency 8, "
+             f"the test server's varied answers). Turn tok/s: turn tokens over decode busy time "
+             f"(prefill and decode).")
+    if bandwidth:
+        body += (f" Roofline: weights and KV cache read once per decode step over the measured "
+                 f"copy bandwidth, {bandwidth:,.0f} GB/s, at batch min(dialogues, slots).")
     return body
 
 
@@ -314,9 +342,23 @@ def main():
     ap.add_argument("--slots", type=int, default=NegotiationConfig.decode_slots)
     ap.add_argument("--chunk", type=int, default=NegotiationConfig.decode_chunk)
     ap.add_argument("--judge-workers", type=int, default=4)
+    ap.add_argument("--prefix-rows", type=int, default=NegotiationConfig.prefix_cache_rows)
+    ap.add_argument("--cases", nargs="+", choices=SCHEDULER_CASES, default=list(SCHEDULER_CASES),
+                    help="part 3's cases")
+    ap.add_argument("--random-init", action="store_true",
+                    help="a preset's shape with random weights, and --tokenizer's vocabulary")
+    ap.add_argument("--tokenizer", default="default",
+                    help="with --random-init: the tokenizer and chat template (a model directory)")
+    ap.add_argument("--roofline", action="store_true", help="part 3: %% of the HBM roofline")
     args = ap.parse_args()
 
-    model = negojax.load_model(args.model, dtype=args.dtype)
+    if args.random_init:
+        words = resolve_model_dir(args.tokenizer)
+        model = negojax.load_model(args.model, dtype=args.dtype, param_dtype=args.dtype,
+                                   random_init=True, tokenizer=words,
+                                   overrides={"vocab_size": load_tokenizer(words).vocab_size})
+    else:
+        model = negojax.load_model(args.model, dtype=args.dtype)
     tasks = load_tasks("train")[:args.prompts]
     if args.turns:
         load = os.getloadavg()[0]

@@ -22,7 +22,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 import negojax  # noqa: E402
-from common import record, table, timed  # noqa: E402
+from common import measure_bandwidth_gbs, record, roofline_tokens_per_s, table, timed  # noqa: E402
 from negojax.sampling import sample  # noqa: E402
 
 TOPICS = ["a shared garden", "a school budget", "a night shift rota", "a family holiday",
@@ -62,23 +62,6 @@ def hf_generate(hf, prompts, new_tokens, device):
     if device != "cpu":
         torch.cuda.synchronize()
     return out
-
-
-def roofline_tokens_per_s(config, batch, context, bandwidth_gbs, bytes_per_param):
-    """Decode is memory bound: every step reads all weights plus every row's KV cache."""
-    weights = config.num_params * bytes_per_param
-    kv = 2 * config.num_layers * config.num_kv_heads * config.head_dim * bytes_per_param
-    step_bytes = weights + batch * context * kv
-    return batch * bandwidth_gbs * 1e9 / step_bytes
-
-
-def measure_bandwidth_gbs() -> float:
-    """Device memory bandwidth from a large on-device copy (read + write)."""
-    x = jax.numpy.ones((256 * 1024 * 1024,), jax.numpy.float32)  # 1 GiB
-    copy = jax.jit(lambda a: a * 1.0)
-    copy(x).block_until_ready()
-    _, seconds = timed(lambda: [copy(x).block_until_ready() for _ in range(10)])
-    return 10 * 2 * x.nbytes / seconds / 1e9
 
 
 def main():

@@ -20,7 +20,9 @@ class NegotiationConfig:
     scheduler "lockstep" decodes every running dialogue's turn together and checks agreement
     once per turn; "continuous" (negojax.negotiation.continuous) lets each dialogue advance on
     its own over decode_slots slots per model, decode_chunk steps per decode call, agreement
-    checked as turns end (judge_workers > 0: in that many threads, for an HTTP judge)."""
+    checked as turns end (judge_workers > 0: in that many threads, for an HTTP judge), and
+    prefix_cache_rows prompts per model kept on the device so later turns reuse their openings
+    (0: off)."""
     max_turns: int = 7
     max_rounds: int = 0
     context_turns: Optional[int] = 2  # None: full history, continued in a sampler Session
@@ -39,6 +41,7 @@ class NegotiationConfig:
     decode_slots: int = 8
     decode_chunk: int = 16
     judge_workers: int = 0
+    prefix_cache_rows: int = 16
 
     def __post_init__(self):
         def bad(key: str, value, need: str):
@@ -72,6 +75,9 @@ class NegotiationConfig:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
             bad("judge_workers", workers, "must be an integer >= 0 (0: the judge runs between "
                 "decode steps)")
+        rows = self.prefix_cache_rows
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            bad("prefix_cache_rows", rows, "must be an integer >= 0 (0: no prefix cache)")
         if self.scheduler not in SCHEDULERS:
             bad("scheduler", self.scheduler, f"is not one of {', '.join(SCHEDULERS)}")
         if self.scheduler == "continuous" and ctx is None:

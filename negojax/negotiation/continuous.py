@@ -4,7 +4,9 @@ Lockstep (`NegotiationEngine._lockstep_turns`) decodes turn t of every running d
 together, waits for the longest of them, then for the judge. Here each distinct model has a
 `SlotCache` of `decode_slots` slots. A dialogue whose next turn may start takes a free slot of
 its speaker's model: its prompt is prefilled between decode calls, all the turns that start
-there in one prefill (prompts that share an opening compute it once). Each decode call runs up
+there in one prefill (prompts that share an opening compute it once, and with
+prefix_cache_rows a prompt that opens like one prefilled earlier computes only the rest:
+`PrefixCache`). Each decode call runs up
 to `decode_chunk` steps over all of one model's slots, and a turn that ends frees its slot for
 the next pending turn of any dialogue at the next call.
 
@@ -119,8 +121,8 @@ def play_turns(engine, states, systems, model_of_seat, models, *, seed: int, sta
     cfg = engine.config
     limit = cfg.turn_limit(len(model_of_seat))
     sampling = SamplingParams(cfg.temperature, cfg.top_p)
-    pools = [SlotCache(params, engine.model_config, cfg.decode_slots, rules=engine.rules)
-             for params in models]
+    pools = [SlotCache(params, engine.model_config, cfg.decode_slots, rules=engine.rules,
+                       prefix_rows=cfg.prefix_cache_rows) for params in models]
     writing = [{} for _ in pools]  # per pool: slot -> (dialogue, prompt, tokens, logp parts)
     waiting = list(range(len(states)))  # dialogues whose next turn may start
     judging = _Judging(engine.agreement_fn, cfg.judge_workers, stats)
@@ -175,3 +177,5 @@ def play_turns(engine, states, systems, model_of_seat, models, *, seed: int, sta
                         waiting.append(i)
     finally:
         judging.close()
+        stats["prompt_tokens_reused"] += sum(p.prefixes.tokens_reused for p in pools
+                                             if p.prefixes is not None)

@@ -183,7 +183,7 @@ class NegotiationEngine:
                    for s in states]
         stats = {"sampler_calls": 0, "generated_tokens": 0, "time_generate_s": 0.0,
                  "time_agreement_s": 0.0, "decode_slot_steps": 0, "decode_tokens": 0,
-                 "time_judge_busy_s": 0.0}
+                 "time_judge_busy_s": 0.0, "prompt_tokens_reused": 0}
         sessions = (self._open_sessions(states, systems, seat_params)
                     if cfg.context_turns is None else None)
         limit = cfg.turn_limit(num_seats)

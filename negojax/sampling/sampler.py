@@ -102,6 +102,18 @@ def _take_rows(cache, lengths, logits, index, constrain):
     return cache, lengths[index], logits[index]
 
 
+@functools.partial(jax.jit, static_argnames=("constrain",), donate_argnames=("cache", "logits"))
+def put_rows(cache, logits, rows_cache, rows_logits, index, constrain):
+    """Copy rows_cache's rows (and their next-token logits) into the rows `index` of a cache
+    at least as long; an index past the last row drops the row (the source's batch padding)."""
+    TRACE_COUNTS["put_rows"] += 1
+    width = rows_cache["k"].shape[2]
+    cache = {k: constrain(c.at[:, index, :width].set(rows_cache[k].astype(c.dtype), mode="drop"),
+                          transformer.CACHE_AXES)
+             for k, c in cache.items()}
+    return cache, logits.at[index].set(rows_logits, mode="drop")
+
+
 @dataclasses.dataclass
 class Generation:
     """What one `generate` call produced, per real row (padding rows removed)."""

@@ -2,7 +2,8 @@
 
 A `SlotCache` holds `slots` rows of one model. A slot is free or writes one message: `insert`
 prefills prompts into free slots (through `prefill`, so prompts that share an opening compute
-it once, then their cache rows are copied into the slots), and `decode` runs up to `steps`
+it once, or with `prefix_rows` through a `PrefixCache`, which also reuses the openings of
+earlier calls; then their cache rows are copied into the slots), and `decode` runs up to `steps`
 decode steps over the slots at once (the bucketed prefix of slots that holds the live ones). Each slot has its own length, token budget and RNG key;
 its k-th new token is drawn with fold_in(key, k), so what a slot writes depends on neither the
 slot it sits in nor what the other slots do. A slot is free again as soon as it hits a stop id
@@ -24,20 +25,9 @@ import numpy as np
 from negojax.models import transformer
 from negojax.models.config import ModelConfig
 from negojax.sampling.rules import SamplingParams, sample_tokens
-from negojax.sampling.sampler import TRACE_COUNTS, _grow, _no_constraint, prefill
+from negojax.sampling.prefix_cache import PrefixCache
+from negojax.sampling.sampler import TRACE_COUNTS, _grow, _no_constraint, prefill, put_rows
 from negojax.shapes import batch_bucket, bucket
-
-
-@functools.partial(jax.jit, static_argnames=("constrain",), donate_argnames=("cache",))
-def _insert(cache, logits, rows_cache, rows_logits, index, constrain):
-    """Copy rows_cache's rows into the slots `index` (an index past the last slot drops the
-    row: the source's batch padding)."""
-    TRACE_COUNTS["slot_insert"] += 1
-    width = rows_cache["k"].shape[2]
-    cache = {k: constrain(c.at[:, index, :width].set(rows_cache[k].astype(c.dtype), mode="drop"),
-                          transformer.CACHE_AXES)
-             for k, c in cache.items()}
-    return cache, logits.at[index].set(rows_logits, mode="drop")
 
 
 @functools.partial(jax.jit, static_argnames=("config", "constrain", "buffer", "mode", "window"),
@@ -103,8 +93,10 @@ class SlotCache:
     """`slots` decode slots of one model over one KV cache."""
 
     def __init__(self, params, config: ModelConfig, slots: int, *, rules=None,
-                 min_cache: int = 64):
+                 min_cache: int = 64, prefix_rows: int = 0):
         self.params = params
+        self.prefixes = (PrefixCache(params, config, prefix_rows, rules=rules)
+                         if prefix_rows else None)
         self.config = config
         self.rules = rules
         self.constrain = rules.constrain if rules is not None else _no_constraint
@@ -152,20 +144,20 @@ class SlotCache:
     def busy(self) -> bool:
         return bool(self.live.any())
 
-    def insert(self, slots: Sequence[int], prompts: Sequence[Sequence[int]], keys, budget: int,
-               min_shared: int = 32) -> None:
+    def insert(self, slots: Sequence[int], prompts: Sequence[Sequence[int]], keys,
+               budget: int) -> None:
         """Prefill prompts[j] into free slot slots[j], to write up to `budget` tokens with the
         raw RNG key keys[j] (uint32 [2])."""
         if any(self.live[b] for b in slots):
             raise ValueError(f"insert: slots {list(slots)} include a live slot")
         if any(len(p) == 0 for p in prompts):
             raise ValueError("insert: every prompt needs at least one token")
-        rows = prefill(self.params, self.config, prompts, rules=self.rules,
-                       min_shared=min_shared)
+        rows = (self.prefixes.prefill(prompts) if self.prefixes is not None else
+                prefill(self.params, self.config, prompts, rules=self.rules))
         self._ensure_capacity(max(rows.capacity, max(map(len, prompts)) + budget))
         index = np.full(rows.padded_batch, self.padded, np.int32)
         index[:len(slots)] = slots
-        self.cache, self.logits = _insert(self.cache, self.logits, rows.cache, rows.logits,
+        self.cache, self.logits = put_rows(self.cache, self.logits, rows.cache, rows.logits,
                                           self._place(jnp.asarray(index), ("act_batch",)),
                                           self.constrain)
         slots = np.asarray(slots)

@@ -69,11 +69,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             reply = server.behaviour(index, body)
             time.sleep(reply.delay_s)
-            payload = reply.raw if reply.raw is not None else completion(reply.content)
-            self._send(reply.status, reply.headers, payload, reply.declared_length)
         finally:
+            # Before the reply is written: a client that has read it may send its next request
+            # at once, and must not find this one still counted.
             with server.lock:
                 server.in_flight -= 1
+        payload = reply.raw if reply.raw is not None else completion(reply.content)
+        self._send(reply.status, reply.headers, payload, reply.declared_length)
 
     def _send(self, status, headers, payload, declared_length=None):
         try:

@@ -73,6 +73,7 @@ def test_greedy_continuous_equals_greedy_lockstep(tok, tiny, tasks):
     same_rollout(lock, cont, logp_exact=False)
     assert len(set(lock.rounds.ravel().tolist())) > 1
     assert cont.stats["decode_tokens"] == lock.stats["decode_tokens"]
+    assert cont.stats["prompt_tokens_reused"] > 0  # later turns start from earlier openings
 
 
 def test_a_slot_freed_mid_turn_is_reused_while_the_others_decode(tiny):
@@ -145,6 +146,7 @@ def test_scheduler_settings_are_checked():
                          (dict(decode_slots=0), r"rollout\.decode_slots: 0 must be"),
                          (dict(decode_chunk=-1), r"rollout\.decode_chunk: -1 must be"),
                          (dict(judge_workers=-1), r"rollout\.judge_workers: -1 must be"),
+                         (dict(prefix_cache_rows=-1), r"rollout\.prefix_cache_rows: -1 must be"),
                          (dict(scheduler="continuous", context_turns=None),
                           r"rollout\.scheduler: 'continuous' needs rollout\.context_turns")):
         with pytest.raises(ValueError, match=message):
