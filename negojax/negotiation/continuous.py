@@ -8,7 +8,8 @@ there in one prefill (prompts that share an opening compute it once, and with
 prefix_cache_rows a prompt that opens like one prefilled earlier computes only the rest:
 `PrefixCache`). Each decode call runs up
 to `decode_chunk` steps over all of one model's slots, and a turn that ends frees its slot for
-the next pending turn of any dialogue at the next call.
+the next pending turn of any dialogue at the next call (which ends the call at once when such
+a turn waits).
 
 A turn's agreement check is issued as soon as it ends: with judge_workers=0 the turns that
 ended in one round of decode calls are checked in one batched call right there (a local judge
@@ -150,7 +151,11 @@ def play_turns(engine, states, systems, model_of_seat, models, *, seed: int, sta
                 if not writing[m]:
                     continue
                 start = time.perf_counter()
-                out = pool.decode(cfg.decode_chunk, sampling, stop_ids=engine.stop_ids)
+                # A turn waiting for this model takes the first slot that frees.
+                queued = any(model_of_seat[states[i].speaker(len(states[i].turns))] == m
+                             for i in waiting)
+                out = pool.decode(cfg.decode_chunk, sampling, stop_ids=engine.stop_ids,
+                                  until_free=queued)
                 stats["time_generate_s"] += time.perf_counter() - start
                 stats["sampler_calls"] += 1
                 stats["decode_slot_steps"] += out.steps * out.rows

@@ -33,13 +33,14 @@ from negojax.shapes import batch_bucket, bucket
 @functools.partial(jax.jit, static_argnames=("config", "constrain", "buffer", "mode", "window"),
                    donate_argnames=("cache", "all_logits"))
 def _decode_slots(params, config: ModelConfig, all_logits, cache, lengths, keys, count, budget,
-                  live, temperature, top_p, stop_ids, steps, buffer: int, mode: tuple, constrain,
-                  window: int):
+                  live, temperature, top_p, stop_ids, steps, until_free, buffer: int,
+                  mode: tuple, constrain, window: int):
     """Up to `steps` (<= buffer) decode steps over the first S slots (S = len(lengths)); a
     live slot stops on a stop id or once it holds `budget` new tokens. Leaves the loop early
-    when no slot is live. The loop carries only those slots' cache rows (all of them: no copy)
-    and attends over their first `window` positions, so its cost follows the live rows and
-    their lengths, not the cache's size."""
+    when no slot is live, or with `until_free` as soon as one slot is free again. The loop
+    carries only those slots' cache rows (all of them: no copy) and attends over their first
+    `window` positions, so its cost follows the live rows and their lengths, not the cache's
+    size."""
     TRACE_COUNTS["slot_decode"] += 1
     S = lengths.shape[0]
     logits = all_logits[:S]
@@ -50,7 +51,8 @@ def _decode_slots(params, config: ModelConfig, all_logits, cache, lengths, keys,
                 sampled_logp=zeros_f, raw_logp=zeros_f)
 
     def cond(s):
-        return (s["step"] < steps) & jnp.any(s["live"])
+        freed = until_free & jnp.any(live & ~s["live"])
+        return (s["step"] < steps) & jnp.any(s["live"]) & ~freed
 
     def body(s):
         live, i = s["live"], s["step"]
@@ -168,8 +170,9 @@ class SlotCache:
         self.live[slots] = True
 
     def decode(self, steps: int, sampling: SamplingParams = SamplingParams(), *,
-               stop_ids: Sequence[int] = ()) -> SlotDecode:
-        """Up to `steps` decode steps over the live slots (fewer once none is live)."""
+               stop_ids: Sequence[int] = (), until_free: bool = False) -> SlotDecode:
+        """Up to `steps` decode steps over the live slots: fewer once none is live, or with
+        `until_free` once a slot is free for a prompt that waits."""
         if steps < 1:
             raise ValueError(f"steps={steps}: must be >= 1")
         before = self.live.copy()
@@ -185,7 +188,8 @@ class SlotCache:
             self.params, self.config, self.logits, self.cache, put(self.lengths),
             self._place(jnp.asarray(self.keys[:rows]), ("act_batch", None)), put(self.count),
             put(self.budget), put(before), jnp.float32(sampling.temperature or 1.0),
-            jnp.float32(sampling.top_p), jnp.asarray(stops), jnp.int32(steps), buffer,
+            jnp.float32(sampling.top_p), jnp.asarray(stops), jnp.int32(steps),
+            jnp.bool_(until_free), buffer,
             sampling.mode, self.constrain, window)
         tokens, s_logp, r_logp, count, live, stopped, ran = jax.device_get(out[:7])
         self.logits, self.cache = out[7], out[8]

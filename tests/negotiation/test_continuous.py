@@ -78,7 +78,8 @@ def test_greedy_continuous_equals_greedy_lockstep(tok, tiny, tasks):
 
 def test_a_slot_freed_mid_turn_is_reused_while_the_others_decode(tiny):
     """Slot 0's turn ends on its budget after 3 tokens while slot 1 writes on; the next prompt
-    takes slot 0 between decode calls, and every turn equals the lockstep sampler's."""
+    takes slot 0 between decode calls; a call told a prompt waits ends as a slot frees; and
+    every turn equals the lockstep sampler's."""
     config, p, _ = tiny
     rng = np.random.default_rng(0)
     prompts = [rng.integers(0, 1000, n).tolist() for n in (40, 23, 57)]
@@ -92,6 +93,10 @@ def test_a_slot_freed_mid_turn_is_reused_while_the_others_decode(tiny):
     got[0], got[1] = first.tokens[0], first.tokens[1]
     slots.insert([0], prompts[2:], np.zeros((1, 2)), budgets[2])
     assert slots.live.tolist()[:2] == [True, True]
+    early = slots.decode(8, until_free=True)  # a waiting prompt could take slot 1 at once
+    assert early.steps == 4 and early.ended == {1: False} and slots.free_slots() == [1]
+    got[1] += early.tokens[1]
+    got[2] += early.tokens[0]
     while slots.busy:
         out = slots.decode(4)
         got[1] += out.tokens.get(1, [])
