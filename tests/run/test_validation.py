@@ -1,7 +1,13 @@
 """Every key is validated before any model loads: a bad value for each numeric leaf of
 base_config, and each bad value a careless user was seen to try, is one stderr line naming the
-key, exit status 2, no traceback (real processes of `python -m negojax.main`)."""
-import concurrent.futures
+key, exit status 2, no traceback.
+
+Each case is a process of its own running the command line's entry point (`negojax.main.run`,
+what `python -m negojax.main` calls) with its stderr and exit status read by the parent. The
+~80 cases fork from one driver that has imported negojax once, rather than each starting an
+interpreter and importing jax again (which took most of this test's minutes); the driver never
+starts a JAX backend, so each child starts its own as a fresh process would."""
+import json
 import math
 import os
 import subprocess
@@ -51,12 +57,48 @@ OTHER_BAD = [
 ]
 
 
-def _run(flags) -> tuple[int, str]:
+# Reads a JSON list of argument lists on stdin; writes [exit status, stderr] per case.
+DRIVER = r"""
+import json, os, sys
+import negojax.main as cli
+import negojax.run.build  # the modules a run imports on its way, imported once
+results = []
+for args in json.load(sys.stdin):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        os.dup2(write, 2)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        sys.argv = ["negojax.main", *args]
+        code = 0
+        try:
+            cli.run()
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read, encoding="utf-8", errors="replace") as pipe:
+        stderr = pipe.read()
+    results.append([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), stderr])
+json.dump(results, sys.stdout)
+"""
+
+
+def _run_all(cases: list[tuple]) -> list[tuple[int, str]]:
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-m", "negojax.main", "--config=configs/tiny_test.py",
-                           "--config.workdir=/tmp/negojax-never-written", *flags], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=300)
-    return proc.returncode, proc.stderr
+    args = [["--config=configs/tiny_test.py", "--config.workdir=/tmp/negojax-never-written",
+             *flags] for flags in cases]
+    proc = subprocess.run([sys.executable, "-c", DRIVER], cwd=REPO, env=env, input=json.dumps(args),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [tuple(r) for r in json.loads(proc.stdout)]
 
 
 def test_every_numeric_key_has_a_bad_value_that_is_one_line_with_status_2():
@@ -64,8 +106,7 @@ def test_every_numeric_key_has_a_bad_value_that_is_one_line_with_status_2():
     assert len(leaves) >= 40
     cases = {key: (f"--config.{key}={bad_value(key, value)}",) for key, value in leaves.items()}
     cases.update({" ".join(flags): flags for flags in OTHER_BAD})
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        results = dict(zip(cases, pool.map(_run, cases.values())))
+    results = dict(zip(cases, _run_all(list(cases.values()))))
     problems = []
     for name, (status, stderr) in results.items():
         lines = stderr.strip().splitlines()
