@@ -126,14 +126,18 @@ def play_turns(engine, states, systems, model_of_seat, models, *, seed: int, sta
                        prefix_rows=cfg.prefix_cache_rows) for params in models]
     writing = [{} for _ in pools]  # per pool: slot -> (dialogue, prompt, tokens, logp parts)
     waiting = list(range(len(states)))  # dialogues whose next turn may start
+
+    def next_model(i: int) -> int:
+        """The model that speaks dialogue i's next turn."""
+        return model_of_seat[states[i].speaker(len(states[i].turns))]
+
     judging = _Judging(engine.agreement_fn, cfg.judge_workers, stats)
     progress(f"rollout: {len(states)} dialogues over {cfg.decode_slots} slots per model")
     try:
         while waiting or judging.pending or any(writing):
             for m, pool in enumerate(pools):
                 free = pool.free_slots()
-                take = [i for i in waiting
-                        if model_of_seat[states[i].speaker(len(states[i].turns))] == m][:len(free)]
+                take = [i for i in waiting if next_model(i) == m][:len(free)]
                 if not take:
                     continue
                 waiting = [i for i in waiting if i not in take]
@@ -152,8 +156,7 @@ def play_turns(engine, states, systems, model_of_seat, models, *, seed: int, sta
                     continue
                 start = time.perf_counter()
                 # A turn waiting for this model takes the first slot that frees.
-                queued = any(model_of_seat[states[i].speaker(len(states[i].turns))] == m
-                             for i in waiting)
+                queued = any(next_model(i) == m for i in waiting)
                 out = pool.decode(cfg.decode_chunk, sampling, stop_ids=engine.stop_ids,
                                   until_free=queued)
                 stats["time_generate_s"] += time.perf_counter() - start

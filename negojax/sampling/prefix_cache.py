@@ -20,7 +20,7 @@ import numpy as np
 
 from negojax.models.config import ModelConfig
 from negojax.sampling.prefix_tree import _common_prefix
-from negojax.sampling.sampler import Session, _no_constraint, prefill, put_rows
+from negojax.sampling.sampler import Session, prefill, put_rows
 
 
 class PrefixCache:
@@ -32,13 +32,11 @@ class PrefixCache:
             raise ValueError(f"PrefixCache: rows={rows} must be >= 1")
         self.params, self.config, self.rules = params, config, rules
         self.rows, self.min_shared = rows, min_shared
-        self.constrain = rules.constrain if rules is not None else _no_constraint
         self.store = Session(params, config, rows, rules=rules, min_cache=1)
         self.store.logits = self.store._place(
             jnp.zeros((self.store.padded_batch, config.vocab_size), jnp.float32),
             ("act_batch", None))
         self.tokens: list[np.ndarray | None] = [None] * rows
-        self.lengths = np.zeros(self.store.padded_batch, np.int32)
         self.last_used = np.full(rows, -1)
         self.calls = 0
         self.tokens_prefilled = 0  # prompt tokens not taken from a stored row
@@ -86,7 +84,9 @@ class PrefixCache:
             if j not in fresh:
                 self.tokens_reused += n
                 self.tokens_prefilled += len(arrays[j]) - n
-        self.store.lengths = self.store._place(jnp.asarray(self.lengths), ("act_batch",))
+        lengths = np.zeros(self.store.padded_batch, np.int32)
+        lengths[:self.rows] = [0 if t is None else len(t) for t in self.tokens]
+        self.store.lengths = self.store._place(jnp.asarray(lengths), ("act_batch",))
         session = self.store._copy_rows([r for r, _ in matches])
         session.rewind([n for _, n in matches])
         session.extend([p[n:].tolist() for p, (_, n) in zip(arrays, matches)])
@@ -107,10 +107,10 @@ class PrefixCache:
             if not free:
                 break
             r = min(free, key=lambda r: self.last_used[r])
-            self.tokens[r], self.lengths[r], self.last_used[r] = prompt, len(prompt), self.calls
+            self.tokens[r], self.last_used[r] = prompt, self.calls
             index[j] = r
         if (index < self.store.padded_batch).any():
             self.store._ensure_capacity(session.capacity)
             self.store.cache, self.store.logits = put_rows(
                 self.store.cache, self.store.logits, session.cache, session.logits,
-                self.store._place(jnp.asarray(index), ("act_batch",)), self.constrain)
+                self.store._place(jnp.asarray(index), ("act_batch",)), self.store.constrain)
