@@ -30,6 +30,7 @@ import argparse
 import os
 import sys
 import time
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The OpenAI-compatible test server on 127.0.0.1 stands in for a remote judge.
@@ -50,6 +51,8 @@ from negojax.rewards import HttpJudge, LocalJudge  # noqa: E402
 from openai_server import start_server, stop_server, varied_judge  # noqa: E402
 from negojax.sampling import Session  # noqa: E402
 from negojax.sampling import sampler as sampler_module  # noqa: E402
+from negojax.negotiation import continuous as continuous_module  # noqa: E402
+from negojax.sampling.slots import SlotCache  # noqa: E402
 from negojax.tokenization import load_tokenizer  # noqa: E402
 
 
@@ -88,6 +91,25 @@ def timed_session_cls(clock: Clock):
             return out
 
     return TimedSession
+
+
+def timed_slots(clock: Clock):
+    """SlotCache with insert (synchronised on the cache) timed as prefill and decode as
+    decode, the continuous scheduler's counterpart of the timed Session."""
+    class TimedSlots(SlotCache):
+        def insert(self, slots, prompts, keys, budget):
+            start = time.perf_counter()
+            super().insert(slots, prompts, keys, budget)
+            jax.block_until_ready(self.cache)
+            clock.add("prefill", time.perf_counter() - start, sum(map(len, prompts)))
+
+        def decode(self, *args, **kwargs):
+            start = time.perf_counter()
+            out = super().decode(*args, **kwargs)  # returns host lists: synchronised
+            clock.add("decode", time.perf_counter() - start, sum(map(len, out.tokens.values())))
+            return out
+
+    return TimedSlots
 
 
 def timed_sample_fn(clock: Clock):
@@ -269,15 +291,18 @@ def schedulers(args, model, tasks) -> str:
                                         scheduler=scheduler, decode_slots=args.slots,
                                         decode_chunk=args.chunk, judge_workers=workers,
                                         prefix_cache_rows=args.prefix_rows)
+                clock = Clock()
                 engine = NegotiationEngine(cfg, model.config, model.tokenizer, rules=model.rules,
-                                           judge=judge)
+                                           judge=judge, sample_fn=timed_sample_fn(clock))
                 engine.stop_ids = engine.stop_ids + list(extra_stops)
                 for _ in range(2):  # the first compiles
                     traces = sum(sampler_module.TRACE_COUNTS.values())
+                    clock.reset()
                     start = time.perf_counter()
-                    out = engine.rollout(tasks, group_size=args.group_size,
-                                         seat_params=[model.params, model.params],
-                                         seed=args.seed)
+                    with mock.patch.object(continuous_module, "SlotCache", timed_slots(clock)):
+                        out = engine.rollout(tasks, group_size=args.group_size,
+                                             seat_params=[model.params, model.params],
+                                             seed=args.seed)
                     wall = time.perf_counter() - start
                 st = out.stats
                 busy = max(st["time_generate_s"], st["time_judge_busy_s"])
@@ -290,6 +315,8 @@ def schedulers(args, model, tasks) -> str:
                        f"{wall / busy:.2f}", f"{out.rounds.mean():.1f}",
                        f"{out.agreed.mean():.2f}", st["decode_tokens"],
                        st["prompt_tokens_reused"], turn_rate,
+                       f"{clock.total('prefill'):.1f}", f"{clock.total('decode'):.1f}",
+                       sum(k == "decode" for k, *_ in clock.events),
                        sum(sampler_module.TRACE_COUNTS.values()) - traces]
                 if bandwidth:
                     # The best a decode step could do: every dialogue in one batch, each at its
@@ -305,7 +332,8 @@ def schedulers(args, model, tasks) -> str:
         stop_server(server)
     headers = ["case", "scheduler", "wall s", "dialogues/s", "slot utilisation", "judge wait",
                "decode busy s", "judge busy s", "wall / max(busy)", "mean turns", "agreed",
-               "turn tokens", "prompt tokens reused", "turn tok/s", "traces (warm run)"]
+               "turn tokens", "prompt tokens reused", "turn tok/s", "prefill s", "decode s",
+               "decode calls", "traces (warm run)"]
     body = table(headers + (["% HBM roofline"] if bandwidth else []), rows)
     ratios = ", ".join(f"{label}: {by[label, 'continuous'] / by[label, 'lockstep']:.2f}x"
                        for _, label, *_ in scenarios)
@@ -316,7 +344,10 @@ def schedulers(args, model, tasks) -> str:
              f"decode_chunk={args.chunk}, prefix_cache_rows={args.prefix_rows}, "
              f"judge_workers={args.judge_workers} for the HTTP judge (HttpJudge concurrency 8, "
              f"the test server's varied answers). Turn tok/s: turn tokens over decode busy time "
-             f"(prefill and decode).")
+             f"(prefill and decode). Prefill s / decode s: the sampler's prefill and decode "
+             f"calls, synchronised (lockstep: Session.extend and generate, the final solutions "
+             f"included; continuous: SlotCache.insert and decode, the final solutions under "
+             f"prefill and decode as lockstep's).")
     if bandwidth:
         body += (f" Roofline: weights and KV cache read once per decode step over the measured "
                  f"copy bandwidth, {bandwidth:,.0f} GB/s, at batch min(dialogues, slots).")
