@@ -49,8 +49,8 @@ def stop_prone_checkpoint(preset: str, tokenizer_dir: str, out_dir: str, stop_to
 def miniature_flags(model_dir: str, judge_url: str) -> list[str]:
     return [f"--config.model.path={model_dir}", "--config.distributed=False",
             "--config.wandb.enabled=False", f"--config.judge.base_url={judge_url}",
-            # 2 steps: the warm-up (10 shipped) must end before the last step.
-            "--config.train.steps=2", "--config.optim.warmup_steps=1",
+            # One step: the warm-up (10 shipped) must end before the last step.
+            "--config.train.steps=1", "--config.optim.warmup_steps=0",
             *(f"--config.mesh.{k}={v}" for k, v in MESH.items())]
 
 
