@@ -59,6 +59,7 @@ def test_method_config_trains_a_step_in_miniature(name, qwen3_tokenizer, tmp_pat
         # dialogues all run 7 turns without a reward (the update is computed, and is zero).
     with open(tmp_path / "run" / "transcripts.jsonl", encoding="utf-8") as f:
         dialogues = [json.loads(line) for line in f]
+    assert shipped.rollout.max_turns == 7
     rollout = {**shipped.rollout.to_dict(), **ROLLOUT[name]}
     assert len(dialogues) == rollout["prompts_per_step"] * rollout["group_size"]
     lengths = {len(d["turns"]) for d in dialogues}
