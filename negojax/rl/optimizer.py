@@ -15,9 +15,16 @@ def learning_rate_schedule(peak: float, warmup_steps: int, total_steps: int,
 
 
 def make_optimizer(hp) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """The optimizer and its schedule from TrainHParams (clipping happens before Adam)."""
-    schedule = learning_rate_schedule(hp.learning_rate, hp.warmup_steps, hp.total_steps,
-                                      hp.final_lr_fraction)
+    """The optimizer and its schedule from TrainHParams (clipping happens before Adam).
+
+    The schedule is one of training steps, while optax counts optimizer updates: with
+    `num_inner_updates` k, each step makes k updates, all at that step's rate (otherwise the
+    cosine would end after total_steps / k steps)."""
+    by_step = learning_rate_schedule(hp.learning_rate, hp.warmup_steps, hp.total_steps,
+                                     hp.final_lr_fraction)
+
+    def schedule(update_count):
+        return by_step(update_count // hp.num_inner_updates)
     tx = optax.chain(
         optax.clip_by_global_norm(hp.max_grad_norm),
         optax.adamw(schedule, b1=hp.adam_b1, b2=hp.adam_b2, eps=hp.adam_eps,

@@ -333,3 +333,25 @@ def test_public_entry_is_the_function():
     assert callable(rl.advantages)
     out = rl.advantages(jnp.ones((2, 8)), "grpo")
     assert out.shape == (2, 8) and not np.asarray(out).any()
+
+
+def test_schedule_counts_training_steps_under_several_inner_updates():
+    """With rl.num_inner_updates=k every inner update advanced the optimizer's count, while
+    total_steps is train.steps: the cosine ended after train.steps / k steps. The schedule is
+    one of training steps: every inner update of step s uses the rate of step s."""
+    import numpy as np
+    from negojax.rl import TrainHParams, learning_rate_schedule, make_optimizer
+    hp = TrainHParams(learning_rate=1.0, warmup_steps=2, total_steps=10, final_lr_fraction=0.1,
+                      num_inner_updates=3)
+    tx, schedule = make_optimizer(hp)
+    by_step = learning_rate_schedule(1.0, 2, 10, 0.1)
+    expected = [float(by_step(u // 3)) for u in range(30)]  # 10 steps of 3 inner updates
+    np.testing.assert_allclose([float(schedule(u)) for u in range(30)], expected, rtol=1e-6)
+    # What the optimizer applies: with a constant gradient Adam's step is the rate itself.
+    params, state, applied = {"w": np.float32(0.0)}, None, []
+    state = tx.init(params)
+    for _ in range(30):
+        updates, state = tx.update({"w": np.float32(1.0)}, state, params)
+        applied.append(-float(updates["w"]))
+    np.testing.assert_allclose(applied, expected, rtol=1e-4)
+    assert applied[-1] > hp.final_lr_fraction  # step 9 of 10: the cosine has not ended
