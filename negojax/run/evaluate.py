@@ -28,6 +28,7 @@ from negojax.eval.metrics import bootstrap_ci, conflict_metrics
 from negojax.eval.process import process_metrics
 from negojax.eval.report import EVAL_RESULTS_FILE, write_run_report
 from negojax.run.build import Evaluation
+from negojax.run.progress import Progress
 
 GENERATE_BATCH = 16
 # Dialogues per rollout call: the batch's KV caches are what evaluation holds in memory (200
@@ -48,35 +49,47 @@ def model_label(info, path: str) -> str:
     return f"{SETTING_LABELS[info['setting']]}{where} ({info['steps']} steps): {path}"
 
 
-def dialogue_runner(run: Evaluation, name: str):
+def dialogue_runner(run: Evaluation, name: str, progress: Progress):
     """run_dialogues(tasks, decoding) for negojax.eval: model `name` in every seat."""
     params = run.models[name].params
 
     def dialogues(tasks, decoding: str) -> list[dict]:
         tasks, out = list(tasks), []
+        progress.phase(f"model {name}, {decoding} dialogues")
         for start in range(0, len(tasks), DIALOGUE_BATCH):
             rollout = run.engines[name, decoding].rollout_tasks(
                 tasks[start:start + DIALOGUE_BATCH], group_size=1, policy=params, opponent=params,
                 seed=derived_seed(run.seed, start, 0), mode="eval")
             out += [{**d, "prompt_index": start + d["prompt_index"]} for d in rollout.dialogues]
+            progress.advance(len(rollout.dialogues))
         return out
     return dialogues
 
 
-def answer_generator(model: Model, max_new_tokens: int):
+def answer_generator(model: Model, max_new_tokens: int, progress: Progress, name: str):
     """generate(prompts) for negojax.eval: greedy chat replies, in batches."""
     tok = model.tokenizer
 
     def generate(prompts: list[str]) -> list[str]:
         replies = []
+        progress.phase(f"model {name}, single-turn answers")
         for start in range(0, len(prompts), GENERATE_BATCH):
             ids = [tok.apply_chat_template([{"role": "user", "content": p}],
                                            add_generation_prompt=True)
                    for p in prompts[start:start + GENERATE_BATCH]]
             replies += [tok.decode(r).strip()
                         for r in generate_ids(model, ids, max_new_tokens=max_new_tokens)]
+            progress.advance(len(ids))
         return replies
     return generate
+
+
+def judged(progress: Progress, text: str, judge_method):
+    """`judge_method` with the bar naming `text` while it runs."""
+    def call(*args):
+        progress.phase(text)
+        return judge_method(*args)
+    return call
 
 
 def calibration(run: Evaluation, conflicts: dict) -> dict:
@@ -95,7 +108,7 @@ def calibration(run: Evaluation, conflicts: dict) -> dict:
                      seed=run.seed, method=run.calibration)
 
 
-def environment_outcomes(run: Evaluation) -> tuple[dict, dict]:
+def environment_outcomes(run: Evaluation, progress: Progress) -> tuple[dict, dict]:
     """Both models' dialogues on the held-out tasks under each decoding, measured by the
     environment: {"A": {decoding: summary}, "B": ..., "A-B": ...}, and the same summaries over
     each party count's tasks, {"A": {decoding: {"2": summary, ...}}, ...}. A model's summary holds each
@@ -103,7 +116,8 @@ def environment_outcomes(run: Evaluation) -> tuple[dict, dict]:
     "A-B" holds the mean of the per-task differences over the tasks where both apply, with a
     paired interval: both models play the same tasks, so the pairing removes the tasks'
     own spread."""
-    values = {name: {d: run.environment.metrics(run.tasks, dialogue_runner(run, name)(run.tasks, d))
+    values = {name: {d: run.environment.metrics(run.tasks,
+                                                dialogue_runner(run, name, progress)(run.tasks, d))
                      for d in run.decodings} for name in run.models}
     values["A-B"] = {d: {metric: list(np.subtract(a, values["B"][d][metric]))
                          for metric, a in values["A"][d].items()} for d in run.decodings}
@@ -148,11 +162,29 @@ def _summary(by_metric: dict, run: Evaluation, rows=None) -> dict:
 
 
 def evaluate(run: Evaluation) -> str:
-    if not run.environment.judged:
-        return _evaluate_outcomes(run)
+    """The suite, with a progress bar over its items (dialogues and single-turn answers) whose
+    phase names the model, the decoding or the judge's question at work."""
+    instructions = instruction_prompts(run.capability_prompts)
+    problems = reasoning_problems(max(run.reasoning_problems, 1))[:run.reasoning_problems]
+    open_ended = run.open_ended if run.environment.judged else []
+    items = len(run.models) * (len(run.decodings) * len(run.tasks) + len(open_ended)
+                               + len(instructions) + len(problems))
+    progress = Progress(items, desc="eval", unit="item")
+    try:
+        if not run.environment.judged:
+            return _evaluate_outcomes(run, progress, instructions, problems)
+        return _evaluate_judged(run, progress, instructions, problems)
+    finally:
+        progress.close()
+
+
+def _evaluate_judged(run: Evaluation, progress: Progress, instructions, problems) -> str:
     judge, n, seed = run.judge, run.n_resamples, run.seed
-    conflicts = {name: evaluate_conflicts(dialogue_runner(run, name), run.tasks, judge.ca_score,
-                                          decodings=run.decodings, n_resamples=n, seed=seed)
+    ca_score = judged(progress, "judge: CA scores", judge.ca_score)
+    prefer = judged(progress, "judge: pairwise comparisons", judge.prefer)
+    conflicts = {name: evaluate_conflicts(dialogue_runner(run, name, progress), run.tasks,
+                                          ca_score, decodings=run.decodings, n_resamples=n,
+                                          seed=seed)
                  for name in run.models}
     first = run.decodings[0]
     results = {
@@ -164,57 +196,62 @@ def evaluate(run: Evaluation) -> str:
         "conflict_by_parties": conflicts_by_parties(run, conflicts),
         "ca_scores": {name: conflicts[name][first].ca_scores for name in run.models},
         "process": {name: {d: process_metrics(r.transcripts, [t.personas for t in run.tasks],
-                                              similarity_kind=run.process_similarity, judge=judge,
+                                              similarity_kind=run.process_similarity,
+                                              judge=judge,
                                               n_resamples=n, seed=seed)
                            for d, r in conflicts[name].items()}
                     for name in run.models},
         # The first decoding's under "conflict", each other's under "conflict_<decoding>": the
         # paper reports greedy and sampled win rates side by side.
         "win_rates": {"conflict" if d == first else f"conflict_{d}": win_rates(
-            judge.prefer, [conflict_question(t) for t in run.tasks],
+            prefer, [conflict_question(t) for t in run.tasks],
             [t["final_solution"] for t in conflicts["A"][d].transcripts],
             [t["final_solution"] for t in conflicts["B"][d].transcripts],
             n_resamples=n, seed=seed) for d in run.decodings},
     }
     if run.calibration_samples:
+        progress.phase("judge: calibration")
         results["calibration"] = calibration(run, conflicts)
-    generators = {name: answer_generator(m, run.answer_max_new_tokens)
-                  for name, m in run.models.items()}
+    generators = _generators(run, progress)
     if run.open_ended:
         questions = [t.dilemma for t in run.open_ended]
         results["win_rates"]["open_ended"] = win_rates(
-            judge.prefer, questions, generators["A"](questions), generators["B"](questions),
+            prefer, questions, generators["A"](questions), generators["B"](questions),
             n_resamples=n, seed=seed)
-    results["capability"] = _capability(run, generators)
-    return _write(run, results)
+    results["capability"] = _capability(run, generators, instructions, problems)
+    return _write(run, results, progress)
 
 
-def _capability(run: Evaluation, generators: dict) -> dict:
+def _generators(run: Evaluation, progress: Progress) -> dict:
+    return {name: answer_generator(m, run.answer_max_new_tokens, progress, name)
+            for name, m in run.models.items()}
+
+
+def _capability(run: Evaluation, generators: dict, instructions, problems) -> dict:
     return capability_guard(
-        generators["A"], generators["B"],
-        instructions=instruction_prompts(run.capability_prompts),
-        problems=reasoning_problems(max(run.reasoning_problems, 1))[:run.reasoning_problems],
+        generators["A"], generators["B"], instructions=instructions, problems=problems,
         gsm8k_data_dir=run.gsm8k_data_dir, n_resamples=run.n_resamples, seed=run.seed)
 
 
-def _evaluate_outcomes(run: Evaluation) -> str:
+def _evaluate_outcomes(run: Evaluation, progress: Progress, instructions, problems) -> str:
     """An environment that computes its outcome: its metrics for both models, and the
     capability guard when it asks for any prompts."""
-    outcomes, by_parties = environment_outcomes(run)
+    outcomes, by_parties = environment_outcomes(run, progress)
     results = {"models": {name: model_label(run.trained_by[name], path)
                           for name, path in run.paths.items()},
                "trained_by": run.trained_by,
                "environment": {"name": run.environment.name, "outcomes": outcomes,
                                "by_parties": by_parties}}
     if run.capability_prompts or run.reasoning_problems:
-        results["capability"] = _capability(run, {
-            name: answer_generator(m, run.answer_max_new_tokens)
-            for name, m in run.models.items()})
-    return _write(run, results)
+        results["capability"] = _capability(run, _generators(run, progress), instructions,
+                                            problems)
+    return _write(run, results, progress)
 
 
-def _write(run: Evaluation, results: dict) -> str:
+def _write(run: Evaluation, results: dict, progress: Progress) -> str:
+    progress.phase("report")
     report = write_run_report(run.workdir, results)
+    progress.close()
     print(f"wrote:\n  eval_results      {run.workdir}/{EVAL_RESULTS_FILE}\n"
           f"  report            {report}", flush=True)
     return report

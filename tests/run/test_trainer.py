@@ -64,6 +64,12 @@ def test_eval_mode_compares_the_export_with_the_base_and_writes_the_report(unint
     assert "Pairwise CA win rate" in (workdir / "report.html").read_text()
     assert "process_movement.png" in (workdir / "report.html").read_text()
     assert "eval_results" in proc.stdout
+    # The progress bar names each phase and counts items: 2 models x (2 greedy dialogues, 2
+    # open-ended answers, 1 instruction prompt, 1 reasoning problem).
+    for phase in ("model A, greedy dialogues", "judge: CA scores", "judge: pairwise comparisons",
+                  "model B, single-turn answers", "report"):
+        assert f"eval: {phase}" in proc.stderr, phase
+    assert "12/12" in proc.stderr
 
 
 def test_sigterm_saves_and_the_restart_matches_an_uninterrupted_run(uninterrupted, tmp_path):
