@@ -333,7 +333,7 @@ def calibration_table(results: dict) -> tuple[list[str], list[list[str]]]:
 
 def training_table(rows: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
     keys = ("reward_mean", "agreement_rate", "mean_rounds", "kl", "entropy", "grad_norm", "skipped_updates",
-            "judge_calls", "judge_failures", "samples_dropped")
+            "judge_calls", "judge_failures", "samples_dropped", "eval_agreement_rate", "eval_mean_rounds")
     steps = [r for r in rows if "step" in r]
     if not steps:
         return [], []
@@ -570,13 +570,11 @@ def write_report(
                            f"{_html_table(tables['instruction_ids'])}</details>")
     ca_histogram = (_img(plots["ca_scores"], "histogram of CA scores") if plots["ca_scores"]
                     else _missing("No CA scores in these results."))
-    process_html, process_md = process_section(eval_results, labels, plot_dir)
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = f"""
-<h1>negojax evaluation report</h1>
-<p class="meta">{html.escape(workdir if storage.is_remote(workdir) else os.path.abspath(workdir))} · generated {generated} ·
-A = {html.escape(labels['A'])}, B = {html.escape(labels['B'])}</p>
-{skipped_lines}
+    where = workdir if storage.is_remote(workdir) else os.path.abspath(workdir)
+    if eval_results:
+        process_html, process_md = process_section(eval_results, labels, plot_dir)
+        evaluation = f"""
 <h2>Model comparison</h2>
 <p class="meta">Each model's two-order CA win rate against the other (the paper's comparison of base,
 single-agent- and negotiation-trained models); 0.5 means even.</p>
@@ -598,7 +596,19 @@ instructions holds, instruction-level counts instructions one by one; strict jud
 also accepts it with its first or last line or its markdown asterisks removed. Reasoning: exact-match accuracy.</p>
 {table_or_missing("capability", "No capability evaluation in these results.")}
 {instruction_ids}
-{process_html}
+{process_html}"""
+        title = "negojax evaluation report"
+        models = f" · A = {html.escape(labels['A'])}, B = {html.escape(labels['B'])}"
+    else:
+        # A training run's report: what training measured, and the one command that adds the
+        # evaluation's sections (rather than a page of empty ones).
+        evaluation = f"<p class=\"meta\">{html.escape(not_evaluated(where))}</p>"
+        title, models = "negojax training report", ""
+    body = f"""
+<h1>{title}</h1>
+<p class="meta">{html.escape(where)} · generated {generated}{models}</p>
+{skipped_lines}
+{evaluation}
 <h2>Training</h2>
 {_missing(no_metrics) if no_metrics else _html_table(tables["training"]) + training_plots}
 <h2>Sample transcripts</h2>
@@ -609,19 +619,35 @@ also accepts it with its first or last line or its markdown asterisks removed. R
     report_html = storage.join(workdir, "report.html")
     storage.write_text(report_html, page)
 
+    training = ("Training (first and last step)", "training")
+    if not eval_results:
+        markdown = [f"# negojax training report\n\n{not_evaluated(where)} Plots and transcripts: "
+                    "report.html.", _md_section(*training, tables)]
+        storage.write_text(storage.join(workdir, "report.md"), "\n\n".join(markdown) + "\n")
+        return report_html
     sections = [("Model comparison", "comparison"), ("Environment outcomes", "environment"),
                 ("Conflict resolution", "conflict"),
                 ("Pairwise CA win rate (A against B)", "win_rates"), ("Judge calibration", "calibration"),
-                ("General-capability guard", "capability"), ("Training (first and last step)", "training")]
+                ("General-capability guard", "capability"), training]
     markdown = [f"# negojax evaluation report\n\nA = {labels['A']}, B = {labels['B']}. "
                 "Plots and transcripts: report.html."]
-    for title, name in sections:
-        markdown.append(f"## {title}\n\n" + (_md_table(tables[name]) if tables[name][1] else "_missing_"))
+    markdown += [_md_section(title, name, tables) for title, name in sections]
     if tables["parties"][1]:
         markdown.append(f"## By party count\n\n{_md_table(tables['parties'])}")
     markdown.append(process_md)
     storage.write_text(storage.join(workdir, "report.md"), "\n\n".join(markdown) + "\n")
     return report_html
+
+
+def _md_section(title: str, name: str, tables: dict) -> str:
+    return f"## {title}\n\n" + (_md_table(tables[name]) if tables[name][1] else "_missing_")
+
+
+def not_evaluated(workdir: str) -> str:
+    """What a report without evaluation results says in place of the evaluation's sections."""
+    return ("No evaluation has run on this workdir yet; `python -m negojax.main "
+            f"--config=<this run's config> --config.mode=eval --config.workdir={workdir}` adds "
+            "the model comparison, outcomes, win rates, CA scores and capability guard.")
 
 
 EVAL_RESULTS_FILE = "eval_results.json"

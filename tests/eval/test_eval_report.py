@@ -163,12 +163,27 @@ def test_report_tables_carry_the_numbers(report):
 
 
 def test_report_says_what_is_missing(tmp_path):
-    path = write_report(str(tmp_path), metrics_jsonl=str(tmp_path / "metrics.jsonl"), eval_results={})
+    path = write_report(str(tmp_path), metrics_jsonl=str(tmp_path / "metrics.jsonl"),
+                        eval_results={"models": {"A": "trained", "B": "base"}})
     page = open(path).read()
     assert "No training metrics yet" in page and "No transcripts yet." in page
     assert "No win-rate evaluation" in page and "No CA scores" in page
     assert "<img" not in page
     assert "_missing_" in open(tmp_path / "report.md").read()
+
+
+def test_a_training_run_report_shows_training_and_the_command_that_evaluates(tmp_path):
+    """Before any evaluation the report is a training report: no empty evaluation sections,
+    the training table and plots, and the command that adds the evaluation."""
+    training_metrics(tmp_path / "metrics.jsonl", steps=5)
+    path = write_report(str(tmp_path), metrics_jsonl=str(tmp_path / "metrics.jsonl"), eval_results={})
+    page, markdown = open(path).read(), open(tmp_path / "report.md").read()
+    assert "negojax training report" in page and "negojax training report" in markdown
+    assert "_missing_" not in markdown and "in these results" not in page
+    for text in (page, markdown):
+        assert f"--config.mode=eval --config.workdir={tmp_path}" in text
+    assert "Model comparison" not in page and "Pairwise CA win rate" not in page
+    assert "## Training (first and last step)" in markdown and 'src="report/reward.png"' in page
 
 
 def test_command_line_reads_the_workdir(tmp_path):
