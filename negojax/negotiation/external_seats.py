@@ -48,17 +48,26 @@ class LocalSeat(ExternalSeat):
 class HttpSeat(ExternalSeat):
     """A model behind an OpenAI-compatible chat endpoint. An answer that still fails after the
     endpoint's retries stops the run (OpponentFailing) rather than train against a made-up
-    message; the rerun resumes from the last checkpoint."""
+    message; the rerun resumes from the last checkpoint.
 
-    def __init__(self, endpoint: ChatEndpoint):
+    A reply is cut to the turn's token budget in `tokenizer` (the policy's, which reads it), as
+    the policy's own turns are: an endpoint that ignores max_tokens (up to the endpoint's
+    max_reply_bytes) would otherwise overflow the policy's context, sized for such turns."""
+
+    def __init__(self, endpoint: ChatEndpoint, tokenizer):
         self.endpoint = endpoint
+        self.tokenizer = tokenizer
 
     def respond(self, chats, *, max_new_tokens, sampling, seed):
         options = dict(max_tokens=max_new_tokens, temperature=sampling.temperature,
                        top_p=sampling.top_p)
 
         def answer(k):
-            return self.endpoint.complete(chats[k], seed=seed + k, **options).strip()
+            text = self.endpoint.complete(chats[k], seed=seed + k, **options).strip()
+            tokens = self.tokenizer.encode(text)
+            if len(tokens) <= max_new_tokens:
+                return text
+            return self.tokenizer.decode(tokens[:max_new_tokens]).strip()
         workers = max(1, min(self.endpoint.concurrency, len(chats)))
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:

@@ -9,7 +9,8 @@ as given, so providers that mount it elsewhere (`.../v1beta/openai`) work too.
 
 A judge fault never raises out of a batch method: after the retries the sample is NaN, `failures`
 counts it and one warning names the reason. `timeout_s` bounds the connect and each read of one
-attempt; a 429's Retry-After is honoured up to `backoff_max_s`. The API key is read from the environment variable
+attempt; a 429's Retry-After is honoured up to `backoff_max_s`; a reply body over
+`max_reply_bytes` is a fault, read no further. The API key is read from the environment variable
 `api_key_env`, sent only in the Authorization header, and never logged or written to the cache.
 """
 import concurrent.futures
@@ -36,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 
 class JudgeUnreachable(RuntimeError):
-    """The judge endpoint cannot be used; the message is one line naming base_url."""
+    """An endpoint (a judge's, an opponent's) cannot be used; the message is one line naming
+    base_url."""
 
 
 class Fault(Exception):
@@ -74,17 +76,21 @@ def _retry_after_seconds(header: str | None) -> float | None:
 
 class ChatEndpoint:
     """An OpenAI-compatible chat-completions client: `complete` with retries, backoff, a
-    concurrency limit across threads and an optional reply cache."""
+    concurrency limit across threads and an optional reply cache. `role` (judge, opponent)
+    names the endpoint in its messages."""
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
                  timeout_s: float = 60.0, max_retries: int = 4, concurrency: int = 8,
                  cache_dir: str | os.PathLike | None = None,
-                 backoff_base_s: float = 1.0, backoff_max_s: float = 60.0):
-        if concurrency < 1 or max_retries < 0 or timeout_s <= 0:
-            raise ValueError(f"{type(self).__name__} needs concurrency >= 1, max_retries >= 0 "
-                             "and timeout_s > 0")
+                 backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
+                 max_reply_bytes: int = 1_000_000, role: str = "chat"):
+        if concurrency < 1 or max_retries < 0 or timeout_s <= 0 or max_reply_bytes < 1:
+            raise ValueError(f"{type(self).__name__} needs concurrency >= 1, max_retries >= 0, "
+                             "timeout_s > 0 and max_reply_bytes >= 1")
         self.base_url = normalize_base_url(base_url)
         self.model = model
+        self.role = role
+        self.max_reply_bytes = max_reply_bytes
         self.api_key_env = api_key_env
         self.timeout_s = timeout_s
         self.max_retries = max_retries
@@ -107,33 +113,40 @@ class ChatEndpoint:
     def check_reachable(self) -> None:
         """Raise JudgeUnreachable (one line naming base_url) unless the endpoint answers."""
         request = urllib.request.Request(f"{self.base_url}/models", headers=self._headers())
+        role = self.role
         try:
-            with self._opener.open(request, timeout=min(self.timeout_s, 10.0)) as response:
-                response.read()
+            with self._opener.open(request, timeout=min(self.timeout_s, 10.0)):
+                pass  # an answer proves it reachable; its body, of any size, is not read
         except urllib.error.HTTPError as error:
             error.close()
             if error.code in (401, 403):
                 raise JudgeUnreachable(
-                    f"judge endpoint {self.base_url} refused the API key (HTTP {error.code}); "
+                    f"{role} endpoint {self.base_url} refused the API key (HTTP {error.code}); "
                     f"set the {self.api_key_env} environment variable") from None
             if error.code >= 500:
                 raise JudgeUnreachable(
-                    f"judge endpoint {self.base_url} answered HTTP {error.code}; check the judge "
-                    "server") from None
+                    f"{role} endpoint {self.base_url} answered HTTP {error.code}; check the "
+                    f"{role} server") from None
             # Any other answer (a server without /models, say) proves it is reachable.
         except (OSError, http.client.HTTPException) as error:
             raise JudgeUnreachable(
-                f"judge endpoint {self.base_url} is unreachable ({_describe(error)}); "
-                "start the judge server or fix the judge base_url") from None
+                f"{role} endpoint {self.base_url} is unreachable ({_describe(error)}); "
+                f"start the {role} server or fix the {role} base_url") from None
 
-    def complete(self, messages: list[dict], **options) -> str:
+    def complete(self, messages: list[dict], *, accept=None, **options) -> str:
         """The reply text for one request, `options` (temperature, max_tokens, ...) in its body:
-        from the cache, else over HTTP with retries; a `Fault` after the last attempt."""
+        from the cache, else over HTTP with retries; a `Fault` after the last attempt.
+
+        `accept(reply) -> bool` says whether the caller can use a reply (default: any): only an
+        accepted reply is cached, so a rerun after the server is fixed asks again, and a cached
+        reply that is not accepted is ignored."""
+        accept = accept or _any_reply
         payload = json.dumps({"model": self.model, "messages": messages, **options},
                              sort_keys=True, ensure_ascii=False)
-        key = hashlib.sha256(payload.encode("utf-8")).hexdigest()
+        # The endpoint is in the key: two servers of the same model name are not one model.
+        key = hashlib.sha256(f"{self.base_url}\n{payload}".encode("utf-8")).hexdigest()
         cached = self._cache_read(key)
-        if cached is not None:
+        if cached is not None and accept(cached):
             with self._counter_lock:
                 self.cache_hits += 1
             return cached
@@ -142,7 +155,8 @@ class ChatEndpoint:
             try:
                 with self._slots:
                     reply = self._post(payload)
-                self._cache_write(key, reply)
+                if accept(reply):
+                    self._cache_write(key, reply)
                 return reply
             except Fault as fault:
                 if not fault.retryable or attempt == self.max_retries:
@@ -173,7 +187,9 @@ class ChatEndpoint:
             self.requests_sent += 1
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
-                body = response.read()
+                # One byte past the cap tells a reply over it from one that just fits; the rest
+                # of a longer one is never read.
+                body = response.read(self.max_reply_bytes + 1)
         except urllib.error.HTTPError as error:
             error.close()
             retryable = error.code in (408, 429) or error.code >= 500
@@ -185,6 +201,11 @@ class ChatEndpoint:
             reason = _describe(error)
             raise Fault(reason, retryable=True,
                          kind="timeout" if reason == "timed out" else "connection") from None
+        if len(body) > self.max_reply_bytes:
+            # The same request gets the same flood; the content (never longer than the body it
+            # is decoded from) is thereby bounded too.
+            raise Fault(f"reply over {self.max_reply_bytes} bytes; raise the {self.role}'s "
+                        "max_reply_bytes to allow it", retryable=False, kind="unreadable")
         try:
             content = json.loads(body)["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
@@ -218,10 +239,12 @@ class HttpJudge(ChatEndpoint, judge.Judge):
                  timeout_s: float = 60.0, max_retries: int = 4, concurrency: int = 8,
                  cache_dir: str | os.PathLike | None = None, fallback: str = "zero",
                  backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
-                 max_tokens: int = 16, temperature: float = 0.0):
+                 max_reply_bytes: int = 1_000_000, max_tokens: int = 16,
+                 temperature: float = 0.0):
         super().__init__(base_url, model, api_key_env=api_key_env, timeout_s=timeout_s,
                          max_retries=max_retries, concurrency=concurrency, cache_dir=cache_dir,
-                         backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s)
+                         backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s,
+                         max_reply_bytes=max_reply_bytes, role="judge")
         self.fallback = judge.check_fallback(fallback)
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -241,12 +264,12 @@ class HttpJudge(ChatEndpoint, judge.Judge):
                    ) -> tuple[float, str | None]:
         """(value, None), or (NaN, the failure's kind)."""
         try:
-            reply = self._complete(messages)
+            reply = self._complete(question, messages)
             value = replies.parse_reply(question, reply)
             if value is None:
                 reask = messages + [{"role": "assistant", "content": reply},
                                     {"role": "user", "content": question.reask}]
-                reply = self._complete(reask)
+                reply = self._complete(question, reask)
                 value = replies.parse_reply(question, reply)
             if value is None:
                 raise Fault(f"unreadable reply after one re-ask: {reply[:40]!r}", retryable=False,
@@ -260,8 +283,15 @@ class HttpJudge(ChatEndpoint, judge.Judge):
                            question.name, fault.reason, failures)
             return math.nan, fault.kind
 
-    def _complete(self, messages: list[dict]) -> str:
-        return self.complete(messages, temperature=self.temperature, max_tokens=self.max_tokens)
+    def _complete(self, question: rubric.Question, messages: list[dict]) -> str:
+        def readable(reply: str) -> bool:
+            return replies.parse_reply(question, reply) is not None
+        return self.complete(messages, accept=readable, temperature=self.temperature,
+                             max_tokens=self.max_tokens)
+
+
+def _any_reply(reply: str) -> bool:
+    return True
 
 
 def _describe(error: BaseException) -> str:

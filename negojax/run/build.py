@@ -63,13 +63,20 @@ def load_policy(model_cfg, rules: Optional[LogicalRules] = None, key: str = "mod
                  chat_template=model_cfg.chat_template or None, thinking=model_cfg.thinking)
 
 
-def opponent_seat(block, model_cfg, rules: LogicalRules) -> ExternalSeat:
+def opponent_endpoint(block) -> ChatEndpoint:
+    """rollout.opponent_model's endpoint (kind http)."""
+    return ChatEndpoint(block.base_url, block.model, api_key_env=block.api_key_env,
+                        timeout_s=block.timeout_s, max_retries=block.max_retries,
+                        concurrency=block.concurrency, max_reply_bytes=block.max_reply_bytes,
+                        role="opponent")
+
+
+def opponent_seat(block, model_cfg, rules: LogicalRules, tokenizer) -> ExternalSeat:
     """rollout.opponent_model's seat: a model of its own (its own tokenizer and architecture,
-    in the policy's dtypes) or an OpenAI-compatible endpoint."""
+    in the policy's dtypes) or an OpenAI-compatible endpoint, whose replies are cut in the
+    policy's `tokenizer`."""
     if block.kind == "http":
-        return HttpSeat(ChatEndpoint(block.base_url, block.model, api_key_env=block.api_key_env,
-                                     timeout_s=block.timeout_s, max_retries=block.max_retries,
-                                     concurrency=block.concurrency))
+        return HttpSeat(opponent_endpoint(block), tokenizer)
     return LocalSeat(_load("rollout.opponent_model.path", block.path, dtype=model_cfg.dtype,
                            param_dtype=model_cfg.param_dtype, rules=rules))
 
@@ -98,21 +105,32 @@ def http_judge(entry: dict, fallback: str, cache_dir: str | None = None):
     from negojax.rewards import HttpJudge
     return HttpJudge(entry["base_url"], entry["model"], api_key_env=entry["api_key_env"],
                      timeout_s=entry["timeout_s"], max_retries=entry["max_retries"],
-                     concurrency=entry["concurrency"],
+                     concurrency=entry["concurrency"], max_reply_bytes=entry["max_reply_bytes"],
                      cache_dir=cache_dir if entry["cache"] else None, fallback=fallback)
 
 
+def uses_opponent_model(config) -> bool:
+    """Whether training seats rollout.opponent_model (a single-agent run seats no opponent)."""
+    r = config.rollout
+    return r.opponent == "model" and r.setting != "single_agent"
+
+
 def check_judge(config) -> None:
-    """Every remote judge must answer before the run starts (a local judge is loaded later)."""
+    """Every remote judge, and an opponent model behind an endpoint, must answer before the run
+    starts (a local model is loaded later)."""
     if config.mode == "chat":
         return
     from negojax.rewards import JudgeUnreachable
     from negojax.run.config import ConfigError, judge_entries
-    for key, entry in judge_entries(config):
-        if entry["kind"] != "http":
-            continue
+    endpoints = [(key, http_judge(entry, config.reward.fallback))
+                 for key, entry in judge_entries(config) if entry["kind"] == "http"]
+    if (config.mode == "train" and uses_opponent_model(config)
+            and config.rollout.opponent_model.kind == "http"):
+        endpoints.append(("rollout.opponent_model", opponent_endpoint(
+            config.rollout.opponent_model)))
+    for key, endpoint in endpoints:
         try:
-            http_judge(entry, config.reward.fallback).check_reachable()
+            endpoint.check_reachable()
         except JudgeUnreachable as error:
             raise ConfigError(f"config.{key}.base_url: {error}") from None
 
@@ -354,9 +372,9 @@ def build_training(config, mesh_sizes: dict) -> Training:
         opponents=Opponents("live" if r.setting == "single_agent" else r.opponent,
                             refresh=r.opponent_refresh, pool_size=r.opponent_pool_size,
                             seed=config.seed,
-                            external=(opponent_seat(r.opponent_model, config.model, local)
-                                      if r.opponent == "model" and r.setting != "single_agent"
-                                      else None)),
+                            external=(opponent_seat(r.opponent_model, config.model, local,
+                                                    policy.tokenizer)
+                                      if uses_opponent_model(config) else None)),
         policy_seats="first" if r.setting == "single_agent" else r.policy_seats,
         checkpointer=checkpointer, resume_settings=settings,
         judge_follows_policy=(config.judge.kind == "local" and config.judge.path == "self"

@@ -35,7 +35,7 @@ JUDGE_KINDS = ("local", "http")
 OPPONENT_MODEL_KINDS = ("local", "http")
 # The fields of one judge: the `judge` block's, and each `judge.ensemble` entry's.
 JUDGE_FIELDS = ("kind", "path", "base_url", "model", "api_key_env", "timeout_s", "max_retries",
-                "concurrency", "cache")
+                "concurrency", "max_reply_bytes", "cache")
 # eval.calibration_judge: "auto" is "second_member" with 2 or more ensemble members, else
 # "reordered" (the run's judge again, the parties listed in the other order).
 CALIBRATION_JUDGES = ("auto", "second_member", "reordered")
@@ -111,7 +111,7 @@ def base_config() -> ml_collections.ConfigDict:
         opponent_model=ml_collections.ConfigDict(dict(
             kind="local", path="default", base_url="http://127.0.0.1:8000/v1", model="",
             **_init_defaults(ChatEndpoint.__init__, "api_key_env", "timeout_s", "max_retries",
-                             "concurrency"))),
+                             "concurrency", "max_reply_bytes"))),
         # Which seats the policy takes and trains (negojax.negotiation.POLICY_SEATS); the
         # opponent fills the others.
         policy_seats=POLICY_SEATS[0]))
@@ -131,7 +131,7 @@ def base_config() -> ml_collections.ConfigDict:
         # "self": the policy as it trains (self-rewarding: each step's rollout params judge).
         kind="local", path="policy", base_url="http://127.0.0.1:8000/v1", model="",
         **_init_defaults(HttpJudge.__init__, "api_key_env", "timeout_s", "max_retries",
-                         "concurrency"),
+                         "concurrency", "max_reply_bytes"),
         cache=True,
         # A step whose judge calls fail more often than this stops the run (checkpointed)
         # instead of training on made-up rewards.
@@ -307,7 +307,8 @@ def _check_endpoint(entry: dict, key: str, role: str) -> None:
                                                                         "https://")):
         _fail(f"{key}.base_url", f"{entry['base_url']!r} is not an http(s) URL; set it to "
               "the endpoint, for example http://127.0.0.1:8000/v1")
-    for name, allow_zero in (("timeout_s", False), ("max_retries", True), ("concurrency", False)):
+    for name, allow_zero in (("timeout_s", False), ("max_retries", True), ("concurrency", False),
+                             ("max_reply_bytes", False)):
         _check_number(f"{key}.{name}", entry[name], allow_zero)
 
 

@@ -61,9 +61,9 @@ def test_an_http_endpoint_plays_the_opponent_seats_untrained(tok, policy, tasks,
     """Full history (sampler Sessions for the policy's seats only), the policy rotating seats:
     where the opponent sits in seat 0 the endpoint also writes the final solution."""
     server.behaviour = lambda index, body: Reply(reply_for(body["messages"]))
-    seat = HttpSeat(ChatEndpoint(server.url, "opponent-model", max_retries=0))
+    seat = HttpSeat(ChatEndpoint(server.url, "opponent-model", max_retries=0), tok)
     config, params = policy
-    cfg = settings()
+    cfg = settings(max_new_tokens=12, final_max_new_tokens=12)  # a whole reply: longer is cut
     engine = NegotiationEngine(cfg, config, tok, agreement_fn=lambda states: np.array(
         [len(s.turns) >= 3 for s in states]))
     out = engine.rollout_tasks(tasks, group_size=G, policy=params, opponent=seat,
@@ -102,7 +102,7 @@ def test_an_http_endpoint_plays_the_opponent_seats_untrained(tok, policy, tasks,
 
 def test_an_endpoint_failing_after_its_retries_stops_with_one_line(tok, policy, tasks, server):
     server.behaviour = lambda index, body: Reply(status=503)
-    seat = HttpSeat(ChatEndpoint(server.url, "m", max_retries=1, backoff_base_s=0.01))
+    seat = HttpSeat(ChatEndpoint(server.url, "m", max_retries=1, backoff_base_s=0.01), tok)
     engine = NegotiationEngine(settings(max_turns=2), policy[0], tok)
     with pytest.raises(OpponentFailing) as error:
         engine.rollout_tasks(tasks[:1], group_size=G, policy=policy[1], opponent=seat, seed=0,
@@ -135,3 +135,22 @@ def test_a_local_model_of_another_architecture_and_template_answers(tok, policy,
     assert [d["turns"][1]["text"] for d in out.dialogues] == again
     assert any(again)
     assert {s.seat for s in out.sequences} == {0} and len(out.sequences) == len(out.dialogues)
+
+
+def test_a_reply_past_the_turns_budget_is_cut_to_it_in_the_policys_tokens(tok, server):
+    """An endpoint that ignores max_tokens: the policy reads no more of it than of its own
+    turn."""
+    server.behaviour = lambda index, body: Reply("word " * 5000)
+    seat = HttpSeat(ChatEndpoint(server.url, "m", max_retries=0), tok)
+    (text,) = seat.respond([[{"role": "user", "content": "Your offer?"}]], max_new_tokens=8,
+                           sampling=SamplingParams(1.0, 1.0), seed=0)
+    assert text.startswith("word word") and len(tok.encode(text)) <= 8
+
+
+def test_a_flooding_endpoint_stops_the_run_unread(tok, server):
+    server.behaviour = lambda index, body: Reply("x" * 10_000_000)
+    seat = HttpSeat(ChatEndpoint(server.url, "m", max_retries=2), tok)
+    with pytest.raises(OpponentFailing) as error:
+        seat.respond([[{"role": "user", "content": "Your offer?"}]], max_new_tokens=8,
+                     sampling=SamplingParams(1.0, 1.0), seed=0)
+    assert "reply over 1000000 bytes" in str(error.value) and len(server.requests) == 1

@@ -9,7 +9,7 @@ import pytest
 
 from negojax.rewards import CA_SCORE, HttpJudge, JudgeUnreachable
 from openai_server import Handler, Reply, completion, start_server, stop_server
-from negojax.rewards.http_judge import normalize_base_url
+from negojax.rewards.http_judge import ChatEndpoint, normalize_base_url
 
 PERSONAS = [{"name": "Ada", "core_value": "thrift", "wants": "low cost", "fears": "waste",
              "style": "blunt"},
@@ -233,3 +233,65 @@ def test_base_url_is_the_part_before_chat_completions(given, expected):
 def test_bad_base_url_is_a_one_line_error(bad):
     with pytest.raises(ValueError, match="base_url"):
         normalize_base_url(bad)
+
+
+def test_a_failed_sample_is_not_cached_so_a_fixed_server_is_asked_again(server, tmp_path):
+    server.behaviour = lambda index, body: Reply("no idea")
+    broken = make_judge(server, cache_dir=tmp_path)
+    assert math.isnan(score(broken, ["plan"])[0]) and broken.failures == 1
+    assert not any(path.is_file() for path in tmp_path.rglob("*"))
+    server.behaviour = lambda index, body: Reply("4")
+    fixed = make_judge(server, cache_dir=tmp_path)  # the rerun, over the same cache
+    assert score(fixed, ["plan"]).tolist() == [4.0]
+    assert fixed.requests_sent == 1 and fixed.cache_hits == 0 and fixed.failures == 0
+
+
+def test_a_cached_reply_its_caller_rejects_is_asked_again(server, tmp_path):
+    server.behaviour = lambda index, body: Reply("no idea" if index == 0 else "4")
+    endpoint = ChatEndpoint(server.url, "m", cache_dir=tmp_path)
+    messages = [{"role": "user", "content": "Score it."}]
+    assert endpoint.complete(messages) == "no idea"  # any reply is accepted, so cached
+    assert endpoint.complete(messages, accept=str.isdigit) == "4"
+    assert endpoint.cache_hits == 0 and len(server.requests) == 2
+    assert endpoint.complete(messages, accept=str.isdigit) == "4"
+    assert endpoint.cache_hits == 1 and len(server.requests) == 2
+
+
+def test_two_endpoints_of_one_model_do_not_share_cache_entries(server, tmp_path):
+    server.behaviour = lambda index, body: Reply("2")
+    other = start_server(lambda index, body: Reply("5"))
+    try:
+        assert score(make_judge(server, cache_dir=tmp_path), ["plan"]).tolist() == [2.0]
+        second = make_judge(other, cache_dir=tmp_path)
+        assert score(second, ["plan"]).tolist() == [5.0]
+        assert second.cache_hits == 0 and len(other.requests) == 1
+    finally:
+        stop_server(other)
+
+
+def test_a_negative_score_is_a_counted_unreadable_failure(server):
+    server.behaviour = lambda index, body: Reply("-3")
+    judge = make_judge(server)
+    assert math.isnan(score(judge, ["plan"])[0])
+    assert judge.failures == 1 and judge.last_failures == ["unreadable"]
+    assert len(server.requests) == 2  # the reply and its one re-ask
+
+
+def test_a_reply_over_max_reply_bytes_is_a_counted_failure_never_cached(server, tmp_path,
+                                                                       caplog):
+    server.behaviour = lambda index, body: Reply("4" * 10_000_000)
+    judge = make_judge(server, cache_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="negojax.rewards.http_judge"):
+        assert math.isnan(score(judge, ["plan"])[0])
+    assert judge.failures == 1 and judge.last_failures == ["unreadable"]
+    assert len(server.requests) == 1  # the same request would get the same flood
+    assert "reply over 1000000 bytes; raise the judge's max_reply_bytes" in caplog.text
+    assert not any(path.is_file() for path in tmp_path.rglob("*"))
+
+
+def test_a_reply_of_exactly_max_reply_bytes_is_read(server):
+    server.behaviour = lambda index, body: Reply("3")
+    size = len(completion("3"))
+    assert score(make_judge(server, max_reply_bytes=size), ["plan"]).tolist() == [3.0]
+    judge = make_judge(server, max_reply_bytes=size - 1)
+    assert math.isnan(score(judge, ["plan"])[0]) and judge.last_failures == ["unreadable"]

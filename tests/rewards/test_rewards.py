@@ -78,7 +78,7 @@ def test_prompts_carry_the_inputs_the_rubric_and_the_answer_format():
 
 
 @pytest.mark.parametrize("question, text, expected", [
-    (CA_SCORE, "4", 4.0), (CA_SCORE, "Score: 3.", 3.0), (CA_SCORE, "I give it 10, no, 5", 5.0),
+    (CA_SCORE, "4", 4.0), (CA_SCORE, "Score: 3.", 3.0), (CA_SCORE, "I give it 10, no, 5", None),
     (CA_SCORE, "excellent", None), (CA_SCORE, "9", None),
     (AGREEMENT, "Yes.", 1.0), (AGREEMENT, "no, not yet", 0.0), (AGREEMENT, "They know it", None),
     (PREFERENCE, "B", 0.0), (PREFERENCE, " A.", 1.0), (PREFERENCE, "Response B is better", 0.0),

@@ -81,3 +81,42 @@ def test_failed_scores_are_missing_and_drop_counts_only_scored_samples(tmp_path,
                and r["reward"] is None for r in records)
     report = (tmp_path / "report.md").read_text()
     assert "| judge_failures | 4 | 4 |" in report and "| samples_dropped | 4 | 4 |" in report
+
+
+def ca_reply(content: str):
+    """A judge that agrees, and answers every CA score with `content`."""
+    def behaviour(index, body):
+        reply = answer_in_kind(index, body)
+        return reply if reply.content == "yes" else Reply(content)
+    return behaviour
+
+
+def test_a_signed_score_is_a_counted_failure_not_a_score(tmp_path, no_proxy):
+    """"-3" held the digit 3 and was read as a CA score of 3, with no failure counted."""
+    server = start_server(ca_reply("-3"))
+    try:
+        run_main("tiny_test", tmp_path, "--config.train.steps=1", "--config.reward.fallback=drop",
+                 *http_judge(server, "--config.judge.max_failure_rate=1.0"))
+    finally:
+        stop_server(server)
+    row = metrics(tmp_path)[1]
+    assert row["judge_failures_unreadable"] == row["samples_dropped"] == 4  # every CA score
+    assert row["reward_mean"] is None
+
+
+def test_a_fixed_judge_is_asked_again_rather_than_its_cached_failures(tmp_path, no_proxy):
+    """A judge that answered without a number stops the run (3); once it is fixed, the rerun on
+    the same workdir, with the judge's cache on, sends requests and trains: failed replies were
+    cached and replayed, so the rerun stopped again after sending nothing."""
+    server = start_server(ca_reply("I cannot score this."))
+    flags = [flag for flag in http_judge(server) if flag != "--config.judge.cache=False"]
+    try:
+        stopped = run_main("tiny_test", tmp_path, "--config.train.steps=1", *flags, status=3)
+        assert "(unreadable " in stopped.stderr.strip().splitlines()[-1]
+        server.behaviour = answer_in_kind  # the judge is fixed
+        before = len(server.requests)
+        run_main("tiny_test", tmp_path, "--config.train.steps=1", *flags)
+        assert len(server.requests) > before
+    finally:
+        stop_server(server)
+    assert metrics(tmp_path)[1]["judge_failures"] == 0
