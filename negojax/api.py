@@ -121,7 +121,13 @@ def export_hf(model: Model, out_dir: str, *, dtype: str = "float32") -> str:
 def generate_ids(model: Model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
                  temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
                  seed: int = 0) -> list[list[int]]:
-    """Token-level generation: new ids per prompt, stop token excluded."""
+    """Token-level generation: new ids per prompt, stop token excluded. A prompt that leaves the
+    model's context no room for a reply is a ValueError (the sampler would decode past it)."""
+    context = model.config.max_position_embeddings
+    for i, prompt in enumerate(prompts):
+        if len(prompt) >= context:
+            raise ValueError(f"a prompt of {len(prompt)} tokens (index {i}) leaves no room in "
+                             f"the model's context of {context} positions; shorten it")
     out = sample(model.params, model.config, prompts, max_new_tokens=max_new_tokens,
                  sampling=SamplingParams(temperature, top_p, top_k), stop_ids=model.stop_ids,
                  seed=seed, rules=model.rules)

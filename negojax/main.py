@@ -90,8 +90,11 @@ def _run_chat(config) -> None:
     import negojax
     from negojax.run.build import load_policy
     model = load_policy(config.model)
-    reply = negojax.chat(model, [{"role": "user", "content": config.prompt}],
-                         max_new_tokens=config.chat.max_new_tokens)
+    try:
+        reply = negojax.chat(model, [{"role": "user", "content": config.prompt}],
+                             max_new_tokens=config.chat.max_new_tokens)
+    except ValueError as error:  # a prompt past the model's context
+        raise ConfigError(f"config.prompt: {error}") from None
     print(reply)
 
 

@@ -9,6 +9,7 @@ import dataclasses
 import pathlib
 from typing import Callable
 
+from negojax import storage
 from negojax.data.records import SPLITS, Task
 from negojax.data.scenarios import FILES, load_scenarios
 from negojax.data.task_files import SPLIT_FILES, load_task_files
@@ -19,22 +20,31 @@ class Layout:
     name: str
     noun: str
     files: tuple[str, ...]
-    splits: tuple[str, ...]
-    load: Callable[[pathlib.Path], dict[str, list[Task]]]  # split -> tasks, validated
+    split_files: dict[str, str]  # split -> the file holding its tasks
+    load: Callable[[str], dict[str, list[Task]]]  # split -> tasks, validated
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self.split_files)
 
     def holds(self) -> str:
         return f"{self.noun} ({', '.join(self.files)})"
 
 
-SHIPPED = Layout("shipped", "shipped scenario directory", tuple(name for name, _ in FILES.values()), SPLITS,
-                 lambda root: load_scenarios(root).tasks)
-USER = Layout("user", "user task directory", tuple(SPLIT_FILES.values()), tuple(SPLIT_FILES), load_task_files)
+SHIPPED = Layout("shipped", "shipped scenario directory", tuple(name for name, _ in FILES.values()),
+                 {split: FILES[split][0] for split in SPLITS}, lambda root: load_scenarios(root).tasks)
+USER = Layout("user", "user task directory", tuple(SPLIT_FILES.values()), SPLIT_FILES, load_task_files)
 
 
-def layout_of(root: pathlib.Path) -> Layout:
-    """The layout whose files `root` holds. Holding any one of a layout's files is enough, so that
-    the loader then names the file that is missing rather than guessing at a layout."""
-    found = [layout for layout in (USER, SHIPPED) if any((root / name).is_file() for name in layout.files)]
+def layout_of(root: str | pathlib.Path) -> Layout:
+    """The layout whose files `root` (a local folder or an object-store URL) holds. Holding any one
+    of a layout's files is enough, so that the loader then names the file that is missing rather
+    than guessing at a layout."""
+    root = str(root)
+    found = [layout for layout in (USER, SHIPPED)
+             if any(storage.isfile(storage.join(root, name)) for name in layout.files)]
+    if not found and not storage.isdir(root):
+        raise ValueError(f"{root}: no such folder; point it at a {USER.holds()} or a {SHIPPED.holds()}")
     if not found:
         raise ValueError(f"{root}: no task files; make it a {USER.holds()} or a {SHIPPED.holds()}")
     if len(found) > 1:

@@ -6,10 +6,13 @@ import json
 import pathlib
 from typing import Iterator
 
+from negojax import storage
 
-def json_lines(path: pathlib.Path) -> Iterator[tuple[str, int, object]]:
-    """(where, line number, parsed value) for each non-blank line, where = "<path> line <n>"."""
-    with open(path, "rb") as f:
+
+def json_lines(path: str | pathlib.Path) -> Iterator[tuple[str, int, object]]:
+    """(where, line number, parsed value) for each non-blank line, where = "<path> line <n>";
+    a local path or an object-store URL (negojax.storage)."""
+    with storage.open(str(path), "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             where = f"{path} line {lineno}"
             try:

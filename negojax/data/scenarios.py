@@ -17,6 +17,7 @@ import json
 import pathlib
 from typing import Iterator
 
+from negojax import storage
 from negojax.data.lines import json_lines
 from negojax.data.records import OPEN_ENDED_TIER, TIERS, Persona, Task
 
@@ -123,10 +124,10 @@ class Scenarios:
 
 def load_scenarios(resources_dir: str | pathlib.Path | None = None) -> Scenarios:
     """Read and cross-check all six files of `resources_dir` (default: the shipped resources)."""
-    root = pathlib.Path(resources_dir) if resources_dir is not None else RESOURCES_DIR
-    paths = {key: root / name for key, (name, _) in FILES.items()}
+    root = str(resources_dir if resources_dir is not None else RESOURCES_DIR)
+    paths = {key: storage.join(root, name) for key, (name, _) in FILES.items()}
     for path in paths.values():
-        if not path.is_file():
+        if not storage.isfile(path):
             raise ValueError(f"{path}: file not found; the scenario data needs all of "
                              f"{', '.join(name for name, _ in FILES.values())} in {root}")
 

@@ -16,6 +16,7 @@ import difflib
 import json
 import pathlib
 
+from negojax import storage
 from negojax.data.lines import json_lines
 from negojax.data.records import Persona, Task
 
@@ -92,10 +93,10 @@ def check_task(where: str, row, split: str) -> Task:
                 personas=check_personas(where, row["personas"]), group=fields["group"])
 
 
-def read_task_file(path: pathlib.Path, split: str, ids_at: dict[str, str]) -> list[Task]:
+def read_task_file(path: str | pathlib.Path, split: str, ids_at: dict[str, str]) -> list[Task]:
     """The tasks of one file in file order. `ids_at` maps each id seen so far (in this file or
     another of the directory) to where it was; this file's ids are added."""
-    if not path.is_file():
+    if not storage.isfile(str(path)):
         raise ValueError(f"{path}: file not found; a user task directory holds "
                          f"{' and '.join(SPLIT_FILES.values())}")
     tasks = []
@@ -111,7 +112,9 @@ def read_task_file(path: pathlib.Path, split: str, ids_at: dict[str, str]) -> li
     return tasks
 
 
-def load_task_files(root: pathlib.Path) -> dict[str, list[Task]]:
-    """split -> tasks in file order, for the train and eval files of the user task directory `root`."""
+def load_task_files(root: str | pathlib.Path) -> dict[str, list[Task]]:
+    """split -> tasks in file order, for the train and eval files of the user task directory `root`
+    (a local folder or an object-store URL: a gs:// path would lose a slash to pathlib)."""
     ids_at = {}
-    return {split: read_task_file(pathlib.Path(root) / name, split, ids_at) for split, name in SPLIT_FILES.items()}
+    return {split: read_task_file(storage.join(str(root), name), split, ids_at)
+            for split, name in SPLIT_FILES.items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import logging
 import os
 import pathlib
@@ -18,6 +19,7 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
+from negojax import storage
 from negojax.data.layouts import Layout, layout_of
 from negojax.data.records import PERSONA_FIELDS, SPLITS, Persona, Task
 from negojax.data.scenarios import RESOURCES_DIR
@@ -36,12 +38,16 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(xdg) / "negojax"
 
 
-def content_hash(resources_dir: pathlib.Path, layout: Layout) -> str:
+def content_hash(resources_dir: str, layout: Layout) -> str:
     digest = hashlib.sha256(f"{LAYOUT_VERSION} {layout.name}".encode())
     for name in layout.files:
-        path = resources_dir / name
+        path = storage.join(resources_dir, name)
         digest.update(name.encode())
-        digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+        if storage.isfile(path):
+            with storage.open(path, "rb") as f:
+                digest.update(f.read())
+        else:
+            digest.update(b"<missing>")
     return digest.hexdigest()[:16]
 
 
@@ -62,7 +68,7 @@ class NegojaxScenarios(tfds.core.GeneratorBasedBuilder):
     def code_path(cls):
         return None
 
-    def __init__(self, *, resources_dir: pathlib.Path, layout: Layout, **kwargs):
+    def __init__(self, *, resources_dir: str, layout: Layout, **kwargs):
         self._resources_dir = resources_dir
         self._layout = layout
         super().__init__(**kwargs)
@@ -119,8 +125,10 @@ def _exclusive(lock_path: pathlib.Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _resources(resources_dir) -> pathlib.Path:
-    return pathlib.Path(resources_dir) if resources_dir is not None else RESOURCES_DIR
+def _resources(resources_dir) -> str:
+    """The directory read, as a string: a local folder or an object-store URL (negojax.storage
+    reads both; pathlib would turn gs://bucket into gs:/bucket)."""
+    return str(resources_dir if resources_dir is not None else RESOURCES_DIR)
 
 
 def prepared_builder(resources_dir=None, data_dir=None) -> NegojaxScenarios:
@@ -145,14 +153,17 @@ def prepared_builder(resources_dir=None, data_dir=None) -> NegojaxScenarios:
 
 @contextlib.contextmanager
 def _quiet():
-    """TFDS's progress bars and notices about a folder not yet prepared stay off stderr: a few
-    seconds of preparation, and a run refused after it keeps stderr to its one line."""
+    """TFDS's progress bars and notices about a folder not yet prepared stay off the console: a
+    few seconds of preparation, and a run refused after it keeps stderr to its one line. TFDS
+    prints "Downloading and preparing dataset ..." to stdout on purpose, which would break the
+    run's progress bar on a first run, so stdout is held for the preparation too."""
     absl = logging.getLogger("absl")
     level = absl.level
     absl.setLevel(logging.ERROR)
     tfds.disable_progress_bar()
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         tfds.enable_progress_bar()
         absl.setLevel(level)
@@ -173,7 +184,7 @@ class TaskSource:
         return to_task(self._source[index % len(self)])
 
 
-def _check_split(split: str, resources: pathlib.Path) -> None:
+def _check_split(split: str, resources: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}")
     layout = layout_of(resources)

@@ -93,3 +93,25 @@ class Environment(abc.ABC):
         The trainer logs their means, the evaluation their means with intervals."""
         del tasks, dialogues
         return {}
+
+
+def overlong_opening(env: Environment, tasks: Sequence[Task], tokenizer, limit: int
+                     ) -> Optional[tuple[Task, int, int]]:
+    """(task, seat, tokens) of the first seat whose opening prompt (its system prompt and the
+    opening message, chat-templated) is longer than `limit` tokens; None when every one fits.
+
+    Tokenizing every seat of thousands of tasks takes seconds, so only a prompt that could be too
+    long is: a token covers at least one byte of text, so a prompt is at most its text's bytes
+    plus the template's own tokens, counted around one-character messages (which also covers the
+    prefix token a SentencePiece tokenizer may add to each message)."""
+    frame = len(tokenizer.apply_chat_template(prompts.seat_messages("x", "x", [], 0), True))
+    for task in tasks:
+        opening = env.opening_message(task)
+        for seat in range(len(task.personas)):
+            messages = prompts.seat_messages(env.system_prompt(task, seat), opening, [], seat)
+            if frame + sum(len(m["content"].encode()) for m in messages) <= limit:
+                continue
+            tokens = len(tokenizer.apply_chat_template(messages, True))
+            if tokens > limit:
+                return task, seat, tokens
+    return None

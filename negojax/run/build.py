@@ -5,8 +5,11 @@ object: a model, a mesh's rules, a judge, an engine, hyper-parameters.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import shlex
 from typing import Optional
 
 import jax
@@ -30,12 +33,19 @@ EXPORT_DIR = "export"
 # Beside an export: which setting trained it, how long, from which base (evaluation labels by it).
 TRAINING_INFO_FILE = "training.json"
 JUDGE_CACHE_DIR = "judge_cache"
-# What a checkpoint's arrays and its run's random streams depend on, and what its export's
-# training.json says trained it: a resume must keep them.
+# What a checkpoint's arrays and its run's random streams depend on, what its export's
+# training.json says trained it, and what a sample means (who plays the other seats, which seats
+# train, which tokens get which advantage, how the reward is made: the welfare, the judge that
+# scores, the fallback for a failed score and the shaping components): a resume must keep them.
+# The opponent mode also shapes the checkpoint's opponent state: a league restored as frozen and
+# resumed as league again fails to draw. Not here: the judge's endpoint (base_url, and the
+# ensemble's members, which hold theirs), which may move while the judge stays the same.
 RESUME_KEYS = ("model.path", "model.param_dtype", "model.random_init", "model.overrides",
                "lora.rank", "lora.alpha", "lora.targets", "lora.base_dtype", "seed",
                "rollout.setting", "env.name", "env.parties", "env.train_tasks", "env.seed",
-               "data.dir")
+               "data.dir", "rollout.opponent", "rollout.policy_seats", "rl.credit",
+               "env.welfare", "judge.kind", "judge.path", "judge.model", "reward.fallback",
+               "reward.components")
 
 
 # ------------------------------------------------------------------------------ model and mesh
@@ -179,17 +189,46 @@ def negotiation_config(rollout_cfg, *, greedy: bool = False) -> NegotiationConfi
 
 
 def environment(config):
-    """The run's environment, its tasks read once: a bad task file is a ConfigError."""
+    """The run's environment, its tasks read once: a bad task file, or a split with no tasks, is
+    a ConfigError."""
     from negojax.environments import make_environment
+    from negojax.environments.base import SPLITS
     from negojax.run.config import ConfigError
     env = make_environment(config)
+    key = "data.dir" if config.data.dir else "env.name"
     try:
-        for split in ("train", "eval"):
-            env.tasks(split)
+        for split in SPLITS:
+            if not env.tasks(split):  # a loader's own empty-file error names the file
+                raise ValueError(f"{config.env.name} has no {split} tasks; its tasks({split!r}) "
+                                 "must return at least one")
     except ValueError as error:
-        key = "data.dir" if config.data.dir else "env.name"
         raise ConfigError(f"config.{key}: {error}") from None
     return env
+
+
+def check_prompts(config, env, policy: Model) -> None:
+    """Every task's opening prompt and a first turn fit the policy's context, counted with its
+    tokenizer: a longer prompt would pass everything else and run out of memory minutes later."""
+    from negojax.data.layouts import layout_of
+    from negojax.environments.base import SPLITS, overlong_opening
+    from negojax.run.config import ConfigError
+    context = policy.config.max_position_embeddings
+    reply = config.rollout.max_new_tokens
+    for split in SPLITS:
+        found = overlong_opening(env, env.tasks(split), policy.tokenizer, context - reply)
+        if found is None:
+            continue
+        task, seat, tokens = found
+        if config.data.dir:
+            where = storage.join(config.data.dir, layout_of(config.data.dir).split_files[split])
+            key, fix = "data.dir", "shorten its dilemma"
+        else:
+            where, key, fix = f"{config.env.name}'s {split} tasks", "env.name", "shorten it"
+        if tokens < context:  # a shorter reply would fit
+            fix += " or lower rollout.max_new_tokens"
+        raise ConfigError(f"config.{key}: {where}: task {task.id!r} prompts seat {seat} with "
+                          f"{tokens} tokens, which with rollout.max_new_tokens={reply} exceed the "
+                          f"model's context of {context} positions; {fix}")
 
 
 def make_engine(config, model_config: ModelConfig, tokenizer, judge, rules, env, *,
@@ -310,10 +349,22 @@ def resume_settings(config) -> dict:
     return {key: plain(config_value(config, key)) for key in RESUME_KEYS}
 
 
+def _flags(key: str, saved, now) -> list[str]:
+    """--config flags that set `key` back to `saved` as resume_settings wrote it: a dict one flag
+    per entry that differs, a list as the tuple literal the config holds, each quoted for a
+    shell."""
+    if isinstance(saved, dict):
+        now = now if isinstance(now, dict) else {}
+        return [flag for k, v in saved.items() if now.get(k) != v
+                for flag in _flags(f"{key}.{k}", v, now.get(k))]
+    text = repr(tuple(saved)) if isinstance(saved, list) else saved
+    return [shlex.quote(f"--config.{key}={text}")]
+
+
 def check_resumable(checkpointer, settings: dict) -> None:
     """A workdir's newest checkpoint must have been written with the same RESUME_KEYS values:
     otherwise one line naming each key that differs and the two ways forward, and nothing is
-    touched."""
+    touched. Keys a checkpoint predates are not compared."""
     from negojax.run.config import ConfigError
     latest = checkpointer.latest_meta()
     if latest is None:
@@ -323,22 +374,39 @@ def check_resumable(checkpointer, settings: dict) -> None:
     differ = [key for key in RESUME_KEYS if key in saved and saved[key] != settings[key]]
     if differ:
         was = ", ".join(f"config.{k}={saved[k]!r} (now {settings[k]!r})" for k in differ)
-        flags = " ".join(f"--config.{k}={saved[k]}" for k in differ)
+        flags = " ".join(flag for k in differ for flag in _flags(k, saved[k], settings[k]))
         raise ConfigError(f"config.workdir: its checkpoint {step} in {checkpointer.directory} was "
                           f"written with {was}; resume it with {flags}, or pass a new "
                           "--config.workdir")
 
 
 def build_training(config, mesh_sizes: dict) -> Training:
+    """The run's Training. The environment's tasks are read before the checkpoint manager
+    exists; should anything after fail, the manager is closed (its threads would otherwise
+    print orbax errors at exit) and the checkpoint folder it made, still empty, removed."""
     from negojax.checkpoints import TrainCheckpointer
+    env = environment(config)
+    directory = storage.join(config.workdir, CHECKPOINT_DIR)
+    made = not storage.exists(directory)
+    checkpointer = TrainCheckpointer(directory, save_every=config.train.checkpoint_every,
+                                     keep=config.train.keep_checkpoints)
+    try:
+        return _build_training(config, mesh_sizes, env, checkpointer)
+    except BaseException:
+        checkpointer.close()
+        if made and not storage.is_remote(directory):  # an object store has no folders
+            with contextlib.suppress(OSError):  # one holding anything stays
+                os.rmdir(directory)
+        raise
+
+
+def _build_training(config, mesh_sizes: dict, env, checkpointer) -> Training:
     t = config.train
-    checkpointer = TrainCheckpointer(storage.join(config.workdir, CHECKPOINT_DIR),
-                                     save_every=t.checkpoint_every, keep=t.keep_checkpoints)
     settings = resume_settings(config)
     check_resumable(checkpointer, settings)  # before any model loads
-    env = environment(config)
     local = local_rules(mesh_sizes)
     policy = load_policy(config.model, local)  # a checkpoint, so a tokenizer: see validation
+    check_prompts(config, env, policy)
     trainable, frozen, model_config = split_params(policy, config.lora)
     if config.lora.rank:
         # The full-precision base is released: policy, judge, reference and opponent all read
@@ -458,6 +526,8 @@ def build_evaluation(config, mesh_sizes: dict) -> Evaluation:
         paths.items(), ("eval.trained_path", "eval.baseline_path"))}  # before any model loads
     env = environment(config)
     models = {name: _load_at(config, path, rules) for name, path in paths.items()}
+    for model in models.values():  # each with its own tokenizer and context
+        check_prompts(config, env, model)
     judge = make_judge(config, models["B"])  # a "policy" judge is the untrained baseline
     engines = {(name, d): make_engine(config, m.config, m.tokenizer, judge, rules, env,
                                       greedy=d == "greedy")

@@ -180,11 +180,29 @@ def load_config_file(path: str):
     name = "negojax_config_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # the file's own code: a syntax error, a failing import
+        raise ConfigError(f"--config={path}: {_first_line(error)}; fix the file") from None
     if not hasattr(module, "get_config"):
         raise ConfigError(f"--config={path}: defines no get_config(); add one returning a "
                           "ConfigDict")
-    return module.get_config()
+    try:
+        config = module.get_config()
+    except ConfigError:  # a config it starts from said what is wrong there
+        raise
+    except Exception as error:
+        raise ConfigError(f"--config={path}: get_config() raised {_first_line(error)}; fix "
+                          "the file") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"--config={path}: get_config() returned a {type(config).__name__}; "
+                          "return a ConfigDict (start from base_config())")
+    return config
+
+
+def _first_line(error: Exception) -> str:
+    """`Type: message`, the message cut to its first line."""
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
 def _fail(key: str, problem: str) -> None:
@@ -347,9 +365,9 @@ def _check_environment(config) -> None:
         if config.env.name != "deliberation":
             _fail("data.dir", f"is read by the deliberation environment, not {config.env.name}; "
                   "leave it empty or set --config.env.name=deliberation")
-        from negojax.data.task_files import load_task_files
+        from negojax.data.layouts import layout_of
         try:  # every row, before anything loads: a bad one is named by file, line and field
-            load_task_files(config.data.dir)
+            layout_of(config.data.dir).load(config.data.dir)
         except ValueError as error:
             _fail("data.dir", str(error))
     if config.rollout.setting == "single_agent" and not cls.judged:

@@ -2,10 +2,12 @@
 
 Taken before a run writes anything and released when it ends. A second run on the same workdir
 stops at once with a one-line error naming the holder; a lock left by a process that is no
-longer running on this host is taken over with a warning.
+longer running on this host is taken over with a warning. A workdir the lock created is removed
+again at release when the run left nothing in it (a start refused after the lock was taken).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -32,8 +34,10 @@ class WorkdirLock:
         self.workdir = workdir
         self.path = storage.join(workdir, LOCK_FILE)
         self.held = False
+        self.made = False
 
     def acquire(self) -> "WorkdirLock":
+        self.made = not storage.exists(self.workdir)
         try:
             storage.makedirs(self.workdir)
         except OSError as error:
@@ -43,7 +47,7 @@ class WorkdirLock:
               "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
         if not storage.create_exclusive(self.path, json.dumps(me)):
             holder = self._holder()
-            if holder.get("host") != me["host"] or _alive(int(holder.get("pid", 0))):
+            if holder.get("host") != me["host"] or _alive(int(holder["pid"])):
                 raise ConfigError(
                     f"config.workdir: {self.workdir} is in use by pid "
                     f"{holder.get('pid', '?')} on {holder.get('host', '?')} since "
@@ -56,12 +60,20 @@ class WorkdirLock:
         return self
 
     def _holder(self) -> dict:
+        """The holder the lock file names. One that does not read (empty or torn: its writer died
+        mid-write, or is writing it now) names nobody to check, so the user decides."""
         try:
-            return json.loads(storage.read_text(self.path))
-        except (OSError, ValueError):  # written half by a process that died: nobody holds it
-            return {"host": socket.gethostname(), "pid": 0}
+            holder = json.loads(storage.read_text(self.path))
+            int(holder["pid"])
+            return holder
+        except (OSError, ValueError, TypeError, KeyError):
+            raise ConfigError(f"config.workdir: {self.path} is unreadable (empty or torn); if no "
+                              "run uses this workdir, delete it and rerun") from None
 
     def release(self) -> None:
         if self.held:
             self.held = False
             storage.remove(self.path)
+            if self.made and not storage.is_remote(self.workdir):  # object stores have no folders
+                with contextlib.suppress(OSError):  # not empty: the run wrote something
+                    os.rmdir(self.workdir)
