@@ -20,9 +20,11 @@ from negojax.run.config import (ConfigError, RunStopped, load_config_file, valid
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<name>.py", lock_config=True)
 
 USAGE_EXIT = 2
-# A run stopped by SIGTERM (a preemption) saved its checkpoint and did not finish: 128 + 15, as
-# schedulers expect from a terminated job, so a restart is not mistaken for a success.
-PREEMPTED_EXIT = 143
+# A run stopped by a signal (SIGTERM: a preemption; SIGINT: Ctrl-C) saved its checkpoint and did
+# not finish: 128 + the signal's number (143, 130), as schedulers and shells expect from a
+# terminated job, so a restart is not mistaken for a success.
+SIGNAL_EXIT_BASE = 128
+INTERRUPTED_EXIT = SIGNAL_EXIT_BASE + 2
 # The run stopped itself rather than train on made-up numbers (non-finite updates, failing judge).
 STOPPED_EXIT = 3
 
@@ -124,27 +126,31 @@ def main(argv) -> None:
         if is_main_process():
             lock.acquire()
         try:
-            finished = _run(config, mesh_sizes)
+            stopped_by = _run(config, mesh_sizes)
         finally:
             lock.release()
     except ConfigError as error:
         _die(str(error))
     except RunStopped as error:  # the run's own decision, one line
         print(f"negojax: {error}", file=sys.stderr)
-        sys.exit(STOPPED_EXIT)
-    if not finished:
-        sys.exit(PREEMPTED_EXIT)
+        # An export cut short by a signal (train.Interrupted) exits as that signal's stop does.
+        sys.exit(getattr(error, "exit_status", STOPPED_EXIT))
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (which saves and stops)
+        print("negojax: interrupted", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT)
+    if stopped_by:
+        sys.exit(SIGNAL_EXIT_BASE + stopped_by)
 
 
-def _run(config, mesh_sizes: dict) -> bool:
-    """Train or evaluate; False when training stopped at a SIGTERM."""
+def _run(config, mesh_sizes: dict) -> int:
+    """Train or evaluate; the signal that stopped training at a checkpoint, or 0."""
     from negojax.run import build
     if config.mode == "train":
         from negojax.run.train import Trainer
         return Trainer(build.build_training(config, mesh_sizes)).train()
     from negojax.run.evaluate import evaluate
     evaluate(build.build_evaluation(config, mesh_sizes))
-    return True
+    return 0
 
 
 def run() -> None:

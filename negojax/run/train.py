@@ -8,6 +8,8 @@ the current trainable params gathered to it.
 """
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
 
 import jax
@@ -95,6 +97,32 @@ def by_party_count(tasks, agreed, rewards=None, valid=None, gather=allgather) ->
 
 class JudgeFailing(RunStopped):
     """A step's judge failed too often to give rewards worth training on."""
+
+
+class Interrupted(RunStopped):
+    """A SIGTERM or SIGINT during the export, where no step boundary is left to stop at; the run
+    exits as that signal's stop does (128 + its number)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_status = 128 + signum
+
+
+@contextlib.contextmanager
+def _signals_interrupt(step: int):
+    """SIGTERM and SIGINT raise Interrupted while the export runs, so that it cleans up what it
+    began and the workdir lock is released: checkpoint `step` is kept, a rerun exports."""
+    def interrupt(signum, frame):
+        del frame
+        raise Interrupted(f"interrupted during the export; checkpoint {step} is kept; rerun the "
+                          "same command to export", signum)
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:  # None: a handler not set from Python, which stays replaced
+                signal.signal(signum, handler)
 
 
 class Trainer:
@@ -309,28 +337,50 @@ class Trainer:
                 **{f"eval_{k}": v for k, v in _means(outcomes).items()}}
 
     # -------------------------------------------------------------- the run
-    def train(self) -> bool:
-        """Train to the last step and finish the run (True), or stop at a SIGTERM with a
-        checkpoint and no export (False)."""
+    def _logs_since_checkpoint(self, logs: tuple[str, ...], resumed: bool) -> None:
+        """Cut the logs back to the restored step. Logs without any checkpoint (the first save
+        failed: a full disk, say) describe steps never saved: set aside, and the run starts
+        fresh. Beside damaged checkpoints they may be all that is left of a run: refused."""
         run = self.run
+        if not resumed and any(next(iter(jsonl.Records(p, strict=False)), None) for p in logs):
+            if run.checkpointer.holds_any():
+                raise ConfigError(f"config.workdir: {run.workdir} holds the metrics of an earlier "
+                                  "run but no checkpoint that restores; pass a new "
+                                  "--config.workdir")
+            if self.main:
+                asides = [jsonl.copy_aside(p, "unsaved") for p in logs if storage.exists(p)]
+                for path in logs:
+                    storage.remove(path)
+                print(f"warning: {run.workdir} holds logs of steps no checkpoint saved; moved "
+                      f"aside to {', '.join(asides)}; starting fresh", flush=True)
+            return
+        if self.main:
+            for path in logs:  # what a crash left past the checkpoint is redone
+                jsonl.keep_through_step(path, self.step)
+
+    def train(self) -> int:
+        """Train to the last step and finish the run (0), or stop at a SIGTERM or SIGINT with a
+        checkpoint and no export (that signal's number). The checkpointer is closed on every way
+        out, so no orbax thread is left to fail at exit."""
+        try:
+            return self._train()
+        finally:
+            self.run.checkpointer.close()
+
+    def _train(self) -> int:
+        run, checkpointer = self.run, self.run.checkpointer
         if self.main:
             storage.makedirs(run.workdir)
         resumed = self.restore()
         if resumed:
             print(f"resuming from checkpoint step {self.step} in {run.workdir}", flush=True)
         transcripts = storage.join(run.workdir, view.TRANSCRIPTS_FILE)
-        logs = (storage.join(run.workdir, METRICS_FILE), transcripts)
-        if not resumed and any(next(iter(jsonl.Records(p, strict=False)), None) for p in logs):
-            raise ConfigError(f"config.workdir: {run.workdir} holds the metrics of an earlier run "
-                              "but no checkpoint that restores; pass a new --config.workdir")
-        if self.main:
-            for path in logs:  # what a crash left past the checkpoint is redone
-                jsonl.keep_through_step(path, self.step)
+        self._logs_since_checkpoint((storage.join(run.workdir, METRICS_FILE), transcripts),
+                                    resumed)
         log = MetricsLogger(run.workdir, total_steps=run.steps, start_step=self.step,
                             enabled=self.main, log_every=run.log_every,
                             wandb_project=run.wandb_project, run_config=run.run_config)
         transcript_log = jsonl.Writer(transcripts) if self.main else None
-        checkpointer = run.checkpointer
 
         def checkpoint():
             if self.main:  # the logs in storage reach at least as far as the checkpoint
@@ -338,7 +388,7 @@ class Trainer:
                 transcript_log.flush()
             self.save()
 
-        checkpointer.install_sigterm_handler()
+        checkpointer.install_signal_handlers()
         # Report the starting step, so that a SIGTERM during the first step stops right after
         # it (JAX's sync picks the last step reported + 1); that step is checkpointed already, or
         # nothing is trained yet, so a preemption landing on it needs no save.
@@ -375,18 +425,19 @@ class Trainer:
                         "weights; lower optim.lr or optim.max_grad_norm, then rerun to resume")
             checkpointer.wait()
         finally:
-            checkpointer.close()
             log.close()
             if transcript_log is not None:
                 transcript_log.close()
         if stopped:
-            print(f"SIGTERM: saved checkpoint {self.step} in {checkpointer.directory}; rerun the "
-                  "same command to resume", flush=True)
-            return False
-        params = to_host(combine(self.state["trainable"], run.frozen))
-        if self.main:
-            artifacts.finish_training(run.workdir, Model(run.model_config, params,
-                                                         run.policy.tokenizer,
-                                                         run.policy.source_dir),
-                                      checkpointer.directory, run.training_info)
-        return True
+            signum = checkpointer.stop_signal
+            print(f"{signal.Signals(signum).name}: saved checkpoint {self.step} in "
+                  f"{checkpointer.directory}; rerun the same command to resume", flush=True)
+            return signum
+        with _signals_interrupt(self.step):
+            params = to_host(combine(self.state["trainable"], run.frozen))
+            if self.main:
+                artifacts.finish_training(run.workdir, Model(run.model_config, params,
+                                                             run.policy.tokenizer,
+                                                             run.policy.source_dir),
+                                          checkpointer.directory, run.training_info)
+        return 0

@@ -1,6 +1,8 @@
 """TrainCheckpointer on its own: keep-last-K, restore onto shardings, fallback past a damaged
-latest checkpoint, SIGTERM turned into a stop request (one process; a pod's is
-tests/run/test_pod_preemption.py)."""
+latest checkpoint, SIGTERM and SIGINT turned into a stop request (one process; a pod's is
+tests/run/test_pod_preemption.py), a full disk turned into one line."""
+import errno
+import logging
 import os
 import signal
 
@@ -8,8 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from negojax.checkpoints import TrainCheckpointer
+from negojax.checkpoints.orbax_checkpoint import _disk_full
+from negojax.errors import RunStopped
 
 
 def _state(value: float) -> dict:
@@ -70,7 +75,7 @@ def test_no_checkpoint_means_a_fresh_start(tmp_path):
 def test_sigterm_requests_a_save_and_stop(tmp_path):
     ckpt = TrainCheckpointer(str(tmp_path), save_every=100, keep=1)
     before = signal.getsignal(signal.SIGTERM)
-    ckpt.install_sigterm_handler()
+    ckpt.install_signal_handlers()
     try:
         assert not ckpt.reached_preemption(2)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -78,3 +83,73 @@ def test_sigterm_requests_a_save_and_stop(tmp_path):
     finally:
         ckpt.close()
     assert signal.getsignal(signal.SIGTERM) is before  # close() puts the old handler back
+
+
+def test_sigint_requests_a_save_and_stop_and_a_second_one_stops_at_once(tmp_path):
+    ckpt = TrainCheckpointer(str(tmp_path), save_every=100, keep=1)
+    before = signal.getsignal(signal.SIGINT)
+    ckpt.install_signal_handlers()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: no KeyboardInterrupt mid-step
+        assert ckpt.reached_preemption(3) and ckpt.stop_signal == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):  # Ctrl-C again: the user will not wait
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        ckpt.close()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def _fill_the_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["save", "wait_until_finished"])
+def test_a_full_disk_stops_the_run_in_one_line_keeping_the_checkpoint_before(
+        tmp_path, monkeypatch, where):
+    ckpt = TrainCheckpointer(str(tmp_path), save_every=1, keep=3)
+    ckpt.save(1, _state(1.0), {"step": 1})
+    ckpt.wait()
+    state = _state(2.0)
+    if where == "save":
+        monkeypatch.setattr(ckpt._manager, "save", _fill_the_disk)
+        save = lambda: ckpt.save(2, state, {"step": 2})  # noqa: E731
+    else:  # an async save fails in the background and raises when waited for
+        ckpt.save(2, state, {"step": 2})
+        monkeypatch.setattr(ckpt._manager, "wait_until_finished", _fill_the_disk)
+        save = ckpt.wait
+    with pytest.raises(RunStopped) as err:
+        save()
+    monkeypatch.undo()
+    ckpt.close()
+    message = str(err.value)
+    nbytes = sum(x.nbytes for x in jax.tree.leaves(state))
+    assert "\n" not in message and "no space left on device" in message
+    assert str(tmp_path / "2") in message and f"about {nbytes} bytes" in message  # < 1 KiB
+    assert "checkpoint 1 is kept" in message
+
+
+def test_disk_full_is_found_wrapped_or_by_its_message():
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as cause:
+            raise RuntimeError("save failed") from cause
+    except RuntimeError as wrapped:
+        assert _disk_full(wrapped)
+    assert _disk_full(ValueError("tensorstore: ... No space left on device [os error 28]"))
+    assert not _disk_full(OSError(errno.EACCES, "Permission denied"))
+
+
+def test_orbax_tracebacks_of_a_full_disk_are_not_logged(caplog):
+    absl_logger = logging.getLogger("absl")  # orbax's background threads log through it
+    for error in (OSError(errno.ENOSPC, "No space left on device"), ValueError("other")):
+        absl_logger.error("save failed", exc_info=error)
+    assert [r.exc_info[1] for r in caplog.records if r.name == "absl"] == [error]
+
+
+def test_a_checkpoint_set_aside_as_damaged_still_counts_as_one(tmp_path):
+    ckpt = TrainCheckpointer(str(tmp_path), save_every=1, keep=1)
+    assert not ckpt.holds_any()
+    (tmp_path / "3.damaged").mkdir()
+    assert ckpt.holds_any()
+    ckpt.close()

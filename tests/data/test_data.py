@@ -136,6 +136,14 @@ def test_prepared_once_then_reused_and_rebuilt_when_content_changes(resources, t
     assert len(list(data_dir.glob("*/negojax_scenarios"))) == 2
 
 
+def test_first_preparation_prints_nothing(resources, tmp_path, capfd):
+    """TFDS prints "Downloading and preparing dataset ..." to stdout on a first preparation,
+    which broke the run's progress bar line; the preparation keeps both streams clean."""
+    load_tasks("train", resources_dir=resources, data_dir=tmp_path / "tfds")
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+
+
 def test_default_data_dir_is_under_negojax_cache(resources, tmp_path, monkeypatch):
     monkeypatch.setenv("NEGOJAX_CACHE", str(tmp_path / "cache"))
     load_tasks("eval", resources_dir=resources)

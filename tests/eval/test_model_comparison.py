@@ -40,6 +40,7 @@ def test_the_report_carries_the_comparison_first(tmp_path):
                 encoding="utf-8").read()
     assert page.index("<h2>Model comparison</h2>") < page.index("<h2>Conflict resolution</h2>")
     assert "single-agent-trained (2150 steps)" in page and "<td>base</td>" in page
-    empty = open(write_report(str(tmp_path), metrics_jsonl=None, eval_results={}),
+    empty = open(write_report(str(tmp_path), metrics_jsonl=None,
+                              eval_results={"models": results["models"]}),
                  encoding="utf-8").read()
     assert "No pairwise comparison in these results." in empty

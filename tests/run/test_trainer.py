@@ -5,14 +5,17 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from trainer_runs import (assert_same_steps, metrics, one_line_error, run_main, start_main,
-                          wait_for_first_step)
+from shipped_configs import REPO
+from trainer_runs import (assert_same_steps, env, main_args, metrics, one_line_error, run_main,
+                          start_main, wait_for_first_step)
 
 # A pool of 2 opponent snapshots, refreshed every step: the checkpoint must carry the pool and
 # the opponent drawn per step must repeat after a restart.
@@ -90,6 +93,83 @@ def test_sigterm_saves_and_the_restart_matches_an_uninterrupted_run(uninterrupte
     assert_same_steps(reference, after, range(stopped_at + 1, 4))
 
 
+def test_ctrl_c_saves_and_stops_as_sigterm_does(tmp_path):
+    proc = start_main("tiny_test", tmp_path, "--config.train.steps=3")
+    wait_for_first_step(tmp_path, [proc])
+    os.kill(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 130 and "Traceback" not in out, out[-3000:]
+    stopped_at = max(metrics(tmp_path))
+    assert f"SIGINT: saved checkpoint {stopped_at}" in out, out[-3000:]
+    assert str(stopped_at) in os.listdir(tmp_path / "checkpoints")
+    assert not (tmp_path / "run.lock").exists()
+
+
+def _main_with_fault(fault: str, workdir, *flags) -> subprocess.CompletedProcess:
+    """python -m negojax.main as run_main runs it, after `fault` (Python code) patched it."""
+    argv = ["negojax.main", *main_args("tiny_test", workdir, *flags)[3:]]
+    code = f"import sys\n{fault}\nsys.argv = {argv!r}\nfrom negojax.main import run\nrun()"
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env(),
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_ctrl_c_while_the_model_loads_is_one_line(tmp_path):
+    proc = _main_with_fault("""
+import os, signal
+from negojax.run import build
+load = build.load_policy
+def interrupted(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    return load(*args, **kwargs)
+build.load_policy = interrupted""", tmp_path)
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == ["negojax: interrupted"], proc.stderr[-3000:]
+    assert not (tmp_path / "run.lock").exists()
+
+
+def test_sigterm_during_the_export_keeps_the_checkpoint_and_a_rerun_exports(tmp_path):
+    proc = _main_with_fault("""
+import os, signal, negojax
+export = negojax.export_hf
+def interrupted(model, out):
+    export(model, out)
+    os.kill(os.getpid(), signal.SIGTERM)  # before training.json: the export is not whole
+negojax.export_hf = interrupted""", tmp_path, "--config.train.steps=1")
+    assert proc.returncode == 143 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "negojax: interrupted during the export; checkpoint 1 is kept; rerun the same command "
+        "to export")
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1"]
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("export")]
+    assert not (tmp_path / "run.lock").exists()
+    rerun = run_main("tiny_test", tmp_path, "--config.train.steps=1")
+    assert "resuming from checkpoint step 1" in rerun.stdout and "wrote:" in rerun.stdout
+    for name in ("config.json", "model.safetensors", "training.json"):
+        assert (tmp_path / "export" / name).exists(), name
+    assert sorted(name for name in os.listdir(tmp_path) if name.startswith("export")) == \
+        ["export"]
+
+
+def test_a_full_disk_at_a_checkpoint_ends_the_run_in_one_line(tmp_path):
+    proc = _main_with_fault("""
+import errno
+import orbax.checkpoint as ocp
+save = ocp.CheckpointManager.save
+def disk_full_from_step_2(self, step, *args, **kwargs):
+    if step >= 2:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return save(self, step, *args, **kwargs)
+ocp.CheckpointManager.save = disk_full_from_step_2""", tmp_path, "--config.train.steps=3")
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr and "cannot schedule" not in proc.stderr, \
+        proc.stderr[-3000:]
+    assert last.startswith("negojax: stopped at step 2: no space left on device for checkpoint 2 "
+                           f"in {tmp_path / 'checkpoints' / '2'} (it needs about "), last
+    assert "checkpoint 1 is kept" in last and not (tmp_path / "run.lock").exists()
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1"]
+
+
 def test_corrupted_latest_checkpoint_falls_back_to_the_one_before(uninterrupted):
     workdir, _ = uninterrupted
     reference = metrics(workdir)
@@ -126,11 +206,24 @@ def test_resume_with_other_settings_is_refused_and_deletes_nothing(uninterrupted
     assert _checkpoint_files(workdir) == files and metrics(workdir) == rows
 
 
-def test_metrics_without_a_checkpoint_are_not_overwritten(tmp_path):
+def test_logs_beside_damaged_checkpoints_only_are_refused_and_kept(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "reward_mean": 1.0}) + "\n")
+    (tmp_path / "checkpoints" / "1.damaged").mkdir(parents=True)  # all a crash left of a run
     line = one_line_error(run_main("tiny_test", tmp_path, status=2))
     assert "holds the metrics of an earlier run" in line, line
     assert metrics(tmp_path) == {1: {"step": 1, "reward_mean": 1.0}}
+
+
+def test_logs_of_steps_no_checkpoint_saved_are_moved_aside_and_the_run_starts_fresh(tmp_path):
+    """A first checkpoint that failed (a full disk, say) leaves logs and no checkpoint: once the
+    cause is fixed, the rerun starts over and keeps the old logs beside."""
+    earlier = json.dumps({"step": 1, "earlier": True}) + "\n"
+    (tmp_path / "metrics.jsonl").write_text(earlier)
+    proc = run_main("tiny_test", tmp_path, "--config.train.steps=1")
+    [aside] = tmp_path.glob("metrics.jsonl.unsaved-*")
+    assert aside.read_text() == earlier
+    assert f"holds logs of steps no checkpoint saved; moved aside to {aside}" in proc.stdout
+    assert list(metrics(tmp_path)) == [1] and "earlier" not in metrics(tmp_path)[1]
 
 
 def test_a_second_run_on_the_same_workdir_stops_at_once(tmp_path):
@@ -210,6 +303,31 @@ def test_export_refuses_non_finite_weights(tmp_path):
                                          r"\(layers/wq\)"):
         export_policy(str(tmp_path), model, {"setting": "negotiation"})
     assert not (tmp_path / "export").exists()
+
+
+def test_an_export_cut_short_leaves_the_earlier_one_whole_and_no_partial_folder(
+        tmp_path, monkeypatch):
+    import negojax
+    from negojax.run.artifacts import export_policy
+    model = negojax.load_model("smollm2-135m", random_init=True, overrides=dict(
+        hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+        head_dim=8))
+    export_policy(str(tmp_path), model, {"run": 1})
+    before = {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()}
+    export = negojax.export_hf
+
+    def cut_short(*args):
+        export(*args)
+        raise KeyboardInterrupt  # as a signal lands before training.json is written
+    monkeypatch.setattr(negojax, "export_hf", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        export_policy(str(tmp_path), model, {"run": 2})
+    assert os.listdir(tmp_path) == ["export"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()} == before
+    monkeypatch.undo()
+    export_policy(str(tmp_path), model, {"run": 2})  # a whole export replaces the earlier one
+    assert os.listdir(tmp_path) == ["export"]
+    assert json.loads((tmp_path / "export" / "training.json").read_text()) == {"run": 2}
 
 
 def test_the_progress_display_names_each_phase_of_a_step(tmp_path):
