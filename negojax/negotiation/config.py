@@ -4,9 +4,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, Optional, Union
 
+from negojax.negotiation.schedulers import SCHEDULERS
+
 FIRST_SPEAKERS = ("fixed", "random")
 AGREEMENT_MODES = ("judge", "marker")
-SCHEDULERS = ("lockstep", "continuous")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,8 +18,8 @@ class NegotiationConfig:
     max_rounds > 0 lets a dialogue of n parties take max_rounds * n turns instead of max_turns,
     so every party speaks (and can accept) whatever the party count.
 
-    scheduler "lockstep" decodes every running dialogue's turn together and checks agreement
-    once per turn; "continuous" (negojax.negotiation.continuous) lets each dialogue advance on
+    scheduler (negojax.negotiation.schedulers): "lockstep" decodes every running dialogue's turn
+    together and checks agreement once per turn; "continuous" (negojax.negotiation.continuous) lets each dialogue advance on
     its own over decode_slots slots per model, decode_chunk steps per decode call, agreement
     checked as turns end (judge_workers > 0: in that many threads, for an HTTP judge), and
     prefix_cache_rows prompts per model kept on the device so later turns reuse their openings
@@ -78,8 +79,7 @@ class NegotiationConfig:
         rows = self.prefix_cache_rows
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
             bad("prefix_cache_rows", rows, "must be an integer >= 0 (0: no prefix cache)")
-        if self.scheduler not in SCHEDULERS:
-            bad("scheduler", self.scheduler, f"is not one of {', '.join(SCHEDULERS)}")
+        SCHEDULERS.get(self.scheduler)  # a name that resolves, or one line naming the key
         if self.scheduler == "continuous" and ctx is None:
             bad("scheduler", self.scheduler, "needs rollout.context_turns >= 1 (the full-history "
                 "Session mode runs lockstep only)")

@@ -1,6 +1,6 @@
 """The continuous scheduler: dialogues that don't wait for each other (rollout.scheduler).
 
-Lockstep (`NegotiationEngine._lockstep_turns`) decodes turn t of every running dialogue
+Lockstep (negojax.negotiation.lockstep) decodes turn t of every running dialogue
 together, waits for the longest of them, then for the judge. Here each distinct model has a
 `SlotCache` of `decode_slots` slots. A dialogue whose next turn may start takes a free slot of
 its speaker's model: its prompt is prefilled between decode calls, all the turns that start
@@ -36,7 +36,9 @@ import time
 
 import numpy as np
 
+from negojax.negotiation.engine import sampled_turn
 from negojax.negotiation.external_seats import ExternalSeat
+from negojax.negotiation.schedulers import distinct_models
 from negojax.sampling import SamplingParams
 from negojax.sampling.slots import SlotCache
 
@@ -113,9 +115,12 @@ class _Judging:
         self.stats["time_judge_busy_s"] += _union_seconds(self.busy)
 
 
-def play_turns(engine, states, systems, model_of_seat, models, *, seed: int, stats: dict,
+def play_turns(engine, states, systems, seat_params, sessions, *, seed: int, stats: dict,
                progress) -> None:
-    """Every dialogue's turns and verdicts into `states`, as the lockstep loop leaves them."""
+    """Every dialogue's turns and verdicts into `states`, as the lockstep loop leaves them
+    (the windowed mode only: `sessions` is None, NegotiationConfig sees to it)."""
+    del sessions
+    model_of_seat, models = distinct_models(seat_params)
     if any(isinstance(m, ExternalSeat) for m in models):
         raise ValueError("rollout.scheduler: 'continuous' decodes in slots of negojax models; a "
                          "seat played by an ExternalSeat needs scheduler=lockstep")
@@ -171,8 +176,8 @@ def play_turns(engine, states, systems, model_of_seat, models, *, seed: int, sta
                 for slot, finished in out.ended.items():
                     i, prompt, tokens, logp = writing[m].pop(slot)
                     s = states[i]
-                    s.turns.append(engine._turn(s.speaker(len(s.turns)), tokens,
-                                                np.concatenate(logp), finished, prompt))
+                    s.turns.append(sampled_turn(engine.tokenizer, s.speaker(len(s.turns)),
+                                                tokens, np.concatenate(logp), finished, prompt))
                     ended.append(i)
             if ended:
                 judging.issue(sorted(ended), states)

@@ -1,13 +1,14 @@
-"""The turn loop: P prompts x G dialogues advance in lockstep between N seats.
+"""The rollout engine: P prompts x G dialogues between N seats, their prompts, their turns and
+their training sequences.
 
-Per turn, the running dialogues are grouped by the model their current speaker uses (models are
-told apart by params object identity) and each group is ONE batched sampler call (with
-`context_turns=None`: one call per speaking seat, see below); then one agreement check covers
-every dialogue that spoke. Agreed dialogues stop. Agent 1 (seat 0) then writes the final
-solutions in one more batched call. A seat holding an ExternalSeat (a fixed model of its own,
-negojax.negotiation.external_seats) instead answers its rows from their chats: text, no tokens,
-no Session, never trained. With rollout.scheduler=continuous the turns run instead over decode
-slots, each dialogue on its own (negojax.negotiation.continuous, docs/rollout.md).
+The order in which the dialogues take their turns is the scheduler's (rollout.scheduler,
+negojax.negotiation.schedulers): lockstep (the default) advances every running dialogue one
+turn at a time, grouped into one batched sampler call per model, then one agreement check
+covers every dialogue that spoke; continuous lets each dialogue advance on its own over decode
+slots (docs/rollout.md). Either speaks through this engine's turn methods, and agreed
+dialogues stop. Agent 1 (seat 0) then writes the final solutions in one more batched call. A
+seat holding an ExternalSeat (a fixed model of its own, negojax.negotiation.external_seats)
+answers its rows from their chats: text, no tokens, no Session, never trained.
 
 Context. With `context_turns=k` every turn re-encodes its seat's chat: system prompt, dilemma
 and the last k dialogue messages; each turn a trainable seat spoke is one TrainSequence. With
@@ -34,13 +35,12 @@ from negojax.models.config import ModelConfig
 from negojax.negotiation import prompts
 from negojax.negotiation.agreement import AgreementFn
 from negojax.negotiation.config import NegotiationConfig, as_config
-from negojax.negotiation.continuous import play_turns
 from negojax.negotiation.external_seats import ExternalSeat
 from negojax.negotiation.records import (DialogueState, Rollout, SequenceBuilder, TrainSequence,
                                          Turn, message_text)
+from negojax.negotiation.schedulers import SCHEDULERS
 from negojax.negotiation.seats import policy_seat_lineups
 from negojax.sampling import SamplingParams, Session, sample
-from negojax.shapes import batch_bucket
 
 MODES = ("train", "eval")
 
@@ -187,11 +187,8 @@ class NegotiationEngine:
         sessions = (self._open_sessions(states, systems, seat_params)
                     if cfg.context_turns is None else None)
         limit = cfg.turn_limit(num_seats)
-        if cfg.scheduler == "continuous":
-            play_turns(self, states, systems, *_distinct_models(seat_params), seed=seed,
-                       stats=stats, progress=progress)
-        else:
-            self._lockstep_turns(states, systems, seat_params, sessions, seed, stats, progress)
+        SCHEDULERS.get(cfg.scheduler)(self, states, systems, seat_params, sessions, seed=seed,
+                                      stats=stats, progress=progress)
 
         chats = [(s, self.environment.final_solution_messages(s)) for s in states
                  if s.agreed or mode == "eval"]
@@ -212,56 +209,6 @@ class NegotiationEngine:
             rounds=np.asarray([len(s.turns) for s in states], np.int32),
             final_solutions=[None if s.final is None else s.final.text for s in states],
             stats=stats)
-
-    def _lockstep_turns(self, states, systems, seat_params, sessions, seed, stats, progress):
-        """Every running dialogue speaks each turn, then one agreement check covers them."""
-        cfg = self.config
-        num_seats = len(seat_params)
-        model_of_seat, models = _distinct_models(seat_params)
-        sampling = SamplingParams(cfg.temperature, cfg.top_p)
-        limit = cfg.turn_limit(num_seats)
-        for t in range(limit):
-            running = [i for i, s in enumerate(states) if not s.agreed]
-            if not running:
-                break
-            progress(f"rollout turn {t + 1}/{limit} ({len(running)} dialogues)")
-            if sessions is None:  # one call per model
-                groups = [[i for i in running if model_of_seat[states[i].speaker(t)] == m]
-                          for m in range(len(models))]
-            else:  # one call per seat: its Session
-                groups = [[i for i in running if states[i].speaker(t) == seat]
-                          for seat in range(num_seats)]
-            for g, rows in enumerate(groups):
-                if not rows:
-                    continue
-                start = time.perf_counter()
-                speaker = models[g] if sessions is None else seat_params[g]
-                if isinstance(speaker, ExternalSeat):
-                    new_turns = self._speak_external(states, systems, rows, t, speaker, sampling,
-                                                     derived_seed(seed, t, g))
-                elif sessions is None:
-                    new_turns = self._speak_windowed(states, systems, rows, t, models[g],
-                                                     sampling, derived_seed(seed, t, g))
-                else:
-                    new_turns = self._speak_in_session(states, systems, rows, t, sessions[g],
-                                                       sampling, derived_seed(seed, t, g))
-                stats["time_generate_s"] += time.perf_counter() - start
-                stats["sampler_calls"] += 1
-                # The decode loop steps every (bucketed) row until the longest turn ends.
-                stats["decode_slot_steps"] += batch_bucket(len(rows)) * max(
-                    len(turn.tokens) for turn in new_turns)
-                for i, turn in zip(rows, new_turns):
-                    states[i].turns.append(turn)
-                    stats["generated_tokens"] += len(turn.tokens)
-                    stats["decode_tokens"] += len(turn.tokens)
-            start = time.perf_counter()
-            agreed = np.asarray(self.agreement_fn([states[i] for i in running]), bool)
-            elapsed = time.perf_counter() - start
-            stats["time_agreement_s"] += elapsed
-            stats["time_judge_busy_s"] += elapsed
-            for i, ok in zip(running, agreed):
-                if ok:
-                    states[i].agreed, states[i].agreement_turn = True, t + 1
 
     # ---------------------------------------------------------------- checks
     def _check(self, tasks, group_size, seat_params, trainable_seats, mode):
@@ -301,7 +248,7 @@ class NegotiationEngine:
             self._seat_chat(state, systems, state.speaker(t), self.config.context_turns),
             add_generation_prompt=True)
 
-    def _speak_windowed(self, states, systems, rows, t, params, sampling, seed) -> list[Turn]:
+    def speak_windowed(self, states, systems, rows, t, params, sampling, seed) -> list[Turn]:
         prompt_ids = [self.windowed_prompt(states[i], systems[i], t) for i in rows]
         out = self.sample_fn(params, self.model_config, prompt_ids,
                              max_new_tokens=self.config.max_new_tokens, sampling=sampling,
@@ -309,7 +256,7 @@ class NegotiationEngine:
         return [self._turn(states[i].speaker(t), out.tokens[k], out.policy_logp[k],
                            out.finished[k], prompt_ids[k]) for k, i in enumerate(rows)]
 
-    def _speak_external(self, states, systems, rows, t, seat, sampling, seed) -> list[Turn]:
+    def speak_external(self, states, systems, rows, t, seat, sampling, seed) -> list[Turn]:
         """An ExternalSeat answers from its chats (the configured window; None: the whole
         history): text and no tokens, so nothing of it is trained."""
         speakers = [states[i].speaker(t) for i in rows]
@@ -341,7 +288,7 @@ class NegotiationEngine:
             sessions.append(_SeatSession(session, len(states)))
         return sessions
 
-    def _speak_in_session(self, states, systems, rows, t, session, sampling, seed) -> list[Turn]:
+    def speak_in_session(self, states, systems, rows, t, session, sampling, seed) -> list[Turn]:
         deltas = [[] for _ in session.rows]
         keep: list[Optional[int]] = [None] * len(session.rows)
         active = np.zeros(len(session.rows), bool)
@@ -429,13 +376,3 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
         if a[k] != b[k]:
             return k
     return n
-
-
-def _distinct_models(seat_params) -> tuple[list[int], list]:
-    """Model index per seat and the distinct params objects, in seat order."""
-    models, index = [], {}
-    for params in seat_params:
-        if id(params) not in index:
-            index[id(params)] = len(models)
-            models.append(params)
-    return [index[id(p)] for p in seat_params], models

@@ -14,17 +14,24 @@ from its own group only. Methods:
 ``valid`` (same leading shape, bool or 0/1) drops samples, e.g. a judge failure: they are left out of
 the group statistics and get advantage 0. All functions are pure jax.numpy and jit-friendly with
 ``method`` static.
+
+Estimators register (``rl.advantage``, `ADVANTAGES`): an estimator is
+``fn(rewards, weights, eps) -> advantages`` over rewards with the group along axis 1 (any trailing
+axes get their own baseline) and 0/1 ``weights`` of the same shape saying which samples count;
+samples of weight 0 get advantage 0 whatever it returns.
 """
 from __future__ import annotations
 
 import jax.numpy as jnp
 
-METHODS = ("grpo", "dr_grpo", "rloo")
+from negojax.registry import Registry
 
-
-def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"unknown advantage method {method!r}; choose one of {', '.join(METHODS)}")
+ADVANTAGES = Registry("rl.advantage", {
+    "grpo": "negojax.rl.advantages:grpo",
+    "dr_grpo": "negojax.rl.advantages:dr_grpo",
+    "rloo": "negojax.rl.advantages:rloo",
+})
+METHODS = ADVANTAGES.names()  # the built-ins
 
 
 def _float(x) -> jnp.ndarray:
@@ -41,20 +48,34 @@ def _valid_weights(rewards: jnp.ndarray, valid, name: str) -> jnp.ndarray:
     return valid.astype(rewards.dtype)
 
 
-def _group_advantages(rewards: jnp.ndarray, weights: jnp.ndarray, method: str, eps: float) -> jnp.ndarray:
-    """Advantages with the group along axis 1; any trailing axes (seats) get their own baseline."""
+def _group_mean(rewards: jnp.ndarray, weights: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
+    """(count, total, mean) of each group's counted samples, kept along axis 1."""
     count = weights.sum(axis=1, keepdims=True)
     total = (rewards * weights).sum(axis=1, keepdims=True)
-    mean = total / jnp.maximum(count, 1.0)
-    if method == "grpo":
-        var = (((rewards - mean) * weights) ** 2).sum(axis=1, keepdims=True) / jnp.maximum(count, 1.0)
-        adv = (rewards - mean) / (jnp.sqrt(var) + eps)
-    elif method == "dr_grpo":
-        adv = rewards - mean
-    else:  # rloo
-        others = (total - rewards) / jnp.maximum(count - 1.0, 1.0)
-        adv = jnp.where(count > 1.0, rewards - others, 0.0)
-    return jnp.where(weights > 0, adv, 0.0)
+    return count, total, total / jnp.maximum(count, 1.0)
+
+
+def grpo(rewards: jnp.ndarray, weights: jnp.ndarray, eps: float) -> jnp.ndarray:
+    count, _, mean = _group_mean(rewards, weights)
+    var = (((rewards - mean) * weights) ** 2).sum(axis=1, keepdims=True) / jnp.maximum(count, 1.0)
+    return (rewards - mean) / (jnp.sqrt(var) + eps)
+
+
+def dr_grpo(rewards: jnp.ndarray, weights: jnp.ndarray, eps: float) -> jnp.ndarray:
+    del eps
+    return rewards - _group_mean(rewards, weights)[2]
+
+
+def rloo(rewards: jnp.ndarray, weights: jnp.ndarray, eps: float) -> jnp.ndarray:
+    del eps
+    count, total, _ = _group_mean(rewards, weights)
+    others = (total - rewards) / jnp.maximum(count - 1.0, 1.0)
+    return jnp.where(count > 1.0, rewards - others, 0.0)
+
+
+def _group_advantages(rewards: jnp.ndarray, weights: jnp.ndarray, method: str, eps: float) -> jnp.ndarray:
+    """Advantages with the group along axis 1 by the estimator `method` names."""
+    return jnp.where(weights > 0, ADVANTAGES.get(method)(rewards, weights, eps), 0.0)
 
 
 def advantages(rewards, method: str, eps: float = 1e-6, valid=None) -> jnp.ndarray:
@@ -64,7 +85,6 @@ def advantages(rewards, method: str, eps: float = 1e-6, valid=None) -> jnp.ndarr
     ``valid``: optional [prompts, G] mask; dropped samples are excluded from the group's mean/std and
     get advantage 0.
     """
-    _check_method(method)
     rewards = _float(rewards)
     if rewards.ndim != 2:
         raise ValueError(f"advantages: rewards must be [prompts, G], got shape {rewards.shape}; "
@@ -81,7 +101,6 @@ def slot_advantages(rewards, method: str, eps: float = 1e-6, valid=None) -> jnp.
     [prompts, G, slots]; a sample without that slot (a seat it did not train, a turn it never
     reached) is left out of the slot's statistics.
     """
-    _check_method(method)
     rewards = _float(rewards)
     if rewards.ndim != 3:
         raise ValueError(f"slot_advantages: rewards must be [prompts, G, slots], got shape {rewards.shape}")

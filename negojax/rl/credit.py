@@ -19,16 +19,38 @@
   a turn there.
 
 Every function here is NumPy over the rollout's host-side records.
+
+Credit assignments register (``rl.credit``, `CREDITS`): each is a `Credit`, whose
+``assign(method, rewards, valid, sequences, dialogues, potentials)`` returns the advantage of
+every token of each sequence, and whose ``potentials`` says whether it reads the environment's
+potentials (the trainer asks the environment for them only then).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import dataclasses
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from negojax.registry import Registry
 from negojax.rl.advantages import advantages, slot_advantages
 
-CREDITS = ("dialogue", "seat", "turn")
+
+@dataclasses.dataclass(frozen=True)
+class Credit:
+    """One credit assignment (see the module docstring)."""
+    assign: Callable
+    potentials: bool = False
+
+
+def _is_credit(name: str, obj) -> None:
+    if not isinstance(obj, Credit):
+        raise ValueError(f"rl.credit: {name!r} is not a negojax.rl.credit.Credit")
+
+
+CREDITS = Registry("rl.credit", {"dialogue": "negojax.rl.credit:DIALOGUE",
+                                 "seat": "negojax.rl.credit:SEAT",
+                                 "turn": "negojax.rl.credit:TURN"}, check=_is_credit)
 
 
 def shaped_turn_rewards(outcome: float, potentials: Sequence[float]) -> np.ndarray:
@@ -59,28 +81,39 @@ def _trained_slots(sequences, shape, slot) -> np.ndarray:
 def token_advantages(credit: str, method: str, rewards: np.ndarray, valid: np.ndarray,
                      sequences: Sequence, dialogues: Sequence[dict],
                      potentials: Optional[Sequence[Sequence[float]]] = None) -> list[np.ndarray]:
-    """The advantage of every token of each sequence (read where its loss mask is 1).
+    """The advantage of every token of each sequence (read where its loss mask is 1), by the
+    credit assignment `credit` names.
 
     `rewards`, `valid` [P, G]: the outcome reward and whether it counts; `dialogues` the P*G
     transcript records (p-major); `potentials` each dialogue's Φ after each of its turns (turn
     credit; None: Φ = 0).
     """
-    if credit not in CREDITS:
-        raise ValueError(f"rl.credit: {credit!r} is not one of {', '.join(CREDITS)}")
+    return CREDITS.get(credit).assign(method, rewards, np.asarray(valid, bool), sequences,
+                                      dialogues, potentials)
+
+
+def _dialogue_credit(method, rewards, valid, sequences, dialogues, potentials):
+    """Every token of a dialogue: the dialogue's group-relative advantage."""
+    adv = np.asarray(advantages(rewards, method, valid=valid))
+    return [np.full(len(s.tokens), adv[s.prompt_index, s.group_index], np.float32)
+            for s in sequences]
+
+
+def _seat_credit(method, rewards, valid, sequences, dialogues, potentials):
+    """A seat's tokens: compared only with the same seat's samples of the group."""
     P, G = rewards.shape
-    valid = np.asarray(valid, bool)
-    if credit == "dialogue":
-        adv = np.asarray(advantages(rewards, method, valid=valid))
-        return [np.full(len(s.tokens), adv[s.prompt_index, s.group_index], np.float32)
-                for s in sequences]
-    if credit == "seat":
-        seats = max(len(d["personas"]) for d in dialogues)
-        mask = _trained_slots(sequences, (P, G, seats),
-                              lambda s: np.where(np.asarray(s.agent) >= 0, s.seat, -1))
-        adv = np.asarray(slot_advantages(np.repeat(rewards[..., None], seats, -1), method,
-                                         valid=mask & valid[..., None]))
-        return [np.full(len(s.tokens), adv[s.prompt_index, s.group_index, s.seat], np.float32)
-                for s in sequences]
+    seats = max(len(d["personas"]) for d in dialogues)
+    mask = _trained_slots(sequences, (P, G, seats),
+                          lambda s: np.where(np.asarray(s.agent) >= 0, s.seat, -1))
+    adv = np.asarray(slot_advantages(np.repeat(rewards[..., None], seats, -1), method,
+                                     valid=mask & valid[..., None]))
+    return [np.full(len(s.tokens), adv[s.prompt_index, s.group_index, s.seat], np.float32)
+            for s in sequences]
+
+
+def _turn_credit(method, rewards, valid, sequences, dialogues, potentials):
+    """A turn's tokens: its shaped return against the same turn index's group baseline."""
+    P, G = rewards.shape
     turns = [len(d["turns"]) for d in dialogues]
     final = max(turns)  # the final solution's slot, after the longest dialogue's turns
 
@@ -108,6 +141,11 @@ def token_advantages(credit: str, method: str, rewards: np.ndarray, valid: np.nd
         out.append(np.where(slots >= 0, adv[s.prompt_index, s.group_index,
                                             np.maximum(slots, 0)], 0.0).astype(np.float32))
     return out
+
+
+DIALOGUE = Credit(_dialogue_credit)
+SEAT = Credit(_seat_credit)
+TURN = Credit(_turn_credit, potentials=True)
 
 
 def groups_with_signal(token_adv: Sequence[np.ndarray], sequences: Sequence,

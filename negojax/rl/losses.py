@@ -21,6 +21,10 @@ Aggregations (how the masked per-token terms become one number):
 - ``seq_mean_token_sum_norm``: each sequence's token sum / ``max_len_norm`` (a constant generation
   budget), then mean over sequences (Dr. GRPO).
 Sequences without any masked token (padding rows) count for nothing in the sequence means.
+Aggregations register (``rl.loss_aggregation``, `AGGREGATIONS`): one is
+``fn(masked, seq_tokens, seq_count, max_len_norm) -> (loss_sum, normaliser)`` over the masked
+per-token terms [B, T], each token's sequence's masked-token count (broadcastable to [B, T]) and
+the count of sequences with a masked token; it is traced inside the jitted step.
 
 Sum form for gradient accumulation: ``policy_loss_terms`` returns ``(loss_sum, normaliser, sums)``
 for one microbatch. The whole-batch loss is ``sum(loss_sum) / sum(normaliser)`` over microbatches
@@ -33,7 +37,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
+from negojax.registry import Registry
+
+AGGREGATIONS = Registry("rl.loss_aggregation", {
+    "token_mean": "negojax.rl.losses:token_mean",
+    "seq_mean_token_mean": "negojax.rl.losses:seq_mean_token_mean",
+    "seq_mean_token_sum_norm": "negojax.rl.losses:seq_mean_token_sum_norm",
+})
 KL_ESTIMATORS = ("k1", "k2", "k3")
 # k3 exponentiates the log-ratio; beyond +-10 the estimate is dominated by a few tokens and overflows
 # in bf16, so the log-ratio is clamped first.
@@ -94,10 +104,27 @@ def token_metrics(sums: dict) -> dict:
     return metrics
 
 
+def token_mean(masked, mask, seq_tokens, seq_count, max_len_norm):
+    """DAPO's (the method's): every masked token of the batch weighs the same."""
+    del seq_tokens, seq_count, max_len_norm
+    return masked.sum(), mask.sum()
+
+
+def seq_mean_token_mean(masked, mask, seq_tokens, seq_count, max_len_norm):
+    """The original GRPO's: each sequence's token mean, then the mean over sequences."""
+    del mask, max_len_norm
+    return (masked / seq_tokens).sum(), seq_count
+
+
+def seq_mean_token_sum_norm(masked, mask, seq_tokens, seq_count, max_len_norm):
+    """Dr. GRPO's: each sequence's token sum over a constant budget, then the mean."""
+    del mask, seq_tokens
+    return masked.sum() / max_len_norm, seq_count
+
+
 def _check_options(logp, old_logp, advantages, mask, ref_logp, clip_low, clip_high, dual_clip,
                    aggregation, beta, kl_estimator, max_len_norm, sequence_ids) -> None:
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {', '.join(AGGREGATIONS)}")
+    AGGREGATIONS.get(aggregation)
     if kl_estimator not in KL_ESTIMATORS:
         raise ValueError(f"unknown kl_estimator {kl_estimator!r}; choose one of {', '.join(KL_ESTIMATORS)}")
     if not (0.0 <= clip_low < 1.0 and clip_high >= 0.0):
@@ -158,23 +185,17 @@ def policy_loss_terms(logp, old_logp, advantages, mask, *, clip_low: float = 0.2
             per_token = per_token + beta * kl
 
     masked = per_token * mask
-    if aggregation == "token_mean":
-        return masked.sum(), sums["tokens"], sums
-    if sequence_ids is None:
-        row_tokens = mask.sum(axis=1)
-        if aggregation == "seq_mean_token_mean":
-            per_seq = masked.sum(axis=1) / jnp.maximum(row_tokens, 1.0)
-        else:  # seq_mean_token_sum_norm
-            per_seq = masked.sum(axis=1) / max_len_norm
-        return per_seq.sum(), (row_tokens > 0).sum().astype(logp.dtype), sums
-    # Each masked token carries 1 / (its sequence's masked-token count) of one sequence.
-    ids = jnp.asarray(sequence_ids)
-    same = (ids[:, :, None] == ids[:, None, :]) & (mask[:, None, :] > 0)
-    seq_tokens = jnp.maximum(same.sum(axis=2).astype(logp.dtype), 1.0)
-    normaliser = (mask / seq_tokens).sum()
-    if aggregation == "seq_mean_token_mean":
-        return (masked / seq_tokens).sum(), normaliser, sums
-    return masked.sum() / max_len_norm, normaliser, sums  # seq_mean_token_sum_norm
+    if sequence_ids is None:  # a row is one sequence
+        row_tokens = mask.sum(axis=1, keepdims=True)
+        seq_tokens, seq_count = jnp.maximum(row_tokens, 1.0), (row_tokens > 0).sum()
+    else:  # each masked token carries 1 / (its sequence's masked-token count) of one sequence
+        ids = jnp.asarray(sequence_ids)
+        same = (ids[:, :, None] == ids[:, None, :]) & (mask[:, None, :] > 0)
+        seq_tokens = jnp.maximum(same.sum(axis=2).astype(logp.dtype), 1.0)
+        seq_count = (mask / seq_tokens).sum()
+    loss_sum, normaliser = AGGREGATIONS.get(aggregation)(masked, mask, seq_tokens, seq_count,
+                                                         max_len_norm)
+    return loss_sum, jnp.asarray(normaliser, logp.dtype), sums
 
 
 def policy_loss(logp, old_logp, advantages, mask, *, clip_low: float = 0.2, clip_high: float = 0.2,

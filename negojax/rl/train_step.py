@@ -82,6 +82,11 @@ class TrainHParams:
         for name in ("weight_decay", "beta"):
             if number(name) < 0:
                 bad(name, "must be >= 0")
+        for name in ("adam_b1", "adam_b2"):
+            if not 0 <= number(name) < 1:
+                bad(name, "must lie in [0, 1)")
+        if number("adam_eps") <= 0:
+            bad("adam_eps", "must be > 0")
         if number("max_grad_norm") <= 0:
             bad("max_grad_norm", "must be > 0 (it clips the global gradient norm)")
         if not 0 <= number("clip_low") < 1:
@@ -90,8 +95,10 @@ class TrainHParams:
             bad("clip_high", "must be >= 0")
         if self.dual_clip is not None and number("dual_clip") <= 1:
             bad("dual_clip", "must be > 1, or None")
-        if self.aggregation not in AGGREGATIONS:
-            bad("aggregation", f"is not one of {', '.join(AGGREGATIONS)}")
+        try:
+            AGGREGATIONS.get(self.aggregation)
+        except ValueError as error:  # its message names the config key; ours, the field
+            raise ValueError(f"aggregation: {str(error).partition(': ')[2]}") from None
         if self.aggregation == "seq_mean_token_sum_norm" and (
                 not isinstance(self.max_len_norm, int) or self.max_len_norm < 1):
             bad("max_len_norm", "must be an integer >= 1 (the constant generation budget) for "

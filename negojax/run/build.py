@@ -27,6 +27,7 @@ from negojax.parallel import LogicalRules, make_mesh
 from negojax.rewards.http_judge import ChatEndpoint
 from negojax.rl import TrainHParams
 from negojax.rl.train_step import tree_axes
+from negojax.run.judge_kinds import JUDGES
 
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_DIR = "export"
@@ -145,9 +146,16 @@ def check_judge(config) -> None:
             raise ConfigError(f"config.{key}.base_url: {error}") from None
 
 
-def _one_judge(config, key: str, entry: dict, policy: Model, cache_dir: str):
-    if entry["kind"] == "http":
-        return http_judge(entry, config.reward.fallback, cache_dir)
+def endpoint_judge(config, key: str, entry: dict, policy: Model, cache_dir: str):
+    """judge.kind "http": a judge behind an OpenAI-compatible endpoint."""
+    del key, policy
+    return http_judge(entry, config.reward.fallback, cache_dir)
+
+
+def local_judge(config, key: str, entry: dict, policy: Model, cache_dir: str):
+    """judge.kind "local": a model negojax loads, in-process; the policy's own weights when the
+    path names them."""
+    del cache_dir
     from negojax.rewards import LocalJudge
     from negojax.run.config import POLICY_JUDGES
     same_weights = entry["path"] == config.model.path and not (
@@ -168,10 +176,11 @@ def make_judge(config, policy: Model):
     cache = storage.join(config.workdir, JUDGE_CACHE_DIR)
     entries = judge_entries(config)
     if len(entries) == 1:
-        return _one_judge(config, *entries[0], policy, cache)
-    # A cache of its own per member: the cache key is the request, which two endpoints serving
-    # a model of the same name would share.
-    return JudgeEnsemble([_one_judge(config, key, entry, policy, storage.join(cache, str(i)))
+        key, entry = entries[0]
+        return JUDGES.get(entry["kind"])(config, key, entry, policy, cache)
+    # A cache of its own per member: each member's replies are its own.
+    return JudgeEnsemble([JUDGES.get(entry["kind"])(config, key, entry, policy,
+                                                    storage.join(cache, str(i)))
                           for i, (key, entry) in enumerate(entries)],
                          vote=config.judge.ensemble_vote, fallback=config.reward.fallback)
 

@@ -27,11 +27,12 @@ from negojax.negotiation import OPPONENT_MODES, POLICY_SEATS, SETTINGS, Negotiat
 from negojax.rewards import COMPONENTS, FALLBACKS, VOTES, HttpJudge
 from negojax.rewards.http_judge import ChatEndpoint
 from negojax.rl import METHODS, TrainHParams
+from negojax.rl.advantages import ADVANTAGES
 from negojax.rl.credit import CREDITS
+from negojax.run.judge_kinds import JUDGES
 from negojax.tokenization import has_tokenizer
 
 MODES = ("train", "eval", "chat")
-JUDGE_KINDS = ("local", "http")
 OPPONENT_MODEL_KINDS = ("local", "http")
 # The fields of one judge: the `judge` block's, and each `judge.ensemble` entry's.
 JUDGE_FIELDS = ("kind", "path", "base_url", "model", "api_key_env", "timeout_s", "max_retries",
@@ -42,17 +43,23 @@ CALIBRATION_JUDGES = ("auto", "second_member", "reordered")
 # Local judges that are the policy's own weights: its initial ones, or the live ones.
 POLICY_JUDGES = ("policy", "self")
 SCHEDULES = ("cosine", "constant")
-# TrainHParams field -> the run config key that sets it (its defaults come from the field).
+# TrainHParams field -> the run config key that sets it (its defaults come from the field). Every
+# field is here but DERIVED_TRAIN_FIELDS' (tests/run/test_config.py holds the two to that).
 TRAIN_KEYS = {
     "learning_rate": "optim.lr", "warmup_steps": "optim.warmup_steps",
     "final_lr_fraction": "optim.final_lr_fraction", "weight_decay": "optim.weight_decay",
+    "adam_b1": "optim.adam_b1", "adam_b2": "optim.adam_b2", "adam_eps": "optim.adam_eps",
     "max_grad_norm": "optim.max_grad_norm", "clip_low": "rl.clip_low",
-    "clip_high": "rl.clip_high", "aggregation": "rl.loss_aggregation", "beta": "rl.beta",
+    "clip_high": "rl.clip_high", "dual_clip": "rl.dual_clip",
+    "aggregation": "rl.loss_aggregation", "beta": "rl.beta",
     "kl_estimator": "rl.kl_estimator", "num_microbatches": "rl.microbatches",
     "num_inner_updates": "rl.num_inner_updates", "logprob_chunk": "rl.logprob_chunk",
     "remat": "rl.remat",
     "total_steps": "train.steps",
 }
+# Set from other keys by negojax.run.build.train_hparams: Dr. GRPO's constant normaliser is the
+# rollout's token budget.
+DERIVED_TRAIN_FIELDS = ("max_len_norm",)
 # Keys of the rollout section that are the engine's (NegotiationConfig); the others are the run's.
 NEGOTIATION_KEYS = tuple(f.name for f in dataclasses.fields(NegotiationConfig))
 
@@ -148,7 +155,7 @@ def base_config() -> ml_collections.ConfigDict:
     # DAPO's dynamic sampling, groups whose advantages are all 0 leave the update; with
     # oversample_prompts more prompts are rolled out each step, so that up to prompts_per_step
     # groups with signal fill the update.
-    c.rl = ml_collections.ConfigDict(dict(advantage=METHODS[0], credit=CREDITS[0],
+    c.rl = ml_collections.ConfigDict(dict(advantage=METHODS[0], credit=CREDITS.names()[0],
                                           skip_zero_advantage_groups=False, oversample_prompts=0))
     c.optim = ml_collections.ConfigDict(dict(schedule="constant"))
     c.train = ml_collections.ConfigDict(dict(
@@ -159,7 +166,10 @@ def base_config() -> ml_collections.ConfigDict:
     for field, key in TRAIN_KEYS.items():
         section, name = key.split(".")
         if field != "total_steps":  # train.steps is the run's own
-            c[section][name] = getattr(hparams, field)
+            value = getattr(hparams, field)
+            # None (dual_clip off) needs a typed placeholder for --config.rl.dual_clip=3 to set.
+            c[section][name] = ml_collections.config_dict.placeholder(float) if value is None \
+                else value
     c.eval = ml_collections.ConfigDict(dict(
         num_tasks=100, open_ended_tasks=100, capability_prompts=120, reasoning_problems=120,
         decodings=("greedy", "sampled"), trained_path="", baseline_path="",
@@ -213,6 +223,14 @@ def _enum(config, key: str, allowed) -> None:
     value = config_value(config, key)
     if value not in allowed:
         _fail(key, f"{value!r} is not one of {', '.join(allowed)}; set --config.{key}=<one of them>")
+
+
+def _registered(config, key: str, registry) -> None:
+    """`key` names an entry of `registry` (a built-in, a registered one or an import path)."""
+    try:
+        registry.get(config_value(config, key))
+    except ValueError as error:
+        raise ConfigError(f"config.{error}") from None
 
 
 def _positive(config, key: str, allow_zero: bool = False) -> None:
@@ -306,8 +324,10 @@ def judge_entries(config) -> list[tuple[str, dict]]:
 
 def _check_judge(entry: dict, key: str) -> None:
     """One judge's fields (the judge block's or an ensemble entry's), named under `key`."""
-    if entry["kind"] not in JUDGE_KINDS:
-        _fail(f"{key}.kind", f"{entry['kind']!r} is not one of {', '.join(JUDGE_KINDS)}")
+    try:
+        JUDGES.get(entry["kind"])
+    except ValueError as error:  # named by this judge's key (an ensemble member's, say)
+        _fail(f"{key}.kind", str(error).partition(": ")[2])
     if entry["kind"] == "local" and entry["path"] not in POLICY_JUDGES \
             and not model_path_exists(entry["path"]):
         _fail(f"{key}.path", f"{entry['path']!r} does not exist; point it at an HF model "
@@ -447,8 +467,8 @@ def validate_static(config) -> None:
         if name not in COMPONENTS:
             _fail(f"reward.components.{name}", f"unknown component; known: {sorted(COMPONENTS)}")
         _positive(config, f"reward.components.{name}", allow_zero=True)
-    _enum(config, "rl.advantage", METHODS)
-    _enum(config, "rl.credit", CREDITS)
+    for key, registry in (("rl.advantage", ADVANTAGES), ("rl.credit", CREDITS)):
+        _registered(config, key, registry)
     oversample = config.rl.oversample_prompts
     if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 0:
         _fail("rl.oversample_prompts", f"{oversample!r} must be an integer >= 0")

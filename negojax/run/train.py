@@ -23,7 +23,8 @@ from negojax.negotiation.external_seats import OpponentFailing
 from negojax.parallel.multihost import allgather, host_local_to_global, is_main_process, to_host
 from negojax.rewards import compose_rewards
 from negojax.rl import zero_advantage_fraction
-from negojax.rl.credit import advantages_by_turn, groups_with_signal, token_advantages
+from negojax.rl.credit import (CREDITS, advantages_by_turn, groups_with_signal,
+                                token_advantages)
 from negojax.rl.packing import train_batch
 from negojax.rl.train_step import combine, init_train_state, make_train_step
 from negojax.run import artifacts
@@ -227,7 +228,7 @@ class Trainer:
         dialogue_tasks = [tasks[k // G] for k in range(len(rollout.dialogues))]
         outcomes = env.metrics(dialogue_tasks, rollout.dialogues)
         potentials = (env.potentials(dialogue_tasks, rollout.dialogues)
-                      if run.credit == "turn" else None)
+                      if CREDITS.get(run.credit).potentials else None)
         token_adv = token_advantages(run.credit, run.advantage, rewards, valid,
                                      rollout.sequences, rollout.dialogues, potentials)
         signal = groups_with_signal(token_adv, rollout.sequences, len(tasks))

@@ -140,6 +140,22 @@ def test_defaults_are_the_components_own():
         assert c.judge[name] == defaults[name].default, name
 
 
+def test_every_train_hparams_field_is_reached_by_a_config_key():
+    """A field of the train step with no key is a knob no user can turn (dual_clip was
+    implemented and tested, but no key reached it): each is in TRAIN_KEYS or derived."""
+    import dataclasses
+    from negojax.rl import TrainHParams
+    from negojax.run.build import train_hparams
+    from negojax.run.config import DERIVED_TRAIN_FIELDS, TRAIN_KEYS
+    fields = {f.name for f in dataclasses.fields(TrainHParams)}
+    assert fields == set(TRAIN_KEYS) | set(DERIVED_TRAIN_FIELDS)
+    config = shipped_config("tiny_test")
+    config.rl.dual_clip = 3.0
+    config.optim.adam_b2 = 0.95
+    hparams = train_hparams(config)
+    assert (hparams.dual_clip, hparams.adam_b2) == (3.0, 0.95)
+
+
 def test_wandb_without_its_extra_names_the_install(monkeypatch):
     config = shipped_config("tiny_test")
     config.wandb.enabled = True

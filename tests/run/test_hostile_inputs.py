@@ -98,7 +98,7 @@ def test_an_installed_entry_point_names_an_environment(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     cls = environment_class("film_night")
     assert cls.__module__ == "film_night_pkg" and cls.__name__ == "FilmNight"
-    with pytest.raises(ValueError, match="neither one of deliberation, resource_split, .*film_night"):
+    with pytest.raises(ValueError, match="is not one of deliberation, resource_split, .*film_night"):
         environment_class("film_nite")
 
 
