@@ -34,6 +34,9 @@ class Environment(abc.ABC):
     name: str = "custom"
     reward_name: str = "reward"
     judged: bool = False
+    # Metrics that are rates of 0/1 outcomes: their intervals are Wilson's, which has width at
+    # 0 and 1, where a bootstrap of identical outcomes has none.
+    rate_metrics: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config) -> "Environment":
@@ -86,6 +89,13 @@ class Environment(abc.ABC):
         index its own baseline over the outcome alone."""
         del tasks, dialogues
         return None
+
+    def reference_metrics(self, tasks: Sequence[Task]) -> dict[str, dict[str, list[float]]]:
+        """Reference policies a model's `metrics` are read against ({policy: {metric: one value
+        per task}}): outcomes computed from the tasks alone, such as take-all or an even split
+        of a resource split. None by default."""
+        del tasks
+        return {}
 
     def metrics(self, tasks: Sequence[Task], dialogues: Sequence[dict]) -> dict[str, list[float]]:
         """The environment's own per-dialogue measurements (NaN where one does not apply), one

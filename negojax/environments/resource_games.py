@@ -51,7 +51,7 @@ def allocations(counts: tuple[int, ...], parties: int) -> np.ndarray:
     return np.stack([per_kind[k][index[:, k]] for k in range(len(counts))], axis=-1)
 
 
-def _welfare_of(utilities: np.ndarray, kind: str) -> np.ndarray:
+def welfare_of(utilities: np.ndarray, kind: str) -> np.ndarray:
     """Unnormalised welfare of utility vectors [..., parties]: the sum, or the Nash product's
     geometric mean (so its ratio to the best is on the points' own scale)."""
     u = np.asarray(utilities, np.float64)
@@ -70,8 +70,8 @@ def welfare(game: Game, allocation, kind: str) -> float:
     """The allocation's welfare normalised by the best any allocation achieves: in [0, 1]."""
     if kind not in WELFARES:
         raise ValueError(f"env.welfare: {kind!r} is not one of {', '.join(WELFARES)}")
-    best = _welfare_of(_achievable(game), kind).max()
-    return float(_welfare_of(game.utilities(np.asarray(allocation)), kind) / best)
+    best = welfare_of(_achievable(game), kind).max()
+    return float(welfare_of(game.utilities(np.asarray(allocation)), kind) / best)
 
 
 def pareto_optimal(game: Game, allocation) -> bool:
@@ -82,7 +82,7 @@ def pareto_optimal(game: Game, allocation) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def _value_vectors(counts: tuple[int, ...]) -> np.ndarray:
+def value_vectors(counts: tuple[int, ...]) -> np.ndarray:
     """Every per-kind valuation worth TOTAL_VALUE points over the pool: [V, kinds]."""
     grid = np.asarray(list(itertools.product(range(TOTAL_VALUE + 1), repeat=len(counts))))
     return grid[grid @ np.asarray(counts) == TOTAL_VALUE]
@@ -94,7 +94,7 @@ def draw_game(rng: np.random.Generator, parties: int) -> Game:
     party points (so the Nash welfare has a best above 0)."""
     while True:
         counts = tuple(int(c) for c in rng.integers(1, MAX_COUNT + 1, len(ITEM_KINDS)))
-        vectors = _value_vectors(counts)
+        vectors = value_vectors(counts)
         if not len(vectors):  # e.g. 4 of each kind: no integer values make 10 points
             continue
         values = tuple(tuple(int(v) for v in vectors[i])
@@ -102,7 +102,7 @@ def draw_game(rng: np.random.Generator, parties: int) -> Game:
         if len(set(values)) < 2:
             continue
         game = Game(counts, values)
-        if _welfare_of(_achievable(game), "nash").max() > 0:
+        if welfare_of(_achievable(game), "nash").max() > 0:
             return game
 
 
@@ -112,19 +112,28 @@ def _stream(seed: int, stream: int, parties: Sequence[int]) -> Iterator[Game]:
         yield draw_game(rng, parties[k % len(parties)])
 
 
+def seatless(game: Game) -> tuple:
+    """What a game is whoever sits where: its pool and its parties' values in any order (a
+    training game with the seats swapped is the same game to a policy that plays every seat)."""
+    return game.counts, tuple(sorted(game.values))
+
+
 def split_games(seed: int, parties: Sequence[int], sizes: dict[str, int]) -> dict[str, list[Game]]:
-    """{"eval": ..., "train": ...}: distinct games, none in both splits. Each split has a random
-    stream of its own, so the eval set does not depend on the train set's size; the party counts
-    take turns. The train stream skips every game of the eval set."""
+    """{"eval": ..., "train": ...}: distinct games, none in both splits, not even with its seats
+    permuted (`seatless`). Each split has a random stream of its own, so the eval set does not
+    depend on the train set's size; the party counts take turns. The train stream skips every
+    game of the eval set in any seat order."""
     out: dict[str, list[Game]] = {}
-    taken: set[Game] = set()
+    held_out: set[tuple] = set()
     for stream, split in enumerate(("eval", "train")):
-        games = []
+        games, seen = [], set()
         for game in _stream(seed, stream, tuple(parties)):
             if len(games) == sizes[split]:
                 break
-            if game not in taken:
-                taken.add(game)
+            if game not in seen and seatless(game) not in held_out:
+                seen.add(game)
                 games.append(game)
+        if split == "eval":
+            held_out = {seatless(g) for g in games}
         out[split] = games
     return out

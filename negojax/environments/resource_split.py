@@ -23,6 +23,7 @@ import numpy as np
 
 from negojax.data import Persona, Task
 from negojax.environments.base import SPLITS, Environment
+from negojax.environments.reference_policies import reference_allocations
 from negojax.environments.resource_games import (ITEM_KINDS, TOTAL_VALUE, WELFARES, Game,
                                                  pareto_optimal, split_games, welfare)
 from negojax.negotiation.records import DialogueState
@@ -127,6 +128,7 @@ class ResourceSplit(Environment):
     name = "resource_split"
     reward_name = "welfare"
     judged = False
+    rate_metrics = ("agreement", "pareto_optimal", "one_sided")
 
     def __init__(self, *, welfare_kind: str = "nash", parties: Sequence[int] = (2,),
                  train_tasks: int = 4000, eval_tasks: int = 500, seed: int = 0):
@@ -196,8 +198,14 @@ class ResourceSplit(Environment):
         game = game_of(task)
         turns = [(t["speaker"], complete(t["text"], t.get("hit_token_cap", False)))
                  for t in record["turns"]]
-        allocation = deal(game, turns)
         readable = [s is not None for s in stances(game, turns)]
+        return {**self.deal_metrics(game, deal(game, turns)),
+                "unparsable_rate": (1.0 - float(np.mean(readable))) if turns else float("nan")}
+
+    def deal_metrics(self, game: Game, allocation: Optional[np.ndarray]) -> dict[str, float]:
+        """What a deal (None: no deal) is worth: agreement, welfare (the run's kind and both),
+        Pareto optimality and one-sidedness (some party gets nothing; NaN without a deal), each
+        seat's utility as a share of its points."""
         utilities = (np.zeros(game.parties) if allocation is None
                      else game.utilities(allocation) / TOTAL_VALUE)
         welfares = {kind: 0.0 if allocation is None else welfare(game, allocation, kind)
@@ -207,11 +215,29 @@ class ResourceSplit(Environment):
                **{f"welfare_{kind}": w for kind, w in welfares.items()},
                "pareto_optimal": (float("nan") if allocation is None
                                   else float(pareto_optimal(game, allocation))),
-               "unparsable_rate": (1.0 - float(np.mean(readable))) if turns else float("nan")}
+               "one_sided": float("nan") if allocation is None else float(utilities.min() == 0)}
         for seat in range(max(self.parties)):
             row[f"utility_seat{seat}"] = (float(utilities[seat]) if seat < game.parties
                                           else float("nan"))
         return row
+
+    def reference_metrics(self, tasks: Sequence[Task]) -> dict[str, dict[str, list[float]]]:
+        """Each reference policy's measurements on each task, as `metrics` gives a model's
+        (negojax.environments.reference_policies; uniform_random's are the mean over its
+        allocations). The policies impose their deal, so their agreement is 1. A policy a game
+        has no seat for (take_all_seat3 of a 2-party game) is NaN there."""
+        per_task = []
+        for task in tasks:
+            game = game_of(task)
+            per_task.append({
+                name: {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+                for name, rows in ((name, [self.deal_metrics(game, a) for a in allocations])
+                                   for name, allocations in reference_allocations(
+                                       game, self.welfare_kind).items())})
+        names = list(dict.fromkeys(name for policies in per_task for name in policies))
+        keys = list(self.deal_metrics(game_of(tasks[0]), None)) if tasks else []
+        return {name: {key: [policies[name][key] if name in policies else float("nan")
+                             for policies in per_task] for key in keys} for name in names}
 
     def score(self, judge, tasks, rollout, group_size: int):
         del judge

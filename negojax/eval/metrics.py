@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+
 def bootstrap_ci(
     values: Sequence[float],
     statistic: Callable[[np.ndarray], float] = np.mean,
@@ -31,6 +32,35 @@ def bootstrap_ci(
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.percentile(stats, [tail, 100.0 - tail])
     return (float(low), float(high))
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson's score interval of a proportion; (nan, nan) for n = 0. Unlike the bootstrap, whose
+    resamples of all-0 or all-1 outcomes are all alike, it has width at 0 and 1: 0 successes in
+    200 is [0, 0.019], not [0, 0]."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    z = float(_normal_quantile(0.5 + confidence / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+def _normal_quantile(q: float) -> float:
+    from statistics import NormalDist
+    return NormalDist().inv_cdf(q)
+
+
+def interval(values: Sequence[float], *, rate: bool = False, n_resamples: int = 1000,
+             seed: int = 0) -> tuple[float, float]:
+    """The 95% interval of the mean of `values`: Wilson's for a rate (0/1 outcomes), the
+    percentile bootstrap otherwise (a metric that is not a rate but happens to be 0 everywhere
+    is 0 with no spread seen, not a proportion)."""
+    data = np.asarray(values, dtype=np.float64)
+    if rate and data.size and np.all((data == 0) | (data == 1)):
+        return wilson_interval(int(data.sum()), int(data.size))
+    return bootstrap_ci(data, n_resamples=n_resamples, seed=seed)
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -267,13 +267,18 @@ def comparison_table(results: dict, labels: dict[str, str]) -> tuple[list[str], 
 def environment_table(results: dict, labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
     """An environment's own outcomes (resource_split's agreement, welfare, ...) per model and
     decoding, each with its interval."""
-    outcomes = results.get("environment", {}).get("outcomes", {})
-    metrics = sorted({k for by_decoding in outcomes.values() for m in by_decoding.values()
-                      for k in m if k != "n" and not k.endswith("_ci")})
-    names = {"A-B": "A - B (paired over the same tasks)"}
-    rows = [[names.get(name) or labels.get(name, name), decoding, str(m["n"])]
-            + [_with_ci(m, k) for k in metrics]
-            for name, by_decoding in outcomes.items() for decoding, m in by_decoding.items()]
+    environment = results.get("environment", {})
+    outcomes = environment.get("outcomes", {})
+    # The reference policies (take-all, even split, ...) beside the models, with no decoding.
+    runs = [(labels.get(name, name), decoding, m) for name, by_decoding in outcomes.items()
+            for decoding, m in by_decoding.items() if name != "A-B"]
+    runs += [(f"reference: {name}", "-", m)
+             for name, m in environment.get("references", {}).items()]
+    runs += [("A - B (paired over the same tasks)", decoding, m)
+             for decoding, m in outcomes.get("A-B", {}).items()]
+    metrics = sorted({k for _, _, m in runs for k in m if k != "n" and not k.endswith("_ci")})
+    rows = [[name, decoding, str(m["n"])] + [_with_ci(m, k) for k in metrics]
+            for name, decoding, m in runs]
     return ["model", "decoding", "n"] + metrics, rows
 
 
@@ -502,8 +507,11 @@ def _environment_section(eval_results: dict, table) -> str:
         return ""
     name = html.escape(eval_results["environment"]["name"])
     return (f"<h2>Environment outcomes: {name}</h2><p class=\"meta\">Measured by the environment "
-            "from each held-out dialogue; 95% bootstrap intervals. A rate over deals (such as "
-            "pareto_optimal) counts only the dialogues that agreed.</p>" + _html_table(table))
+            "from each held-out dialogue; 95% intervals (Wilson's for rates, the bootstrap "
+            "otherwise). A rate over deals (such as pareto_optimal) counts only the dialogues "
+            "that agreed. The reference policies impose a deal computed from each game alone "
+            "(take-all, even split, uniform random, seat 0's best guess from its own values, "
+            "the welfare optima): a model is read against them.</p>" + _html_table(table))
 
 
 def _party_section(table) -> str:

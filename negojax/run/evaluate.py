@@ -24,7 +24,7 @@ from negojax.eval import (capability_guard, evaluate_conflicts, instruction_prom
                           reasoning_problems, win_rates)
 from negojax.eval.calibration import calibrate, reordered
 from negojax.eval.driver import conflict_question
-from negojax.eval.metrics import bootstrap_ci, conflict_metrics
+from negojax.eval.metrics import conflict_metrics, interval
 from negojax.eval.process import process_metrics
 from negojax.eval.report import EVAL_RESULTS_FILE, write_run_report
 from negojax.run.build import Evaluation
@@ -156,8 +156,9 @@ def _summary(by_metric: dict, run: Evaluation, rows=None) -> dict:
         column = [column[i] for i in rows]
         finite = [v for v in column if np.isfinite(v)]
         summary[metric] = float(np.mean(finite)) if finite else float("nan")
-        summary[f"{metric}_ci"] = list(bootstrap_ci(finite, n_resamples=run.n_resamples,
-                                                    seed=run.seed))
+        summary[f"{metric}_ci"] = list(interval(
+            finite, rate=metric in run.environment.rate_metrics, n_resamples=run.n_resamples,
+            seed=run.seed))
     return summary
 
 
@@ -241,7 +242,10 @@ def _evaluate_outcomes(run: Evaluation, progress: Progress, instructions, proble
                           for name, path in run.paths.items()},
                "trained_by": run.trained_by,
                "environment": {"name": run.environment.name, "outcomes": outcomes,
-                               "by_parties": by_parties}}
+                               "by_parties": by_parties,
+                               "references": {name: _summary(by_metric, run) for name, by_metric
+                                              in run.environment.reference_metrics(
+                                                  run.tasks).items()}}}
     if run.capability_prompts or run.reasoning_problems:
         results["capability"] = _capability(run, _generators(run, progress), instructions,
                                             problems)

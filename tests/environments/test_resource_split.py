@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from negojax.environments import ResourceSplit
-from negojax.environments.resource_games import (Game, allocations, pareto_optimal, split_games,
-                                                 welfare)
+from negojax.environments.resource_games import (Game, allocations, pareto_optimal, seatless,
+                                                 split_games, welfare)
 from negojax.environments.resource_split import (complete, deal, game_task, parse_proposal,
                                                  stances)
 from negojax.negotiation.records import DialogueState, Turn
@@ -200,6 +200,17 @@ def test_splits_are_seeded_disjoint_and_independent_of_the_train_size():
         assert all(1 <= c <= 4 for c in game.counts) and len(set(game.values)) > 1
     sizes = {"eval": 5, "train": 5}
     assert split_games(4, (2,), sizes)["eval"] != split_games(3, (2,), sizes)["eval"]
+
+
+def test_no_eval_game_is_a_training_game_with_its_seats_permuted():
+    """A policy that plays every seat has seen a game whose seats were only swapped: 107 of
+    resource_split's 200 eval games were such training games."""
+    games = split_games(0, (2, 3), {"eval": 200, "train": 4000})
+    held_out = {seatless(g) for g in games["eval"]}
+    assert not any(seatless(g) in held_out for g in games["train"])
+    assert len(games["train"]) == 4000
+    swapped = Game(TWO.counts, TWO.values[::-1])
+    assert seatless(swapped) == seatless(TWO) and swapped != TWO
 
 
 def test_tasks_carry_their_game_and_prompts_keep_values_private():

@@ -82,3 +82,19 @@ def test_win_rates_driver_judges_both_orders():
     w = win_rates(prefers_longer, questions, a, b, n_resamples=50)
     assert (w["wins"], w["losses"], w["ties"]) == (2, 1, 0)
     assert win_rates(always_first, questions, a, b, n_resamples=50)["ties"] == 3
+
+
+def test_wilson_interval_has_width_at_0_and_1_and_matches_the_formula():
+    from negojax.eval.metrics import interval, wilson_interval
+    low, high = wilson_interval(0, 200)
+    assert low == 0.0 and high == pytest.approx(1.959964 ** 2 / (200 + 1.959964 ** 2), rel=1e-5)
+    assert wilson_interval(200, 200) == pytest.approx((1 - high, 1.0))
+    # 30 of 100: centre and half-width by hand.
+    z = 1.959964
+    centre = (0.3 + z * z / 200) / (1 + z * z / 100)
+    half = z * np.sqrt(0.3 * 0.7 / 100 + z * z / 40000) / (1 + z * z / 100)
+    assert wilson_interval(30, 100) == pytest.approx((centre - half, centre + half))
+    assert interval([1.0] * 10, rate=True) == wilson_interval(10, 10)  # a rate
+    assert interval([1.0] * 10) == (1.0, 1.0)  # a measure that was 1 everywhere
+    low, high = interval([0.2, 0.4, 0.9], rate=True)  # no 0/1 outcomes: the bootstrap
+    assert 0.2 <= low < high <= 0.9

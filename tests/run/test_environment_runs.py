@@ -160,3 +160,13 @@ of 2 to 4 parties."""
     assert "Environment outcomes: resource_split" in page and "paired over the same tasks" in page
     assert "By party count" in page
     assert "conflict" not in results
+    # The reference policies beside the models, over the same 4 games, with intervals; a rate
+    # that is 1 everywhere has width (Wilson's), a measure that is, none.
+    references = results["environment"]["references"]
+    assert {"take_all_seat0", "even_split", "uniform_random", "best_offer_seat0",
+            "nash_optimal", "sum_optimal"} <= set(references)
+    take_all = references["take_all_seat0"]
+    assert take_all["n"] == 4 and take_all["agreement"] == 1.0 and take_all["one_sided"] == 1.0
+    assert take_all["agreement_ci"][0] < 1.0 and take_all["utility_seat0_ci"] == [1.0, 1.0]
+    assert references["nash_optimal"]["welfare_nash"] == pytest.approx(1.0)
+    assert "reference: even_split" in page
