@@ -1,5 +1,8 @@
-"""The learning demonstration on a laptop CPU: the embedded SmolLM2-135M-Instruct learns to strike
-deals in resource_split, whose reward is computed, not judged (negojax.environments.resource_split).
+"""resource_split on a laptop CPU with the embedded SmolLM2-135M-Instruct: a reward computed, not
+judged (negojax.environments.resource_split). What this setting's committed run learned is the
+action format and to agree on "seat 0 takes the whole pool" (EXPERIMENTS.md section 1, read
+against the reference policies the evaluation reports); a setting that learns good deals is
+issue 33's open work.
 
 Two parties divide a pool of books, hats and balls, each knowing only its own points; the policy
 plays and trains both seats (rollout.policy_seats all, opponent live: self-play). A deal earns its sum
