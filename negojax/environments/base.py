@@ -90,6 +90,21 @@ class Environment(abc.ABC):
         del tasks, dialogues
         return None
 
+    def seat_utilities(self, tasks: Sequence[Task], dialogues: Sequence[dict]
+                       ) -> Optional[np.ndarray]:
+        """Each seat's own utility of each dialogue's outcome [dialogues, seats] (NaN for a seat
+        a game does not have; 0 without a deal), on the collective reward's scale, for the
+        reward modes that pay a seat its own (reward.mode own and mixed). None: the environment
+        has no per-seat outcome (a judge scores one solution for all), and those modes are
+        refused for it."""
+        del tasks, dialogues
+        return None
+
+    @classmethod
+    def pays_each_seat(cls) -> bool:
+        """Whether `seat_utilities` gives per-seat outcomes (the class overrides it)."""
+        return cls.seat_utilities is not Environment.seat_utilities
+
     def reference_metrics(self, tasks: Sequence[Task]) -> dict[str, dict[str, list[float]]]:
         """Reference policies a model's `metrics` are read against ({policy: {metric: one value
         per task}}): outcomes computed from the tasks alone, such as take-all or an even split

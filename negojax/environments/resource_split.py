@@ -221,6 +221,13 @@ class ResourceSplit(Environment):
                                           else float("nan"))
         return row
 
+    def seat_utilities(self, tasks, dialogues) -> np.ndarray:
+        """Each seat's points of the deal / its points of the whole pool (0 without a deal)."""
+        rows = [self.outcome(task, record) for task, record in zip(tasks, dialogues)]
+        seats = max(self.parties)
+        return np.asarray([[row[f"utility_seat{s}"] for s in range(seats)] for row in rows],
+                          np.float64).reshape(len(rows), seats)
+
     def reference_metrics(self, tasks: Sequence[Task]) -> dict[str, dict[str, list[float]]]:
         """Each reference policy's measurements on each task, as `metrics` gives a model's
         (negojax.environments.reference_policies; uniform_random's are the mean over its

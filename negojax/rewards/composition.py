@@ -15,6 +15,10 @@ def overlong_turn_penalty(coefficient: float, dialogue_stats) -> np.ndarray:
 
 
 COMPONENTS = {"overlong_turn_penalty": overlong_turn_penalty}
+# reward.mode: what each seat is paid. "collective": every seat the dialogue's collective reward
+# (the paper's); "own": each seat its own utility; "mixed": prosocial * collective + (1 -
+# prosocial) * own.
+REWARD_MODES = ("collective", "own", "mixed")
 
 
 def score_final_solutions(judge_, tasks, final_solutions, group_size: int
@@ -69,3 +73,18 @@ def compose_rewards(ca_scores, agreed, *, fallback: str, components=None, dialog
         parts[component] = np.broadcast_to(part, ca_scores.shape).astype(np.float64)
     rewards = np.where(valid, sum(parts.values()), 0.0)
     return rewards, valid, parts
+
+
+def seat_rewards(collective, utilities, valid, *, mode: str, prosocial: float) -> np.ndarray:
+    """Each seat's reward [..., seats] from the collective rewards [...] and each seat's own
+    utility [..., seats] (NaN for a seat the game does not have: reward 0 there): seat s gets
+    lambda * collective + (1 - lambda) * utility_s, lambda 1 for "collective", 0 for "own" and
+    `prosocial` for "mixed". An invalid sample (a dropped judge failure) gets 0 in every seat,
+    as its collective reward does."""
+    if mode not in REWARD_MODES:
+        raise ValueError(f"reward.mode: {mode!r} is not one of {', '.join(REWARD_MODES)}")
+    weight = {"collective": 1.0, "own": 0.0, "mixed": prosocial}[mode]
+    collective = np.asarray(collective, np.float64)[..., None]
+    utilities = np.nan_to_num(np.asarray(utilities, np.float64), nan=0.0)
+    out = weight * collective + (1.0 - weight) * utilities
+    return np.where(np.asarray(valid, bool)[..., None], out, 0.0)

@@ -22,8 +22,10 @@ Every function here is NumPy over the rollout's host-side records.
 
 Credit assignments register (``rl.credit``, `CREDITS`): each is a `Credit`, whose
 ``assign(method, rewards, valid, sequences, dialogues, potentials)`` returns the advantage of
-every token of each sequence, and whose ``potentials`` says whether it reads the environment's
-potentials (the trainer asks the environment for them only then).
+every token of each sequence, whose ``potentials`` says whether it reads the environment's
+potentials (the trainer asks the environment for them only then), and whose ``per_seat`` says
+whether it reads per-seat rewards [P, G, seats] (reward.mode own or mixed) rather than one
+reward per dialogue [P, G].
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ class Credit:
     """One credit assignment (see the module docstring)."""
     assign: Callable
     potentials: bool = False
+    per_seat: bool = False
 
 
 def _is_credit(name: str, obj) -> None:
@@ -100,13 +103,15 @@ def _dialogue_credit(method, rewards, valid, sequences, dialogues, potentials):
 
 
 def _seat_credit(method, rewards, valid, sequences, dialogues, potentials):
-    """A seat's tokens: compared only with the same seat's samples of the group."""
-    P, G = rewards.shape
+    """A seat's tokens: compared only with the same seat's samples of the group, on the seat's
+    own reward when `rewards` has one per seat [P, G, seats], else on the dialogue's."""
+    P, G = rewards.shape[:2]
     seats = max(len(d["personas"]) for d in dialogues)
     mask = _trained_slots(sequences, (P, G, seats),
                           lambda s: np.where(np.asarray(s.agent) >= 0, s.seat, -1))
-    adv = np.asarray(slot_advantages(np.repeat(rewards[..., None], seats, -1), method,
-                                     valid=mask & valid[..., None]))
+    per_seat = rewards[..., :seats] if rewards.ndim == 3 else np.repeat(rewards[..., None],
+                                                                        seats, -1)
+    adv = np.asarray(slot_advantages(per_seat, method, valid=mask & valid[..., None]))
     return [np.full(len(s.tokens), adv[s.prompt_index, s.group_index, s.seat], np.float32)
             for s in sequences]
 
@@ -144,7 +149,7 @@ def _turn_credit(method, rewards, valid, sequences, dialogues, potentials):
 
 
 DIALOGUE = Credit(_dialogue_credit)
-SEAT = Credit(_seat_credit)
+SEAT = Credit(_seat_credit, per_seat=True)
 TURN = Credit(_turn_credit, potentials=True)
 
 

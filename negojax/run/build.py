@@ -46,7 +46,7 @@ RESUME_KEYS = ("model.path", "model.param_dtype", "model.random_init", "model.ov
                "rollout.setting", "env.name", "env.parties", "env.train_tasks", "env.seed",
                "data.dir", "rollout.opponent", "rollout.policy_seats", "rl.credit",
                "env.welfare", "judge.kind", "judge.path", "judge.model", "reward.fallback",
-               "reward.components")
+               "reward.components", "reward.mode", "reward.prosocial")
 
 
 # ------------------------------------------------------------------------------ model and mesh
@@ -322,6 +322,8 @@ class Training:
     oversample_per_host: int         # extra prompts rolled out per step on each host
     reward_fallback: str
     reward_components: dict          # {name: coefficient}, the ones switched on
+    reward_mode: str                 # negojax.rewards.REWARD_MODES
+    prosocial: float                 # the collective reward's weight under reward_mode "mixed"
     eval_every: int
     environment: object              # negojax.environments.Environment: tasks, reward, metrics
     eval_tasks: list[Task]
@@ -430,6 +432,7 @@ def _build_training(config, mesh_sizes: dict, env, checkpointer) -> Training:
         oversample_per_host=config.rl.oversample_prompts // jax.process_count(),
         reward_fallback=config.reward.fallback,
         reward_components={k: v for k, v in config.reward.components.items() if v},
+        reward_mode=config.reward.mode, prosocial=config.reward.prosocial,
         eval_every=t.eval_every, environment=env,
         eval_tasks=env.tasks("eval")[:t.quick_eval_tasks],
         max_consecutive_skips=t.max_consecutive_skips,

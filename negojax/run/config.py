@@ -24,7 +24,7 @@ from negojax.eval.process import SIMILARITIES
 from negojax.models import lora
 from negojax.models.config import DTYPE_NAMES, PRESETS
 from negojax.negotiation import OPPONENT_MODES, POLICY_SEATS, SETTINGS, NegotiationConfig
-from negojax.rewards import COMPONENTS, FALLBACKS, VOTES, HttpJudge
+from negojax.rewards import COMPONENTS, FALLBACKS, REWARD_MODES, VOTES, HttpJudge
 from negojax.rewards.http_judge import ChatEndpoint
 from negojax.rl import METHODS, TrainHParams
 from negojax.rl.advantages import ADVANTAGES
@@ -147,9 +147,11 @@ def base_config() -> ml_collections.ConfigDict:
         # block's), e.g. ({"kind": "http", "base_url": ..., "model": ...}, {"kind": "local"});
         # empty: this block is the one judge. ensemble_vote: negojax.rewards.ensemble's.
         ensemble=(), ensemble_vote=VOTES[0]))
+    # mode: what each seat is paid (negojax.rewards.REWARD_MODES); prosocial: the collective
+    # reward's weight under "mixed".
     c.reward = ml_collections.ConfigDict(dict(
         fallback=FALLBACKS[0], components=ml_collections.ConfigDict(
-            {name: 0.0 for name in COMPONENTS})))
+            {name: 0.0 for name in COMPONENTS}), mode=REWARD_MODES[0], prosocial=0.5))
     hparams = TrainHParams()
     # credit: which advantage each token gets (negojax.rl.credit). skip_zero_advantage_groups:
     # DAPO's dynamic sampling, groups whose advantages are all 0 leave the update; with
@@ -223,6 +225,26 @@ def _enum(config, key: str, allowed) -> None:
     value = config_value(config, key)
     if value not in allowed:
         _fail(key, f"{value!r} is not one of {', '.join(allowed)}; set --config.{key}=<one of them>")
+
+
+def _check_reward_mode(config) -> None:
+    """A seat paid its own utility needs an environment with per-seat outcomes, and credit that
+    compares a seat with the same seat (`seat`): the other credits give one reward to all."""
+    _enum(config, "reward.mode", REWARD_MODES)
+    if not 0 <= config.reward.prosocial <= 1:
+        _fail("reward.prosocial", f"{config.reward.prosocial} must lie in [0, 1]")
+    mode = config.reward.mode
+    if mode == "collective":
+        return
+    from negojax.environments import environment_class
+    if not environment_class(config.env.name).pays_each_seat():
+        _fail("reward.mode", f"{mode!r} pays each seat its own utility, which "
+              f"{config.env.name} does not give (a judge scores one solution for all); use an "
+              "environment with per-seat outcomes (resource_split) or reward.mode=collective")
+    if not CREDITS.get(config.rl.credit).per_seat:
+        _fail("reward.mode", f"{mode!r} gives each seat a reward of its own, which "
+              f"rl.credit={config.rl.credit} does not read (it gives one reward to every seat); "
+              "set --config.rl.credit=seat")
 
 
 def _registered(config, key: str, registry) -> None:
@@ -469,6 +491,7 @@ def validate_static(config) -> None:
         _positive(config, f"reward.components.{name}", allow_zero=True)
     for key, registry in (("rl.advantage", ADVANTAGES), ("rl.credit", CREDITS)):
         _registered(config, key, registry)
+    _check_reward_mode(config)
     oversample = config.rl.oversample_prompts
     if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 0:
         _fail("rl.oversample_prompts", f"{oversample!r} must be an integer >= 0")

@@ -21,7 +21,7 @@ from negojax.api import Model
 from negojax.negotiation import derived_seed, view
 from negojax.negotiation.external_seats import OpponentFailing
 from negojax.parallel.multihost import allgather, host_local_to_global, is_main_process, to_host
-from negojax.rewards import compose_rewards
+from negojax.rewards import compose_rewards, seat_rewards
 from negojax.rl import zero_advantage_fraction
 from negojax.rl.credit import (CREDITS, advantages_by_turn, groups_with_signal,
                                 token_advantages)
@@ -48,13 +48,15 @@ def _means(outcomes: dict[str, list[float]]) -> dict[str, float]:
 
 
 def _seat_rewards(dialogues: list[dict], rewards: np.ndarray, valid: np.ndarray) -> dict:
-    """reward_seat{s}: the mean reward of the dialogues where the policy trained seat s, over
-    every host, when the policy trains more than one seat across the step."""
+    """reward_seat{s}: the mean reward of seat s (the dialogue's, or the seat's own [P, G,
+    seats] under reward.mode own or mixed) over the dialogues where the policy trained seat s,
+    over every host, when the policy trains more than one seat across the step."""
     seats = int(allgather(np.asarray(max(len(d["personas"]) for d in dialogues))).max())
     sums = np.zeros((seats, 2))
-    for d, r, ok in zip(dialogues, rewards.reshape(-1), valid.reshape(-1)):
+    per_dialogue = rewards.reshape(len(dialogues), -1)
+    for d, r, ok in zip(dialogues, per_dialogue, valid.reshape(-1)):
         for seat in d["policy_seats"]:
-            sums[seat] += (r, 1.0) if ok else (0.0, 0.0)
+            sums[seat] += (r[seat if r.size > 1 else 0], 1.0) if ok else (0.0, 0.0)
     trained = np.asarray([[any(seat in d["policy_seats"] for d in dialogues)]
                           for seat in range(seats)], np.float64)
     sums, trained = allgather(sums).reshape(-1, seats, 2).sum(0), \
@@ -227,9 +229,13 @@ class Trainer:
                                                 name=env.reward_name)
         dialogue_tasks = [tasks[k // G] for k in range(len(rollout.dialogues))]
         outcomes = env.metrics(dialogue_tasks, rollout.dialogues)
+        # What each seat is paid: the dialogue's reward, or [P, G, seats] with the seat's own.
+        paid = rewards if run.reward_mode == "collective" else seat_rewards(
+            rewards, env.seat_utilities(dialogue_tasks, rollout.dialogues).reshape(
+                len(tasks), G, -1), valid, mode=run.reward_mode, prosocial=run.prosocial)
         potentials = (env.potentials(dialogue_tasks, rollout.dialogues)
                       if CREDITS.get(run.credit).potentials else None)
-        token_adv = token_advantages(run.credit, run.advantage, rewards, valid,
+        token_adv = token_advantages(run.credit, run.advantage, paid, valid,
                                      rollout.sequences, rollout.dialogues, potentials)
         signal = groups_with_signal(token_adv, rollout.sequences, len(tasks))
         trained = self._trained_groups(signal)
@@ -271,7 +277,7 @@ class Trainer:
                 np.asarray(zero_advantage_fraction(rewards, valid))))),
             "groups_sampled": int(groups[0]), "groups_without_signal": int(groups[1]),
             "groups_trained": int(groups[2]),
-            **_seat_rewards(rollout.dialogues, rewards, valid),
+            **_seat_rewards(rollout.dialogues, paid, valid),
             **_means(outcomes),
         }
         row.update(run.opponents.record(row["reward_mean"]))
@@ -286,6 +292,8 @@ class Trainer:
                 record = {**record, f"{env.reward_name}_failure": failures[k]}
             if outcomes:
                 record = {**record, "outcome": {n: v[k] for n, v in outcomes.items()}}
+            if paid is not rewards:
+                record = {**record, "seat_rewards": [float(r) for r in paid[p, g]]}
             records.append({"step": step, **record, "reward": float(rewards[p, g]) if valid[p, g]
                             else None, "reward_components": components})
         return row, records

@@ -180,3 +180,21 @@ def test_reliability_command_prints_a_table(tmp_path, capsys):
     second.write_text('{"id": "x"}\n')
     assert rel.main([str(first), str(second)]) == 1
     assert f"{second}:1:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode, prosocial, want", [
+    # collective 0.8; seat utilities 0.3 and 0.7 (a third seat the game lacks: NaN)
+    ("collective", 0.5, [0.8, 0.8, 0.8]),
+    ("own", 0.5, [0.3, 0.7, 0.0]),
+    ("mixed", 0.25, [0.25 * 0.8 + 0.75 * 0.3, 0.25 * 0.8 + 0.75 * 0.7, 0.25 * 0.8]),
+])
+def test_each_reward_mode_pays_each_seat_by_hand(mode, prosocial, want):
+    from negojax.rewards import seat_rewards
+    collective = np.array([[0.8, 0.5]])
+    utilities = np.array([[[0.3, 0.7, np.nan], [0.5, 0.5, np.nan]]])
+    valid = np.array([[True, False]])  # the second sample dropped: 0 in every seat
+    paid = seat_rewards(collective, utilities, valid, mode=mode, prosocial=prosocial)
+    np.testing.assert_allclose(paid[0, 0], want)
+    np.testing.assert_array_equal(paid[0, 1], [0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="reward.mode: 'selfish' is not one of"):
+        seat_rewards(collective, utilities, valid, mode="selfish", prosocial=0.5)

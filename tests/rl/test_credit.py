@@ -85,6 +85,22 @@ def test_seat_credit_compares_a_seat_only_with_the_same_seat(method):
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_seat_credit_reads_each_seats_own_reward(method):
+    """reward.mode own or mixed: [P, G, seats]; self-play trains both seats of every dialogue,
+    and each seat is compared with the same seat on that seat's own reward."""
+    paid = np.array([[[0.9, 0.1], [0.6, 0.4], [0.5, 0.5], [1.0, 0.0]]])
+    valid = np.ones((1, 4), bool)
+    seqs = [sequence(0, g, seat, [seat]) for g in range(4) for seat in (0, 1)]
+    dialogues = [record(2, 2, (0, 1)) for _ in range(4)]
+    got = token_advantages("seat", method, paid, valid, seqs, dialogues)
+    for seat in (0, 1):
+        want = ref_group(list(paid[0, :, seat]), method, [True] * 4)
+        for g in range(4):
+            k = 2 * g + seat
+            np.testing.assert_allclose(trained_values(got[k], seqs[k]), want[g], atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_turn_credit_against_loops(method):
     # one prompt, 4 dialogues of different lengths; the policy trains seat 0 (turns 0, 2, ...)
     # and dialogue 3 also its final solution (turn index = its turn count)

@@ -89,6 +89,11 @@ def test_override_checks_in_process(argv, expected, monkeypatch):
     ("rollout.policy_seats", "all", "config.rollout.policy_seats: 'all' seats the policy "
                                     "everywhere, so there is no frozen opponent to play"),
     ("rl.credit", "token", "config.rl.credit: 'token' is not one of dialogue, seat, turn"),
+    ("reward.mode", "selfish", "config.reward.mode: 'selfish' is not one of collective, own, mixed"),
+    ("reward.prosocial", 1.5, "config.reward.prosocial: 1.5 must lie in [0, 1]"),
+    # the deliberation's judge scores one solution for all seats
+    ("reward.mode", "own", "config.reward.mode: 'own' pays each seat its own utility, which "
+                           "deliberation does not give"),
     # dynamic sampling is off in tiny_test: extra prompts would replace nothing
     ("rl.oversample_prompts", 2, "config.rl.oversample_prompts: 2 extra prompts only replace "
                                  "groups that rl.skip_zero_advantage_groups drops"),
@@ -243,3 +248,13 @@ def test_single_agent_config_is_the_papers_baseline_on_the_methods_machine():
         {"data": 1, "fsdp": 8, "tensor": 4}
     assert (c.model.path, c.lora.rank, c.optim.lr) == (method.model.path, method.lora.rank,
                                                        method.optim.lr)
+
+
+def test_a_seat_paid_its_own_needs_credit_that_reads_it():
+    config = shipped_config("resource_split")
+    config.reward.mode = "mixed"
+    with pytest.raises(ConfigError, match="^config.reward.mode: 'mixed' gives each seat a reward "
+                                          "of its own, which rl.credit=dialogue does not read"):
+        validate_static(config)
+    config.rl.credit = "seat"
+    validate_static(config)

@@ -170,3 +170,18 @@ of 2 to 4 parties."""
     assert take_all["agreement_ci"][0] < 1.0 and take_all["utility_seat0_ci"] == [1.0, 1.0]
     assert references["nash_optimal"]["welfare_nash"] == pytest.approx(1.0)
     assert "reference: even_split" in page
+
+
+def test_resource_split_pays_each_seat_its_own_under_mixed_rewards(tmp_path):
+    """reward.mode=mixed with seat credit trains a step; every transcript carries what each seat
+    was paid (lambda * welfare + (1 - lambda) * the seat's own points: 0 without a deal, which a
+    random tiny model never strikes), and the step reports each trained seat's mean."""
+    run_main("resource_split", tmp_path, "--config.train.steps=1",
+             "--config.rollout.prompts_per_step=2", "--config.rollout.max_new_tokens=8",
+             "--config.reward.mode=mixed", "--config.reward.prosocial=0.25",
+             "--config.rl.credit=seat", *TINY)
+    records = _lines(tmp_path / "transcripts.jsonl")
+    assert all(len(r["seat_rewards"]) == 2 for r in records)
+    assert all(r["seat_rewards"] == [0.0, 0.0] for r in records if r["reward"] == 0.0)
+    row = metrics(tmp_path)[1]
+    assert row["reward_seat0"] == row["reward_seat1"] == 0.0
