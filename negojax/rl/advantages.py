@@ -8,8 +8,12 @@ from its own group only. Methods:
   sqrt(G / (G - 1)) for full groups, which Adam largely absorbs. ddof=0 stays defined when a
   ``valid`` mask leaves a single sample in a group (its advantage is then 0, not 0/0).
 - ``dr_grpo``: r - mean (Dr. GRPO drops the std division, which up-weights near-uniform groups).
-- ``rloo``:    r - mean of the OTHER samples of the group (leave-one-out); a group with a single
-  valid sample has no baseline and gets advantage 0.
+- ``rloo``:    r - mean of the OTHER samples of the group (leave-one-out); a sample with no other
+  in its group (the only valid one, or the only dialogue that reached a turn under per-turn
+  credit) has no baseline: its advantage is its reward. The baseline never depends on the
+  sample's own actions, so the estimate is unbiased, also when the policy decides when a dialogue
+  stops (tests/rl/test_credit.py, a toy with its gradient in closed form); an advantage of 0
+  there would drop the term whenever no other dialogue went as far.
 
 ``valid`` (same leading shape, bool or 0/1) drops samples, e.g. a judge failure: they are left out of
 the group statistics and get advantage 0. All functions are pure jax.numpy and jit-friendly with
@@ -69,8 +73,8 @@ def dr_grpo(rewards: jnp.ndarray, weights: jnp.ndarray, eps: float) -> jnp.ndarr
 def rloo(rewards: jnp.ndarray, weights: jnp.ndarray, eps: float) -> jnp.ndarray:
     del eps
     count, total, _ = _group_mean(rewards, weights)
-    others = (total - rewards) / jnp.maximum(count - 1.0, 1.0)
-    return jnp.where(count > 1.0, rewards - others, 0.0)
+    # Alone in its group, a sample's "others" sum to 0: its advantage is its reward.
+    return rewards - (total - rewards * weights) / jnp.maximum(count - 1.0, 1.0)
 
 
 def _group_advantages(rewards: jnp.ndarray, weights: jnp.ndarray, method: str, eps: float) -> jnp.ndarray:

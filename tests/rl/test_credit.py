@@ -1,5 +1,6 @@
 """rl.credit against NumPy references written with loops: dialogue, seat and turn credit, the
 shaped turn returns, and which groups carry signal."""
+import itertools
 import math
 
 import numpy as np
@@ -22,7 +23,7 @@ def ref_group(values, method, keep, eps=1e-6):
     for i in kept:
         others = [values[j] for j in kept if j != i]
         out[i] = {"grpo": (values[i] - mean) / (std + eps), "dr_grpo": values[i] - mean,
-                  "rloo": values[i] - sum(others) / len(others) if others else 0.0}[method]
+                  "rloo": values[i] - sum(others) / len(others) if others else values[i]}[method]
     return out
 
 
@@ -149,3 +150,62 @@ def test_groups_with_signal_are_those_with_a_nonzero_trained_advantage():
     dialogues = [record(2, 1, (0,)) for _ in range(4)]
     adv = token_advantages("dialogue", "grpo", rewards, np.ones((2, 2), bool), seqs, dialogues)
     np.testing.assert_array_equal(groups_with_signal(adv, seqs, 2), [False, True])
+
+
+# A toy negotiation whose policy gradient is known in closed form, with a policy that decides
+# when to stop. Turn 0 (seat 0) stops the dialogue with probability 1 - p (outcome R_STOP) or
+# goes on; turn 1 (seat 1) then makes a good deal with probability q (outcome 1) or a bad one
+# (outcome 0). p = sigmoid(theta_0), q = sigmoid(theta_1); both seats are the policy's.
+# J = (1 - p) R_STOP + p q, so dJ/dtheta_0 = p (1 - p) (q - R_STOP), dJ/dtheta_1 = p q (1 - q).
+R_STOP, PHI_STOP, PHI_GO = 0.3, 0.3, 0.5  # the potentials after turn 0: what is on the table
+
+
+def _toy_outcomes(p, q):
+    """(probability, turns, outcome, potentials, d log-prob of each turn's action)."""
+    return [(1 - p, 1, R_STOP, [PHI_STOP], [(-p, 0.0)]),
+            (p * q, 2, 1.0, [PHI_GO, 1.0], [(1 - p, 0.0), (0.0, 1 - q)]),
+            (p * (1 - q), 2, 0.0, [PHI_GO, 0.0], [(1 - p, 0.0), (0.0, -q)])]
+
+
+def expected_turn_credit_gradient(method, p, q, G):
+    """E[sum over a group's samples and trained turns of advantage x d log pi], exactly: every
+    joint outcome of the G dialogues, weighted by its probability."""
+    outcomes = _toy_outcomes(p, q)
+    total = np.zeros(2)
+    for joint in itertools.product(outcomes, repeat=G):
+        weight = np.prod([o[0] for o in joint])
+        rewards = np.array([[o[2] for o in joint]])
+        seqs, grads = [], []
+        for g, (_, turns, _, _, dlogp) in enumerate(joint):
+            for t in range(turns):
+                seqs.append(sequence(0, g, t % 2, [t]))
+                grads.append(np.asarray(dlogp[t]))
+        dialogues = [record(2, o[1], (0, 1)) for o in joint]
+        adv = token_advantages("turn", method, rewards, np.ones((1, G), bool), seqs, dialogues,
+                               [o[3] for o in joint])
+        for a, s, grad in zip(adv, seqs, grads):
+            total += weight * trained_values(a, s)[0] * grad
+    return total
+
+
+@pytest.mark.parametrize("p, q", [(0.3, 0.6), (0.8, 0.2)])
+def test_turn_credit_with_rloo_is_an_unbiased_policy_gradient_when_the_policy_stops(p, q):
+    """The slot of turn 1 holds only the dialogues that went on. Its leave-one-out baseline is
+    the others' returns there, independent of the sample's own action, so the estimate is
+    unbiased, provided a dialogue that reached turn 1 alone keeps its return (no baseline)
+    rather than an advantage of 0, which dropped its term whenever no other dialogue went on."""
+    true = np.array([p * (1 - p) * (q - R_STOP), p * q * (1 - q)])
+    G = 3
+    np.testing.assert_allclose(expected_turn_credit_gradient("rloo", p, q, G), G * true,
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_turn_credit_normalised_by_a_mean_that_holds_the_sample_is_biased_when_it_stops():
+    """dr_grpo's baseline holds the sample itself, scaling each turn's term by 1 - 1/n for the
+    n dialogues that reached it: a number that depends on the stopping policy, so the estimate
+    is not a multiple of the gradient (docs/seats_and_credit.md: use rloo with turn credit)."""
+    p, q = 0.3, 0.6
+    true = np.array([p * (1 - p) * (q - R_STOP), p * q * (1 - q)])
+    got = expected_turn_credit_gradient("dr_grpo", p, q, 3)
+    ratios = got / true
+    assert abs(ratios[0] - ratios[1]) > 0.1

@@ -29,7 +29,7 @@ def ref_group_advantages(values, method, eps, keep):
             out[i] = values[i] - mean
         else:
             others = [values[j] for j in kept if j != i]
-            out[i] = values[i] - sum(others) / len(others) if others else 0.0
+            out[i] = values[i] - sum(others) / len(others) if others else values[i]
     return out
 
 
@@ -128,7 +128,7 @@ def test_advantages_match_numpy_reference(method, with_valid):
     valid = rng.uniform(size=rewards.shape) < 0.75 if with_valid else None
     if with_valid:
         valid[2] = False
-        valid[3] = [True] + [False] * 7                # one survivor: no baseline, advantage 0
+        valid[3] = [True] + [False] * 7                # one survivor: no baseline
     got = np.asarray(rl.advantages(rewards, method, valid=valid))
     want = ref_advantages(rewards.astype(np.float64), method, valid=valid)
     assert got.shape == rewards.shape
