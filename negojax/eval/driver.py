@@ -78,7 +78,8 @@ def win_rates(
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> dict:
-    """A against B, judged in both orders; a win or a loss counts only when both orders agree."""
+    """A against B, judged in both orders (metrics.win_rate: the orders averaged, and the
+    strict count where both agree)."""
     p_a_first = prefer(questions, answers_a, answers_b)
     p_b_first = prefer(questions, answers_b, answers_a)
     return win_rate(p_a_first, p_b_first, n_resamples=n_resamples, seed=seed)

@@ -125,13 +125,21 @@ def pairwise_outcomes(p_a_first: Sequence[float], p_b_first: Sequence[float]) ->
 
 
 def win_rate(p_a_first: Sequence[float], p_b_first: Sequence[float], *, n_resamples: int = 1000, seed: int = 0) -> dict:
-    """Wins, losses, ties and win_rate = (wins + ties / 2) / n for A, so 0.5 means even; with a 95% CI."""
+    """A's win rate with the two orders averaged: per item P(A better) = (p_a_first + 1 -
+    p_b_first) / 2, so a judge's taste for a position cancels (one that prefers the first answer
+    70% of the time whatever it is scores an even 0.5) and a real preference still shows;
+    0.5 means even; with a 95% bootstrap CI. Requiring both orders to agree (the paper's rule,
+    kept as wins, losses, ties and strict_win_rate = (wins + ties / 2) / n) pins a judge with a
+    position bias at a tie."""
     outcomes = pairwise_outcomes(p_a_first, p_b_first)
+    averaged = (np.asarray(p_a_first, np.float64) + 1.0 - np.asarray(p_b_first, np.float64)) / 2
     return {
         "n": int(outcomes.size),
         "wins": int(np.sum(outcomes == WIN)),
         "losses": int(np.sum(outcomes == LOSS)),
         "ties": int(np.sum(outcomes == TIE)),
-        "win_rate": _mean(outcomes),
-        "win_rate_ci": list(bootstrap_ci(outcomes, n_resamples=n_resamples, seed=seed)),
+        "win_rate": _mean(averaged),
+        "win_rate_ci": list(bootstrap_ci(averaged, n_resamples=n_resamples, seed=seed)),
+        "strict_win_rate": _mean(outcomes),
+        "strict_win_rate_ci": list(bootstrap_ci(outcomes, n_resamples=n_resamples, seed=seed)),
     }

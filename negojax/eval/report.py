@@ -223,9 +223,11 @@ def conflict_table(results: dict, labels: dict[str, str]) -> tuple[list[str], li
 
 
 def win_rate_table(results: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["question set", "n", "wins", "losses", "ties", "win rate [95% CI]"]
-    rows = [[name, _fmt(w.get("n")), _fmt(w.get("wins")), _fmt(w.get("losses")), _fmt(w.get("ties")),
-             _with_ci(w, "win_rate")] for name, w in results.get("win_rates", {}).items()]
+    header = ["question set", "n", "win rate, orders averaged [95% CI]", "wins", "losses", "ties",
+              "strict win rate [95% CI]"]
+    rows = [[name, _fmt(w.get("n")), _with_ci(w, "win_rate"), _fmt(w.get("wins")), _fmt(w.get("losses")),
+             _fmt(w.get("ties")), _with_ci(w, "strict_win_rate")]
+            for name, w in results.get("win_rates", {}).items()]
     return header, rows
 
 
@@ -592,8 +594,9 @@ single-agent- and negotiation-trained models); 0.5 means even.</p>
 {table_or_missing("conflict", "No conflict-resolution evaluation in these results.")}
 {_party_section(tables["parties"])}
 <h2>Pairwise CA win rate (A against B)</h2>
-<p class="meta">The judge compares each pair in both orders; a win or a loss counts only when both orders agree,
-anything else is a tie. Win rate = (wins + ties / 2) / n, so 0.5 means even.</p>
+<p class="meta">The judge compares each pair in both orders. Win rate: P(A better) averaged over the two orders,
+so a judge's taste for a position cancels; 0.5 means even. Wins, losses and ties count the pairs where both
+orders agree (a win or a loss) or not (a tie), the paper's stricter rule: strict win rate = (wins + ties / 2) / n.</p>
 {table_or_missing("win_rates", "No win-rate evaluation in these results.")}
 <h2>Collective-Agency scores</h2>
 {ca_histogram}

@@ -60,8 +60,23 @@ def test_win_needs_both_orders_to_agree():
     np.testing.assert_array_equal(pairwise_outcomes(p_a_first, p_b_first), [1, 0.5, 0, 1, 0.5, 0, 1])
     w = win_rate(p_a_first, p_b_first, n_resamples=200)
     assert (w["n"], w["wins"], w["losses"], w["ties"]) == (7, 3, 2, 2)
-    assert w["win_rate"] == pytest.approx(4 / 7)
-    assert w["win_rate_ci"][0] <= 4 / 7 <= w["win_rate_ci"][1]
+    assert w["strict_win_rate"] == pytest.approx(4 / 7)
+    assert w["strict_win_rate_ci"][0] <= 4 / 7 <= w["strict_win_rate_ci"][1]
+    # the orders averaged: (0.9 + 0.8) / 2, (0.8 + 0.3) / 2, ... over the 7 pairs
+    averaged = [(a + 1 - b) / 2 for a, b in zip(p_a_first, p_b_first)]
+    assert w["win_rate"] == pytest.approx(sum(averaged) / 7) == pytest.approx(3.9 / 7)
+    assert w["win_rate_ci"][0] <= 3.9 / 7 <= w["win_rate_ci"][1]
+
+
+def test_averaging_the_orders_cancels_a_position_bias_that_the_strict_rule_calls_a_tie():
+    """A judge that prefers the first answer shown by 0.2 whatever it is, over a real edge of
+    0.1 for A: requiring both orders to agree makes every pair a tie; averaging them keeps A's
+    edge and drops the position."""
+    p_a_first = [0.5 + 0.2 + 0.1] * 10  # A shown first: position + A's edge
+    p_b_first = [0.5 + 0.2 - 0.1] * 10  # B shown first: position - A's edge
+    w = win_rate(p_a_first, p_b_first, n_resamples=100)
+    assert w["ties"] == 10 and w["strict_win_rate"] == 0.5
+    assert w["win_rate"] == pytest.approx(0.6)
 
 
 def test_win_rate_rejects_unpaired_judgements():

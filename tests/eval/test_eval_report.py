@@ -145,7 +145,9 @@ def test_report_tables_carry_the_numbers(report):
     greedy = results["conflict"]["greedy"]
     assert f"{greedy['agreement_rate']:.3f} [{greedy['agreement_rate_ci'][0]:.3f}" in markdown
     win = results["win_rates"]["conflict"]
-    assert f"| conflict | {win['n']} | {win['wins']} | {win['losses']} | {win['ties']} |" in markdown
+    assert (f"| conflict | {win['n']} | {win['win_rate']:.3f} [{win['win_rate_ci'][0]:.3f}, "
+            f"{win['win_rate_ci'][1]:.3f}] | {win['wins']} | {win['losses']} | {win['ties']} |"
+            in markdown)
     instructions = results["capability"]["instructions"]
     for metric in ("prompt_strict_accuracy", "prompt_loose_accuracy", "instruction_strict_accuracy",
                    "instruction_loose_accuracy"):

@@ -1,5 +1,6 @@
 """The report's model comparison: one row per compared model, B's win rate A's mirrored."""
 import numpy as np
+import pytest
 
 from negojax.eval.metrics import win_rate
 from negojax.eval.report import comparison_table, write_report
@@ -28,10 +29,12 @@ def test_rows_are_the_compared_models_with_mirrored_win_rates():
     assert header[3:] == ["CA win rate against the other, conflict (greedy) [95% CI]",
                           "mean CA score, conflict (greedy)"]
     lo, hi = w["win_rate_ci"]
+    # the orders averaged: (0.9 + 0.9 + 0.8 + 0.7 + 0.7 + 0.8 + 0.2 + 0.1 + 0.9 + 0.2) / 10
+    assert w["win_rate"] == pytest.approx(0.62)
     assert rows == [
-        [results["models"]["A"], "single_agent", "2150", f"0.700 [{lo:.3f}, {hi:.3f}]",
+        [results["models"]["A"], "single_agent", "2150", f"0.620 [{lo:.3f}, {hi:.3f}]",
          "3.250 [3.000, 3.500]"],
-        ["base: Qwen3", "base", "0", f"0.300 [{1 - hi:.3f}, {1 - lo:.3f}]", "2.500"]]
+        ["base: Qwen3", "base", "0", f"0.380 [{1 - hi:.3f}, {1 - lo:.3f}]", "2.500"]]
 
 
 def test_the_report_carries_the_comparison_first(tmp_path):
