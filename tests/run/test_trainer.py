@@ -4,6 +4,7 @@ before."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,6 +205,26 @@ def test_resume_with_other_settings_is_refused_and_deletes_nothing(uninterrupted
                                    status=2))
     assert key in line and "--config.workdir" in line and "resume it with" in line, line
     assert _checkpoint_files(workdir) == files and metrics(workdir) == rows
+
+
+def test_a_resume_over_torn_and_damaged_log_lines_keeps_every_readable_row_and_the_file(
+        uninterrupted, tmp_path):
+    """A crash mid-write tears the last line of metrics.jsonl, a bad disk damages its first; the
+    resumed run keeps the readable row, and the file as it was is kept whole beside it (the
+    lines were dropped for good before)."""
+    workdir = tmp_path / "run"
+    shutil.copytree(uninterrupted[0], workdir)
+    lines = (workdir / "metrics.jsonl").read_text().splitlines(keepends=True)
+    hurt = "{\"step\": 1, garbage\n" + lines[1] + lines[2][:len(lines[2]) // 2]
+    (workdir / "metrics.jsonl").write_text(hurt)
+    proc = run_main("tiny_test", workdir, "--config.train.steps=3", "--config.train.eval_every=3",
+                    *POOL)
+    assert "resuming from checkpoint step 3" in proc.stdout
+    (aside,) = workdir.glob("metrics.jsonl.damaged-*")
+    assert aside.read_text() == hurt
+    assert f"metrics.jsonl has unreadable line(s) 1, 3; the file as it was is kept as {aside}" \
+        in proc.stdout
+    assert sorted(metrics(workdir)) == [2]
 
 
 def test_logs_beside_damaged_checkpoints_only_are_refused_and_kept(tmp_path):
