@@ -130,10 +130,13 @@ def win_rate(p_a_first: Sequence[float], p_b_first: Sequence[float], *, n_resamp
     70% of the time whatever it is scores an even 0.5) and a real preference still shows;
     0.5 means even; with a 95% bootstrap CI. Requiring both orders to agree (the paper's rule,
     kept as wins, losses, ties and strict_win_rate = (wins + ties / 2) / n) pins a judge with a
-    position bias at a tie."""
+    position bias at a tie. A pair the judge failed in either order (NaN) is left out of the
+    averaged rate (n_judged counts the rest) and is a tie in the strict count."""
     outcomes = pairwise_outcomes(p_a_first, p_b_first)
     averaged = (np.asarray(p_a_first, np.float64) + 1.0 - np.asarray(p_b_first, np.float64)) / 2
+    averaged = averaged[np.isfinite(averaged)]
     return {
+        "n_judged": int(averaged.size),
         "n": int(outcomes.size),
         "wins": int(np.sum(outcomes == WIN)),
         "losses": int(np.sum(outcomes == LOSS)),

@@ -253,8 +253,9 @@ def comparison_table(results: dict, labels: dict[str, str]) -> tuple[list[str], 
               f"mean CA score, conflict ({decoding or 'n/a'})"]
 
     def for_b(w: dict) -> dict:
-        ci = w.get("win_rate_ci")
-        return {"win_rate": 1 - w["win_rate"], "win_rate_ci": ci and [1 - ci[1], 1 - ci[0]]}
+        rate, ci = w.get("win_rate"), w.get("win_rate_ci")
+        mirrored = None if ci is None or None in ci else [1 - ci[1], 1 - ci[0]]
+        return {"win_rate": None if rate is None else 1 - rate, "win_rate_ci": mirrored}
 
     rows = []
     for name in ("A", "B"):
@@ -278,6 +279,11 @@ def environment_table(results: dict, labels: dict[str, str]) -> tuple[list[str],
              for name, m in environment.get("references", {}).items()]
     runs += [("A - B (paired over the same tasks)", decoding, m)
              for decoding, m in outcomes.get("A-B", {}).items()]
+    # Each model in seat 0 against each fixed opponent in the others.
+    for opponent, by_model in environment.get("against", {}).items():
+        runs += [(f"{'A - B (paired)' if name == 'A-B' else labels.get(name, name)} against "
+                  f"{opponent}", decoding, m)
+                 for name, by_decoding in by_model.items() for decoding, m in by_decoding.items()]
     metrics = sorted({k for _, _, m in runs for k in m if k != "n" and not k.endswith("_ci")})
     rows = [[name, decoding, str(m["n"])] + [_with_ci(m, k) for k in metrics]
             for name, decoding, m in runs]

@@ -488,6 +488,7 @@ class Evaluation:
     process_similarity: str          # negojax.eval.process.SIMILARITIES
     calibration_samples: int
     calibration: str                 # "second_member" or "reordered" (negojax.eval.calibration)
+    opponents: dict                  # {name: ExternalSeat}: whom each model also plays
 
 
 def _model_paths(config) -> dict:
@@ -555,4 +556,6 @@ def build_evaluation(config, mesh_sizes: dict) -> Evaluation:
         n_resamples=e.n_resamples, process_similarity=e.process_similarity,
         calibration_samples=e.calibration_samples,
         calibration=e.calibration_judge if e.calibration_judge != "auto" else (
-            "second_member" if config.judge.ensemble else "reordered"))
+            "second_member" if config.judge.ensemble else "reordered"),
+        # Model B beside the evaluated model, speaking through its own tokenizer and template.
+        opponents={name: LocalSeat(models["B"]) for name in e.opponents})

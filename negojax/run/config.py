@@ -40,6 +40,7 @@ JUDGE_FIELDS = ("kind", "path", "base_url", "model", "api_key_env", "timeout_s",
 # eval.calibration_judge: "auto" is "second_member" with 2 or more ensemble members, else
 # "reordered" (the run's judge again, the parties listed in the other order).
 CALIBRATION_JUDGES = ("auto", "second_member", "reordered")
+EVAL_OPPONENTS = ("base",)
 # Local judges that are the policy's own weights: its initial ones, or the live ones.
 POLICY_JUDGES = ("policy", "self")
 SCHEDULES = ("cosine", "constant")
@@ -180,7 +181,10 @@ def base_config() -> ml_collections.ConfigDict:
         process_similarity="lexical",
         # CA-scored final solutions scored again to report the judge's agreement with itself or
         # with a second judge (0: no calibration).
-        calibration_samples=16, calibration_judge=CALIBRATION_JUDGES[0]))
+        calibration_samples=16, calibration_judge=CALIBRATION_JUDGES[0],
+        # Whom the evaluated models also play in a computed environment, beyond themselves
+        # (EVAL_OPPONENTS): "base", model B in the seats beside the evaluated model's seat 0.
+        opponents=()))
     c.wandb = ml_collections.ConfigDict(dict(enabled=False, project="negojax"))
     return c
 
@@ -225,6 +229,25 @@ def _enum(config, key: str, allowed) -> None:
     value = config_value(config, key)
     if value not in allowed:
         _fail(key, f"{value!r} is not one of {', '.join(allowed)}; set --config.{key}=<one of them>")
+
+
+def _check_eval_opponents(config) -> None:
+    opponents = config.eval.opponents
+    if not isinstance(opponents, (tuple, list)) or any(o not in EVAL_OPPONENTS for o in opponents) \
+            or len(set(opponents)) < len(opponents):
+        _fail("eval.opponents", f"{opponents!r} must list distinct opponents from "
+              f"{', '.join(EVAL_OPPONENTS)}, e.g. --config.eval.opponents=\"('base',)\"")
+    if not opponents:
+        return
+    from negojax.environments import environment_class
+    if environment_class(config.env.name).judged:
+        _fail("eval.opponents", f"{config.env.name}'s judged suite plays each model against "
+              "itself; opponents are for environments that compute their outcome "
+              "(resource_split); leave eval.opponents empty")
+    if config.rollout.scheduler == "continuous":
+        _fail("eval.opponents", "'base' seats model B as an opponent of its own, which "
+              "rollout.scheduler=continuous does not run; evaluate with "
+              "--config.rollout.scheduler=lockstep")
 
 
 def _check_reward_mode(config) -> None:
@@ -518,6 +541,7 @@ def validate_static(config) -> None:
         if decoding not in ("greedy", "sampled"):
             _fail("eval.decodings", f"{decoding!r} is not greedy or sampled")
     _enum(config, "eval.process_similarity", SIMILARITIES)
+    _check_eval_opponents(config)
     for key in ("num_tasks", "answer_max_new_tokens", "n_resamples"):
         _positive(config, f"eval.{key}")
     for key in ("open_ended_tasks", "capability_prompts", "reasoning_problems",

@@ -16,6 +16,8 @@ workdir/eval_results.json and workdir/report.html. Runs in one process on its de
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from negojax.api import Model, generate_ids
@@ -49,16 +51,20 @@ def model_label(info, path: str) -> str:
     return f"{SETTING_LABELS[info['setting']]}{where} ({info['steps']} steps): {path}"
 
 
-def dialogue_runner(run: Evaluation, name: str, progress: Progress):
-    """run_dialogues(tasks, decoding) for negojax.eval: model `name` in every seat."""
+def dialogue_runner(run: Evaluation, name: str, progress: Progress,
+                    opponent: Optional[str] = None):
+    """run_dialogues(tasks, decoding) for negojax.eval: model `name` in every seat, or in seat 0
+    with `opponent` (one of run.opponents) in the others."""
     params = run.models[name].params
+    others = params if opponent is None else run.opponents[opponent]
+    against = "" if opponent is None else f" against {opponent}"
 
     def dialogues(tasks, decoding: str) -> list[dict]:
         tasks, out = list(tasks), []
-        progress.phase(f"model {name}, {decoding} dialogues")
+        progress.phase(f"model {name}{against}, {decoding} dialogues")
         for start in range(0, len(tasks), DIALOGUE_BATCH):
             rollout = run.engines[name, decoding].rollout_tasks(
-                tasks[start:start + DIALOGUE_BATCH], group_size=1, policy=params, opponent=params,
+                tasks[start:start + DIALOGUE_BATCH], group_size=1, policy=params, opponent=others,
                 seed=derived_seed(run.seed, start, 0), mode="eval")
             out += [{**d, "prompt_index": start + d["prompt_index"]} for d in rollout.dialogues]
             progress.advance(len(rollout.dialogues))
@@ -108,17 +114,18 @@ def calibration(run: Evaluation, conflicts: dict) -> dict:
                      seed=run.seed, method=run.calibration)
 
 
-def environment_outcomes(run: Evaluation, progress: Progress) -> tuple[dict, dict]:
-    """Both models' dialogues on the held-out tasks under each decoding, measured by the
-    environment: {"A": {decoding: summary}, "B": ..., "A-B": ...}, and the same summaries over
-    each party count's tasks, {"A": {decoding: {"2": summary, ...}}, ...}. A model's summary holds each
-    metric's mean over the dialogues it applies to, with its interval (`<metric>_ci`) and "n";
-    "A-B" holds the mean of the per-task differences over the tasks where both apply, with a
-    paired interval: both models play the same tasks, so the pairing removes the tasks'
-    own spread."""
-    values = {name: {d: run.environment.metrics(run.tasks,
-                                                dialogue_runner(run, name, progress)(run.tasks, d))
-                     for d in run.decodings} for name in run.models}
+def environment_outcomes(run: Evaluation, progress: Progress,
+                         opponent: Optional[str] = None) -> tuple[dict, dict]:
+    """Both models' dialogues on the held-out tasks under each decoding (against themselves, or
+    against `opponent`), measured by the environment: {"A": {decoding: summary}, "B": ...,
+    "A-B": ...}, and the same summaries over each party count's tasks, {"A": {decoding: {"2":
+    summary, ...}}, ...}. A model's summary holds each metric's mean over the dialogues it
+    applies to, with its interval (`<metric>_ci`) and "n"; "A-B" holds the mean of the per-task
+    differences over the tasks where both apply, with a paired interval: both models play the
+    same tasks, so the pairing removes the tasks' own spread."""
+    values = {name: {d: run.environment.metrics(
+        run.tasks, dialogue_runner(run, name, progress, opponent)(run.tasks, d))
+        for d in run.decodings} for name in run.models}
     values["A-B"] = {d: {metric: list(np.subtract(a, values["B"][d][metric]))
                          for metric, a in values["A"][d].items()} for d in run.decodings}
     outcomes = {name: {d: _summary(by_metric, run) for d, by_metric in by_decoding.items()}
@@ -168,8 +175,8 @@ def evaluate(run: Evaluation) -> str:
     instructions = instruction_prompts(run.capability_prompts)
     problems = reasoning_problems(max(run.reasoning_problems, 1))[:run.reasoning_problems]
     open_ended = run.open_ended if run.environment.judged else []
-    items = len(run.models) * (len(run.decodings) * len(run.tasks) + len(open_ended)
-                               + len(instructions) + len(problems))
+    dialogues = len(run.decodings) * len(run.tasks) * (1 + len(run.opponents))
+    items = len(run.models) * (dialogues + len(open_ended) + len(instructions) + len(problems))
     progress = Progress(items, desc="eval", unit="item")
     try:
         if not run.environment.judged:
@@ -243,6 +250,10 @@ def _evaluate_outcomes(run: Evaluation, progress: Progress, instructions, proble
                "trained_by": run.trained_by,
                "environment": {"name": run.environment.name, "outcomes": outcomes,
                                "by_parties": by_parties,
+                               # each model in seat 0 against each opponent in the others
+                               "against": {opponent: environment_outcomes(run, progress,
+                                                                          opponent)[0]
+                                           for opponent in run.opponents},
                                "references": {name: _summary(by_metric, run) for name, by_metric
                                               in run.environment.reference_metrics(
                                                   run.tasks).items()}}}

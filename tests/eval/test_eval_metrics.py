@@ -113,3 +113,11 @@ def test_wilson_interval_has_width_at_0_and_1_and_matches_the_formula():
     assert interval([1.0] * 10) == (1.0, 1.0)  # a measure that was 1 everywhere
     low, high = interval([0.2, 0.4, 0.9], rate=True)  # no 0/1 outcomes: the bootstrap
     assert 0.2 <= low < high <= 0.9
+
+
+def test_a_pair_the_judge_failed_is_left_out_of_the_averaged_rate():
+    w = win_rate([0.8, float("nan"), 0.6], [0.2, 0.5, float("nan")], n_resamples=50)
+    assert w["n"] == 3 and w["n_judged"] == 1 and w["win_rate"] == pytest.approx(0.8)
+    assert w["ties"] == 2  # the strict count calls a failed order a tie
+    nothing = win_rate([float("nan")], [0.5], n_resamples=50)
+    assert nothing["n_judged"] == 0 and np.isnan(nothing["win_rate"])

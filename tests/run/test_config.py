@@ -91,6 +91,10 @@ def test_override_checks_in_process(argv, expected, monkeypatch):
     ("rl.credit", "token", "config.rl.credit: 'token' is not one of dialogue, seat, turn"),
     ("reward.mode", "selfish", "config.reward.mode: 'selfish' is not one of collective, own, mixed"),
     ("reward.prosocial", 1.5, "config.reward.prosocial: 1.5 must lie in [0, 1]"),
+    ("eval.opponents", ("negmas",), "config.eval.opponents: ('negmas',) must list distinct "
+                                    "opponents from base"),
+    ("eval.opponents", ("base",), "config.eval.opponents: deliberation's judged suite plays "
+                                  "each model against itself"),
     # the deliberation's judge scores one solution for all seats
     ("reward.mode", "own", "config.reward.mode: 'own' pays each seat its own utility, which "
                            "deliberation does not give"),

@@ -143,7 +143,7 @@ of 2 to 4 parties."""
     assert {len(r["personas"]) for r in records} <= {2, 3, 4}
     assert all(set(r["reward_components"]) == {"welfare"} for r in records)
     run_main("resource_split", tmp_path, "--config.mode=eval", "--config.eval.num_tasks=4",
-             *small)
+             "--config.eval.opponents=('base',)", *small)
     results = json.loads((tmp_path / "eval_results.json").read_text())
     outcomes = results["environment"]["outcomes"]
     assert results["environment"]["name"] == "resource_split"
@@ -170,6 +170,10 @@ of 2 to 4 parties."""
     assert take_all["agreement_ci"][0] < 1.0 and take_all["utility_seat0_ci"] == [1.0, 1.0]
     assert references["nash_optimal"]["welfare_nash"] == pytest.approx(1.0)
     assert "reference: even_split" in page
+    # Each model in seat 0 against the base model in the others, and their paired difference.
+    against = results["environment"]["against"]["base"]
+    assert set(against) == {"A", "B", "A-B"} and against["A"]["greedy"]["n"] == 4
+    assert "against base" in page
 
 
 def test_resource_split_pays_each_seat_its_own_under_mixed_rewards(tmp_path):
