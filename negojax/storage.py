@@ -216,11 +216,27 @@ def local_copy(path: str) -> str:
 
 @contextlib.contextmanager
 def staged_dir(path: str) -> Iterator[str]:
-    """A local folder to write `path`'s files into: `path` itself when local; for an object
-    store a temporary folder uploaded to `path` on success (replacing what was there)."""
+    """A local folder to write `path`'s files into, which becomes `path` only when the block
+    ends without an error (replacing what was there), so that a write cut short (a signal, a full
+    disk) never looks whole: locally a sibling folder renamed into place, for an object store a
+    temporary folder uploaded. On an error the folder is removed and `path` is left as it was."""
     if not is_remote(path):
-        os.makedirs(path, exist_ok=True)
-        yield path
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        partial = tempfile.mkdtemp(prefix=f"{os.path.basename(path)}.partial-", dir=parent)
+        os.chmod(partial, 0o755)  # mkdtemp's 0o700 would make the result private to this user
+        try:
+            yield partial
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        if os.path.isdir(path):
+            replaced = f"{partial}.replaced"
+            os.rename(path, replaced)
+            os.rename(partial, path)
+            shutil.rmtree(replaced)
+        else:
+            os.rename(partial, path)
         return
     with tempfile.TemporaryDirectory(prefix="negojax-upload-") as local:
         yield local

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 import jax
 import numpy as np
@@ -37,30 +35,12 @@ def export_policy(workdir: str, model: Model, training_info: dict) -> str:
         params = lora.merge(params, config)
         config = config.replace(lora_scale=1.0)
     out = storage.join(workdir, EXPORT_DIR)
-    model = Model(config, params, model.tokenizer, model.source_dir)
-    if storage.is_remote(out):  # no rename in an object store: export_hf uploads it when whole
-        negojax.export_hf(model, out)
-        storage.write_text(storage.join(out, TRAINING_INFO_FILE),
+    # The model and its training.json become the export together, or not at all (a SIGTERM or a
+    # full disk in between leaves the earlier export as it was, locally and in a bucket).
+    with storage.staged_dir(out) as staging:
+        negojax.export_hf(Model(config, params, model.tokenizer, model.source_dir), staging)
+        storage.write_text(os.path.join(staging, TRAINING_INFO_FILE),
                            json.dumps(training_info, indent=1))
-        return out
-    # Written beside and renamed into place when whole, so that an export cut short (a SIGTERM,
-    # a full disk) never looks like one to eval mode or a user; only that new folder is removed.
-    partial = tempfile.mkdtemp(prefix=f"{EXPORT_DIR}.partial-", dir=workdir)
-    os.chmod(partial, 0o755)  # mkdtemp's 0o700 would make the export private to this user
-    try:
-        negojax.export_hf(model, partial)
-        storage.write_text(os.path.join(partial, TRAINING_INFO_FILE),
-                           json.dumps(training_info, indent=1))
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if os.path.isdir(out):  # an earlier export of this workdir, which this one replaces
-        replaced = f"{partial}.replaced"
-        os.rename(out, replaced)
-        os.rename(partial, out)
-        shutil.rmtree(replaced)
-    else:
-        os.rename(partial, out)
     return out
 
 
