@@ -108,7 +108,7 @@ class Environment(abc.ABC):
     def reference_metrics(self, tasks: Sequence[Task]) -> dict[str, dict[str, list[float]]]:
         """Reference policies a model's `metrics` are read against ({policy: {metric: one value
         per task}}): outcomes computed from the tasks alone, such as take-all or an even split
-        of a resource split. None by default."""
+        of a resource split. None by default (an empty dict)."""
         del tasks
         return {}
 
